@@ -1,0 +1,24 @@
+"""The NSA's side: receiving the briefing it decides on.
+
+The decision itself comes back into the review as the `record_determination` update,
+sent by the NSA through the agencies' API (`api/agency.py`) or the CLI.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.store import RecordStore
+from domain.messages import Briefing, BriefingReceipt
+from domain.review import BRIEF_NSA
+
+
+class NsaBriefingDesk:
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    @activity.defn(name=BRIEF_NSA)
+    def brief_nsa(self, briefing: Briefing) -> BriefingReceipt:
+        delivered = self.store.deliver_briefing(briefing.review_id, briefing.model_dump_json())
+        activity.logger.info("NSA briefed", extra={"review_id": briefing.review_id})
+        return BriefingReceipt(briefing_id=briefing.review_id, delivered_at=delivered)

@@ -1,0 +1,47 @@
+"""Release to the lab's trusted partners: vet each against the registry, then grant access.
+
+A grant is recorded in the ledger before it is reported, keyed by (review, partner): a
+retry after a crash finds the first grant and returns it, so no partner is granted twice.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.store import RecordStore
+from domain.messages import AccessGrant, VettingResult
+from domain.review import GRANT_ACCESS, VET_PARTNER, PartnerRequest
+
+
+class ReleaseDesk:
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    @activity.defn(name=VET_PARTNER)
+    def vet_partner(self, request: PartnerRequest) -> VettingResult:
+        partner = request.partner
+        registered = self.store.registered_party(partner.partner_id)
+        if registered is None:
+            return self._refuse(partner.partner_id, "not in the trusted-party registry")
+        if registered.status != "approved":
+            note = f" ({registered.note})" if registered.note else ""
+            return self._refuse(partner.partner_id, f"registry status is {registered.status}{note}")
+        if registered.sector != partner.sector:
+            return self._refuse(
+                partner.partner_id,
+                f"registered in sector {registered.sector.value}, disclosed as {partner.sector.value}",
+            )
+        return VettingResult(partner_id=partner.partner_id, approved=True, reason="approved in the trusted-party registry")
+
+    def _refuse(self, partner_id: str, reason: str) -> VettingResult:
+        activity.logger.info("partner failed vetting", extra={"partner_id": partner_id, "reason": reason})
+        return VettingResult(partner_id=partner_id, approved=False, reason=reason)
+
+    @activity.defn(name=GRANT_ACCESS)
+    def grant_access(self, request: PartnerRequest) -> AccessGrant:
+        grant = self.store.grant(request.review_id, request.partner.partner_id)
+        activity.logger.info(
+            "access granted",
+            extra={"review_id": request.review_id, "partner_id": grant.partner_id, "already_granted": grant.already_granted},
+        )
+        return AccessGrant(**grant.model_dump())

@@ -1,0 +1,102 @@
+"""A standards body's check: the disclosure judged against that agency's classified standard.
+
+The same code serves all five bodies; what differs is the standard, which each agency's
+worker loads from its own configuration and which never leaves that worker. The review
+sees only the verdict and its rationale.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from temporalio import activity
+
+from domain.agencies import Agency
+from domain.disclosure import Disclosure, SafeguardsLevel
+from domain.messages import StandardsVerdict, Verdict
+from domain.policy import one_line
+from domain.review import CHECK_STANDARD
+
+
+class Rule(BaseModel):
+    """One threshold. Exactly one of the three kinds of test is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str
+    evaluation: str | None = None
+    at_least: Annotated[float, Field(ge=0, le=1)] | None = None
+    training_compute_flop_at_least: Annotated[float, Field(gt=0)] | None = None
+    safeguards_below: SafeguardsLevel | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Rule:
+        kinds = [
+            self.evaluation is not None or self.at_least is not None,
+            self.training_compute_flop_at_least is not None,
+            self.safeguards_below is not None,
+        ]
+        if sum(kinds) != 1:
+            raise ValueError("a rule needs exactly one of evaluation+at_least, training_compute_flop_at_least, safeguards_below")
+        if kinds[0] and (self.evaluation is None or self.at_least is None):
+            raise ValueError("an evaluation rule needs both `evaluation` and `at_least`")
+        return self
+
+    def fires(self, d: Disclosure) -> bool:
+        if self.evaluation is not None and self.at_least is not None:
+            return d.evaluations.get(self.evaluation, 0.0) >= self.at_least
+        if self.training_compute_flop_at_least is not None:
+            return d.training_compute_flop >= self.training_compute_flop_at_least
+        assert self.safeguards_below is not None
+        return d.safeguards_level.rank < self.safeguards_below.rank
+
+
+class Standard(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency: Agency
+    version: str
+    notice: str = ""
+    rules: list[Rule]
+
+
+def load_standard(path: Path) -> Standard:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+        return Standard.model_validate(data.get("standard", data))
+    except FileNotFoundError:
+        raise ValueError(f"standard {path}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"standard {path}: malformed TOML: {e}") from None
+    except ValidationError as e:
+        raise ValueError(f"standard {path}: {one_line(e)}") from None
+
+
+class StandardsBody:
+    """One agency's standards desk. Registered only on that agency's queue."""
+
+    def __init__(self, standard: Standard) -> None:
+        self.standard = standard
+
+    @activity.defn(name=CHECK_STANDARD)
+    def check_standard(self, disclosure: Disclosure) -> StandardsVerdict:
+        fired = [r.reason for r in self.standard.rules if r.fires(disclosure)]
+        activity.logger.info(
+            "standards check", extra={"agency": self.standard.agency.value, "concerns": len(fired)}
+        )
+        if fired:
+            return StandardsVerdict(
+                agency=self.standard.agency,
+                verdict=Verdict.CONCERN,
+                rationale="; ".join(fired),
+                standard_version=self.standard.version,
+            )
+        return StandardsVerdict(
+            agency=self.standard.agency,
+            verdict=Verdict.NO_CONCERN,
+            rationale="no threshold of the standard is met",
+            standard_version=self.standard.version,
+        )

@@ -1,0 +1,144 @@
+"""Durable records in SQLite: the review office's trusted-party registry and access-grant
+ledger, and (in the NSA's own file, on the NSA's own host) its briefing inbox.
+
+Every write is idempotent on its natural key, so an activity retried after a crash
+between "written" and "reported" records nothing twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tomllib
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from domain.sectors import Sector
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS trusted_parties (
+    partner_id TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    sector     TEXT NOT NULL,
+    status     TEXT NOT NULL CHECK (status IN ('approved', 'suspended', 'revoked')),
+    note       TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS grants (
+    review_id  TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    grant_id   TEXT NOT NULL UNIQUE,
+    granted_at TEXT NOT NULL,
+    PRIMARY KEY (review_id, partner_id)
+);
+CREATE TABLE IF NOT EXISTS briefings (
+    review_id    TEXT PRIMARY KEY,
+    briefing     TEXT NOT NULL,
+    delivered_at TEXT NOT NULL
+);
+"""
+
+
+class RegisteredParty(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner_id: str
+    name: str
+    sector: Sector
+    status: str = "approved"
+    note: str = ""
+
+
+class Grant(BaseModel):
+    review_id: str
+    partner_id: str
+    grant_id: str
+    granted_at: datetime
+    already_granted: bool
+
+
+class RecordStore:
+    """One SQLite file; a connection per call, so activities may run on any thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db:
+            db.executescript(SCHEMA)
+            db.execute("PRAGMA journal_mode=WAL")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
+    # -- trusted-party registry
+
+    def load_registry(self, path: Path) -> int:
+        data = tomllib.loads(Path(path).read_text())
+        parties = [RegisteredParty.model_validate(p) for p in data.get("party", [])]
+        with closing(self._connect()) as db:
+            db.executemany(
+                "INSERT INTO trusted_parties VALUES (?, ?, ?, ?, ?) ON CONFLICT(partner_id) DO UPDATE "
+                "SET name=excluded.name, sector=excluded.sector, status=excluded.status, note=excluded.note",
+                [(p.partner_id, p.name, p.sector.value, p.status, p.note) for p in parties],
+            )
+        return len(parties)
+
+    def registered_party(self, partner_id: str) -> RegisteredParty | None:
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT partner_id, name, sector, status, note FROM trusted_parties WHERE partner_id = ?",
+                (partner_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return RegisteredParty(partner_id=row[0], name=row[1], sector=row[2], status=row[3], note=row[4])
+
+    # -- access grants
+
+    def grant(self, review_id: str, partner_id: str) -> Grant:
+        """Record a grant; a second call for the same review and partner returns the first."""
+        now = datetime.now(UTC).isoformat()
+        with closing(self._connect()) as db:
+            cur = db.execute(
+                "INSERT INTO grants VALUES (?, ?, ?, ?) ON CONFLICT(review_id, partner_id) DO NOTHING",
+                (review_id, partner_id, uuid.uuid4().hex, now),
+            )
+            inserted = cur.rowcount == 1
+            row = db.execute(
+                "SELECT grant_id, granted_at FROM grants WHERE review_id = ? AND partner_id = ?",
+                (review_id, partner_id),
+            ).fetchone()
+        return Grant(
+            review_id=review_id,
+            partner_id=partner_id,
+            grant_id=row[0],
+            granted_at=datetime.fromisoformat(row[1]),
+            already_granted=not inserted,
+        )
+
+    def grants(self, review_id: str | None = None) -> list[Grant]:
+        sql = "SELECT review_id, partner_id, grant_id, granted_at FROM grants"
+        args: tuple[str, ...] = ()
+        if review_id is not None:
+            sql += " WHERE review_id = ?"
+            args = (review_id,)
+        with closing(self._connect()) as db:
+            rows = db.execute(sql + " ORDER BY granted_at", args).fetchall()
+        return [
+            Grant(review_id=r[0], partner_id=r[1], grant_id=r[2], granted_at=datetime.fromisoformat(r[3]), already_granted=True)
+            for r in rows
+        ]
+
+    # -- NSA briefing inbox
+
+    def deliver_briefing(self, review_id: str, briefing_json: str) -> datetime:
+        now = datetime.now(UTC).isoformat()
+        with closing(self._connect()) as db:
+            db.execute(
+                "INSERT INTO briefings VALUES (?, ?, ?) ON CONFLICT(review_id) DO UPDATE SET briefing=excluded.briefing",
+                (review_id, briefing_json, now),
+            )
+            row = db.execute("SELECT delivered_at FROM briefings WHERE review_id = ?", (review_id,)).fetchone()
+        return datetime.fromisoformat(row[0])

@@ -1,0 +1,135 @@
+"""Operator calls: disclose (start a review), status, list; and the one way messages are sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import DuplicateDisclosure, Rejected, UnknownReview
+from domain import search_attributes as sa
+from domain.agencies import REVIEW_TASK_QUEUE
+from domain.disclosure import Disclosure
+from domain.ids import review_id_for
+from domain.messages import Message
+from domain.policy import Policy
+from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
+from domain.status import ReviewStatus, Stage
+
+
+class ReviewSummary(BaseModel):
+    """A row of `list`: unclassified visibility fields only."""
+
+    review_id: str
+    stage: str | None
+    lab: str | None
+    model_name: str | None
+    covered: bool | None
+    window_deadline: datetime | None
+    policy_version: str | None
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
+    """Start a review; one open review per lab+model+version. Returns the review id."""
+    rid = review_id_for(disclosure)
+    previous = await _describe_or_none(client, rid)
+    if previous is not None:
+        stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
+        if previous.status == WorkflowExecutionStatus.RUNNING:
+            raise DuplicateDisclosure(f"review {rid} is already open (stage {stage}); withdraw it before refiling")
+        if stage != Stage.WITHDRAWN:
+            raise DuplicateDisclosure(
+                f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
+                f"({rid}, {stage or previous.status.name}); disclose a new version"
+            )
+    attrs = TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.REVIEW_STAGE, Stage.DISCLOSED.value),
+            SearchAttributePair(sa.LAB, disclosure.lab),
+            SearchAttributePair(sa.MODEL_NAME, disclosure.model_name),
+            SearchAttributePair(sa.POLICY_VERSION, policy.version),
+        ]
+    )
+    try:
+        await client.start_workflow(
+            WORKFLOW_TYPE,
+            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy),
+            id=rid,
+            task_queue=REVIEW_TASK_QUEUE,
+            search_attributes=attrs,
+            # A withdrawn review may be refiled under the same id with a new clock;
+            # a running one is never replaced.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version}",
+            static_details=(
+                f"lab: {disclosure.lab}\n\nmodel: {disclosure.model_name} {disclosure.model_version}\n\n"
+                f"policy: {policy.version} (review window {policy.review_window})\n\n"
+                f"partners: {len(disclosure.partners)}"
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        raise DuplicateDisclosure(f"review {rid} is already open; withdraw it before refiling") from None
+    return rid
+
+
+async def status(client: Client, review_id: str) -> ReviewStatus:
+    """A review's status: from the query while it runs, from its result once closed."""
+    description = await _describe_or_none(client, review_id)
+    if description is None:
+        raise UnknownReview(f"no review with id {review_id!r}")
+    handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise UnknownReview(f"review {review_id} ended abnormally: {description.status.name}")
+    return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
+
+
+async def list_reviews(client: Client, stage: str | None = None, limit: int | None = None) -> AsyncIterator[ReviewSummary]:
+    query = f'WorkflowType = "{WORKFLOW_TYPE}"'
+    if stage:
+        query += f' AND ReviewStage = "{stage}"'
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        yield ReviewSummary(
+            review_id=wf.id,
+            stage=attrs.get(sa.REVIEW_STAGE),
+            lab=attrs.get(sa.LAB),
+            model_name=attrs.get(sa.MODEL_NAME),
+            covered=attrs.get(sa.COVERED),
+            window_deadline=attrs.get(sa.WINDOW_DEADLINE),
+            policy_version=attrs.get(sa.POLICY_VERSION),
+            started_at=wf.start_time,
+            closed_at=wf.close_time,
+        )
+
+
+async def send(client: Client, review_id: str, update: str, message: Message) -> ReviewStatus:
+    """Send one message as an update. The message id is the update id: a retry applies once."""
+    handle: WorkflowHandle = client.get_workflow_handle(review_id)
+    try:
+        return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownReview(f"no open review with id {review_id!r}") from None
+        raise
+
+
+async def _describe_or_none(client: Client, review_id: str):
+    try:
+        return await client.get_workflow_handle(review_id).describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise

@@ -1,0 +1,87 @@
+"""Policy as data: every number of the process comes from a versioned TOML file.
+
+The policy is loaded once, at disclosure, and captured in the workflow's input, so a
+later change of the file never alters a running review.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from domain.agencies import STANDARDS_BODIES, Agency
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+DEFAULT_POLICY = "eo-2026"
+
+# The order: "up to 30 days". No policy may hold a release longer.
+STATUTORY_WINDOW_CAP = timedelta(days=30)
+
+Positive = Annotated[timedelta, Field(gt=timedelta(0))]
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    description: str = ""
+    # Standards check: how long each agency has to answer before it counts as "no response".
+    standards_check_timeout: Positive
+    standards_check_attempt_timeout: Positive
+    # NSA determination.
+    determination_deadline: Positive
+    on_nsa_silence: Literal["not_covered", "covered"] = "not_covered"
+    default_participants: list[Agency] = Field(default_factory=lambda: list(STANDARDS_BODIES))
+    # Review window, from the determination.
+    review_window: Positive
+    # Release.
+    release_activity_timeout: Positive = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _within_the_order(self) -> Policy:
+        if self.review_window > STATUTORY_WINDOW_CAP:
+            raise ValueError(
+                f"review_window {self.review_window} exceeds the order's cap of 30 days"
+            )
+        if self.standards_check_attempt_timeout > self.standards_check_timeout:
+            raise ValueError("standards_check_attempt_timeout exceeds standards_check_timeout")
+        bad = [a for a in self.default_participants if a not in STANDARDS_BODIES]
+        if bad:
+            raise ValueError(f"default_participants must be standards bodies, not {bad}")
+        return self
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def load_policy(name_or_path: str | Path = DEFAULT_POLICY) -> Policy:
+    """A policy by name (`eo-2026` -> policies/eo-2026.toml) or by file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = POLICY_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in POLICY_DIR.glob("*.toml")))
+        raise PolicyError(f"policy {str(name_or_path)!r} not found (known: {known})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyError(f"policy {path}: malformed TOML: {e}") from None
+    try:
+        return Policy.model_validate(data.get("policy", data))
+    except ValidationError as e:
+        raise PolicyError(f"policy {path}: {one_line(e)}") from None
+
+
+def one_line(e: ValidationError) -> str:
+    """A pydantic error as one line naming each bad field."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,44 @@
+"""The input of a `ModelReview` workflow and the names of the activities it calls.
+
+Activities are called by name: the review workflow never imports an agency's code, so an
+agency's classified standard lives only in that agency's worker.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from domain.disclosure import Disclosure, TrustedPartner
+from domain.policy import Policy
+
+WORKFLOW_TYPE = "ModelReview"
+
+# Activity names (each runs on the queue of the party that owns it).
+CHECK_STANDARD = "check_standard"  # agency-<body>, one per standards body
+BRIEF_NSA = "brief_nsa"  # agency-nsa
+VET_PARTNER = "vet_partner"  # review
+GRANT_ACCESS = "grant_access"  # review
+
+# Update and query names (the interface contract).
+RECORD_DETERMINATION = "record_determination"
+SUBMIT_FINDING = "submit_finding"
+CONCLUDE_REVIEW = "conclude_review"
+WITHDRAW = "withdraw"
+STATUS_QUERY = "status"
+
+
+class ReviewInput(BaseModel):
+    """Everything a review needs, captured at start so that it never changes under it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    review_id: str
+    disclosure: Disclosure
+    policy: Policy
+
+
+class PartnerRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    review_id: str
+    partner: TrustedPartner

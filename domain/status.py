@@ -1,0 +1,68 @@
+"""Where a review stands: stages, outcomes, the audit trail and the status query."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.agencies import Agency
+from domain.messages import Determination, ReviewFinding, StandardsVerdict
+
+
+class Stage(StrEnum):
+    DISCLOSED = "DISCLOSED"
+    STANDARDS_CHECK = "STANDARDS_CHECK"
+    AWAITING_DETERMINATION = "AWAITING_DETERMINATION"
+    UNDER_REVIEW = "UNDER_REVIEW"
+    RELEASING = "RELEASING"
+    RELEASED = "RELEASED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+class Outcome(StrEnum):
+    NOT_COVERED = "NOT_COVERED"
+    CONCLUDED_EARLY = "CONCLUDED_EARLY"
+    WINDOW_ELAPSED = "WINDOW_ELAPSED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+class Transition(BaseModel):
+    """One line of the audit trail: every stage change has a time, an actor and a reason."""
+
+    stage: Stage
+    at: datetime
+    actor: str
+    reason: str
+
+
+class PartnerRelease(BaseModel):
+    partner_id: str
+    granted: bool
+    reason: str
+    grant_id: str | None = None
+
+
+class ReviewStatus(BaseModel):
+    review_id: str
+    lab: str
+    model_name: str
+    model_version: str
+    stage: Stage
+    outcome: Outcome | None = None
+    covered: bool | None = None
+    policy_version: str
+    disclosed_at: datetime
+    determination_deadline: datetime | None = None
+    determination: Determination | None = None
+    determination_by_default: bool = False
+    window_deadline: datetime | None = None
+    participating_agencies: list[Agency] = Field(default_factory=list)
+    pending_agencies: list[Agency] = Field(default_factory=list)
+    standards: list[StandardsVerdict] = Field(default_factory=list)
+    findings: list[ReviewFinding] = Field(default_factory=list)
+    partners_granted: list[str] = Field(default_factory=list)
+    partners_skipped: list[PartnerRelease] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)
+    withdrawal_reason: str | None = None

@@ -1,0 +1,1 @@
+"""Platform plumbing: connection, data converter, embedded dev server, logging."""

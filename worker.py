@@ -1,0 +1,147 @@
+"""Workers: `python worker.py` runs the review queue and every agency's queue;
+`python worker.py --agency dod` runs one agency's, as that agency would on its own host.
+
+Each agency's worker loads its own standard (FRONTIER_REVIEW_STANDARDS_DIR/<agency>.toml)
+and keeps its own records; nothing classified is sent to the review's queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.nsa import NsaBriefingDesk
+from activities.release import ReleaseDesk
+from activities.standards import StandardsBody, load_standard
+from activities.store import RecordStore
+from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
+from infra import logs
+from infra.connection import Target, connect
+from workflows.review import ModelReview
+
+PROJECT_DIR = Path(__file__).resolve().parent
+REVIEW = "review"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Where a worker keeps its records and finds its configuration (env or flags)."""
+
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("FRONTIER_REVIEW_DATA_DIR", "var")))
+    standards_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("FRONTIER_REVIEW_STANDARDS_DIR", PROJECT_DIR / "examples" / "standards")
+        )
+    )
+    registry_file: Path = field(
+        default_factory=lambda: Path(os.environ.get("FRONTIER_REVIEW_REGISTRY", PROJECT_DIR / "examples" / "registry.toml"))
+    )
+
+    def store(self, owner: str) -> RecordStore:
+        return RecordStore(self.data_dir / f"{owner}.db")
+
+
+def build_workers(
+    client: Client,
+    roles: Iterable[str] = (REVIEW, *(a.value for a in Agency)),
+    config: WorkerConfig | None = None,
+    extra_activities: Sequence[object] = (),
+) -> list[Worker]:
+    """One worker per queue for the given roles (`review` and/or agency ids)."""
+    config = config or WorkerConfig()
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity")
+    workers: list[Worker] = []
+    for role in roles:
+        if role == REVIEW:
+            store = config.store(REVIEW)
+            store.load_registry(config.registry_file)
+            desk = ReleaseDesk(store)
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=REVIEW_TASK_QUEUE,
+                    workflows=[ModelReview],
+                    activities=[desk.vet_partner, desk.grant_access, *extra_activities],
+                    activity_executor=executor,
+                )
+            )
+            continue
+        agency = parse_agency(role)
+        if agency in STANDARDS_BODIES:
+            body = StandardsBody(load_standard(config.standards_dir / f"{agency.value}.toml"))
+            if body.standard.agency != agency:
+                raise ValueError(f"standard for {agency.value} names agency {body.standard.agency.value}")
+            activities = [body.check_standard]
+        else:
+            activities = [NsaBriefingDesk(config.store(agency.value)).brief_nsa]
+        workers.append(Worker(client, task_queue=agency.task_queue, activities=activities, activity_executor=executor))
+    return workers
+
+
+async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
+    """Run until `stop` is set or a worker fails, then shut down gracefully (in-flight tasks finish)."""
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        await asyncio.gather(*(w.shutdown() for w in workers if w.is_running), return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+    if failures:
+        raise failures[0]
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run frontier-review workers.")
+    parser.add_argument("--agency", help="run only this agency's queue (whitehouse, dod, dhs, commerce, treasury, nsa)")
+    parser.add_argument("--review-only", action="store_true", help="run only the `review` queue")
+    parser.add_argument("--address", help="Temporal address (default: envconfig, then localhost:7233)")
+    parser.add_argument("--namespace", help="Temporal namespace (default: envconfig, then default)")
+    parser.add_argument("--profile", help="envconfig profile")
+    args = parser.parse_args(argv)
+    logs.configure()
+    log = logs.get_logger("worker")
+    if args.agency:
+        try:
+            roles = [parse_agency(args.agency).value]
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    elif args.review_only:
+        roles = [REVIEW]
+    else:
+        roles = [REVIEW, *(a.value for a in Agency)]
+    client = await connect(Target(args.address, args.namespace, args.profile))
+    try:
+        workers = build_workers(client, roles)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    log.info("workers started", queues=[w.task_queue for w in workers])
+    await run_workers(workers, stop_on_signals())
+    log.info("workers stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,1 @@
+"""Workflows: one file per workflow, each reading as the story it runs."""

@@ -1,0 +1,390 @@
+"""`ModelReview`: one frontier model's pre-release review, read top to bottom as the brief's
+lifecycle. Its event history is the audit trail.
+
+    DISCLOSED -> STANDARDS_CHECK -> AWAITING_DETERMINATION -> UNDER_REVIEW -> RELEASING -> RELEASED
+                                            |  not covered ------------------^
+    any stage before RELEASED --(lab withdraws)--> WITHDRAWN
+
+Nothing here can hold a release past its window: every wait has a deadline from the
+policy, and silence (an agency's, the NSA's) has a defined outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import search_attributes as sa
+    from domain.agencies import LAB, STANDARDS_BODIES, Agency
+    from domain.messages import (
+        AccessGrant,
+        Briefing,
+        BriefingReceipt,
+        Conclusion,
+        Determination,
+        ReviewFinding,
+        StandardsVerdict,
+        Verdict,
+        VettingResult,
+        Withdrawal,
+    )
+    from domain.review import (
+        BRIEF_NSA,
+        CHECK_STANDARD,
+        CONCLUDE_REVIEW,
+        GRANT_ACCESS,
+        RECORD_DETERMINATION,
+        STATUS_QUERY,
+        SUBMIT_FINDING,
+        VET_PARTNER,
+        WITHDRAW,
+        WORKFLOW_TYPE,
+        PartnerRequest,
+        ReviewInput,
+    )
+    from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
+    from workflows.messages import reject_unless
+
+T = TypeVar("T")
+
+AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
+
+
+class _Withdrawn(Exception):
+    """Internal: the lab withdrew; unwinds whatever stage was running."""
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class ModelReview:
+    @workflow.init
+    def __init__(self, review: ReviewInput) -> None:
+        # Handlers may run before run(): all state is set up here.
+        self._review = review
+        self._policy = review.policy
+        self._stage = Stage.DISCLOSED
+        self._outcome: Outcome | None = None
+        self._transitions: list[Transition] = []
+        self._verdicts: list[StandardsVerdict] = []
+        self._determination: Determination | None = None
+        self._determination_by_default = False
+        self._determination_deadline = None
+        self._window_deadline = None
+        self._participants: list[Agency] = []
+        self._concluded: list[Agency] = []
+        self._findings: list[ReviewFinding] = []
+        self._applied_messages: set[str] = set()
+        self._withdrawal: Withdrawal | None = None
+        self._released: list[PartnerRelease] = []
+        self._disclosed_at = workflow.now()
+
+    # ----------------------------------------------------------------- the story
+
+    @workflow.run
+    async def run(self, review: ReviewInput) -> ReviewStatus:
+        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
+        try:
+            await self._standards_check()
+            covered = await self._nsa_determination()
+            if covered:
+                self._outcome = await self._review_window()
+            else:
+                self._outcome = Outcome.NOT_COVERED
+            await self._release()
+        except _Withdrawn:
+            assert self._withdrawal is not None
+            self._outcome = Outcome.WITHDRAWN
+            self._enter(Stage.WITHDRAWN, LAB, self._withdrawal.reason)
+        # Let an update that is mid-flight finish before the history closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    async def _standards_check(self) -> None:
+        self._enter(Stage.STANDARDS_CHECK, "review", "five standards bodies judge the disclosure")
+        checks = [self._check_standard(body) for body in STANDARDS_BODIES]
+        await self._unless_withdrawn(asyncio.gather(*checks))
+
+    async def _check_standard(self, body: Agency) -> None:
+        """One body's classified standard, judged on that body's own worker and queue."""
+        try:
+            verdict = await workflow.execute_activity(
+                CHECK_STANDARD,
+                self._review.disclosure,
+                result_type=StandardsVerdict,
+                task_queue=body.task_queue,
+                activity_id=f"standards-{body.value}",
+                schedule_to_close_timeout=self._policy.standards_check_timeout,
+                start_to_close_timeout=self._policy.standards_check_attempt_timeout,
+                retry_policy=AGENCY_RETRY,
+                summary=f"{body.title} standards check",
+            )
+        except ActivityError as err:
+            # Silence is never a block: it is recorded as such and the review moves on.
+            cause = err.cause.message if err.cause else str(err)
+            verdict = StandardsVerdict(
+                agency=body,
+                verdict=Verdict.NO_RESPONSE,
+                rationale=f"no answer within {self._policy.standards_check_timeout}: {cause}",
+            )
+        self._verdicts.append(verdict)
+        workflow.logger.info("standards verdict", extra={"agency": body.value, "verdict": verdict.verdict.value})
+        self._publish_details()
+
+    async def _nsa_determination(self) -> bool:
+        deadline = workflow.now() + self._policy.determination_deadline
+        self._determination_deadline = deadline
+        self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
+        briefing = workflow.start_activity(
+            BRIEF_NSA,
+            Briefing(review_id=self._review.review_id, verdicts=self._verdicts, determination_deadline=deadline),
+            result_type=BriefingReceipt,
+            task_queue=Agency.NSA.task_queue,
+            activity_id="nsa-briefing",
+            schedule_to_close_timeout=self._policy.determination_deadline,
+            start_to_close_timeout=self._policy.standards_check_attempt_timeout,
+            retry_policy=AGENCY_RETRY,
+            summary="NSA briefing",
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._determination is not None or self._withdrawal is not None,
+                timeout=self._policy.determination_deadline,
+                timeout_summary="NSA determination deadline",
+            )
+        except asyncio.TimeoutError:
+            pass
+        if not briefing.done():
+            briefing.cancel()
+        try:
+            await briefing
+        except (ActivityError, asyncio.CancelledError):
+            workflow.logger.warning("NSA briefing not confirmed; the deadline applies regardless")
+        if self._withdrawal is not None:
+            raise _Withdrawn()
+        if self._determination is None:
+            # The NSA was silent past its deadline: the policy's default applies.
+            covered = self._policy.on_nsa_silence == "covered"
+            self._determination_by_default = True
+            self._determination = Determination(
+                sender="policy",
+                message_id="policy-default",
+                covered=covered,
+                agencies=list(self._policy.default_participants) if covered else [],
+                rationale=f"no determination by the deadline; policy {self._policy.version} default applies",
+            )
+        covered = self._determination.covered
+        workflow.upsert_search_attributes([sa.COVERED.value_set(covered)])
+        return covered
+
+    async def _review_window(self) -> Outcome:
+        assert self._determination is not None
+        self._participants = list(dict.fromkeys(self._determination.agencies))
+        self._window_deadline = workflow.now() + self._policy.review_window
+        workflow.upsert_search_attributes([sa.WINDOW_DEADLINE.value_set(self._window_deadline)])
+        self._enter(
+            Stage.UNDER_REVIEW,
+            self._determination.sender,
+            f"covered; review window of {self._policy.review_window} with {', '.join(self._participants)}",
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._withdrawal is not None or not self._pending_reviewers(),
+                timeout=self._policy.review_window,
+                timeout_summary=f"review window ({self._policy.review_window})",
+            )
+        except asyncio.TimeoutError:
+            return Outcome.WINDOW_ELAPSED
+        if self._withdrawal is not None:
+            raise _Withdrawn()
+        return Outcome.CONCLUDED_EARLY
+
+    async def _release(self) -> None:
+        assert self._outcome is not None
+        self._enter(Stage.RELEASING, "review", f"{self._outcome.value}: release to trusted partners")
+        for partner in self._review.disclosure.partners:
+            request = PartnerRequest(review_id=self._review.review_id, partner=partner)
+            vetting = await self._unless_withdrawn(
+                workflow.execute_activity(
+                    VET_PARTNER,
+                    request,
+                    result_type=VettingResult,
+                    activity_id=f"vet-{partner.partner_id}",
+                    start_to_close_timeout=self._policy.release_activity_timeout,
+                    summary=f"vet {partner.name}",
+                )
+            )
+            if not vetting.approved:
+                self._released.append(PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason))
+                continue
+            grant = await self._unless_withdrawn(
+                workflow.execute_activity(
+                    GRANT_ACCESS,
+                    request,
+                    result_type=AccessGrant,
+                    activity_id=f"grant-{partner.partner_id}",
+                    start_to_close_timeout=self._policy.release_activity_timeout,
+                    summary=f"grant access to {partner.name}",
+                )
+            )
+            self._released.append(
+                PartnerRelease(partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id)
+            )
+            self._publish_details()
+        granted = sum(1 for r in self._released if r.granted)
+        self._enter(Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners")
+
+    # ----------------------------------------------------------------- messages
+
+    @workflow.update(name=RECORD_DETERMINATION)
+    async def record_determination(self, determination: Determination) -> ReviewStatus:
+        self._applied_messages.add(determination.message_id)
+        self._determination = determination
+        workflow.logger.info("determination recorded", extra={"covered": determination.covered})
+        return self.status()
+
+    @record_determination.validator
+    def _validate_determination(self, determination: Determination) -> None:
+        self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
+        reject_unless(determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}")
+        reject_unless(self._determination is None, "the determination has already been recorded")
+        if determination.covered:
+            reject_unless(bool(determination.agencies), "a covered determination must name the participating agencies")
+        else:
+            reject_unless(not determination.agencies, "participating agencies apply only to a covered determination")
+
+    @workflow.update(name=SUBMIT_FINDING)
+    async def submit_finding(self, finding: ReviewFinding) -> ReviewStatus:
+        self._applied_messages.add(finding.message_id)
+        self._findings.append(finding)
+        self._publish_details()
+        return self.status()
+
+    @submit_finding.validator
+    def _validate_finding(self, finding: ReviewFinding) -> None:
+        self._validate_reviewer_message(finding)
+
+    @workflow.update(name=CONCLUDE_REVIEW)
+    async def conclude_review(self, conclusion: Conclusion) -> ReviewStatus:
+        self._applied_messages.add(conclusion.message_id)
+        self._concluded.append(Agency(conclusion.sender))
+        self._publish_details()
+        return self.status()
+
+    @conclude_review.validator
+    def _validate_conclusion(self, conclusion: Conclusion) -> None:
+        self._validate_reviewer_message(conclusion)
+
+    @workflow.update(name=WITHDRAW)
+    async def withdraw(self, withdrawal: Withdrawal) -> ReviewStatus:
+        self._applied_messages.add(withdrawal.message_id)
+        self._withdrawal = withdrawal
+        return self.status()
+
+    @withdraw.validator
+    def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
+        reject_unless(withdrawal.sender == LAB, f"only the lab can withdraw, not {withdrawal.sender!r}")
+        reject_unless(withdrawal.message_id not in self._applied_messages, f"message {withdrawal.message_id} was already applied")
+        reject_unless(self._withdrawal is None, "the lab has already withdrawn")
+        reject_unless(self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}")
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> ReviewStatus:
+        d = self._review.disclosure
+        return ReviewStatus(
+            review_id=self._review.review_id,
+            lab=d.lab,
+            model_name=d.model_name,
+            model_version=d.model_version,
+            stage=self._stage,
+            outcome=self._outcome,
+            covered=self._determination.covered if self._determination else None,
+            policy_version=self._policy.version,
+            disclosed_at=self._disclosed_at,
+            determination_deadline=self._determination_deadline,
+            determination=self._determination,
+            determination_by_default=self._determination_by_default,
+            window_deadline=self._window_deadline,
+            participating_agencies=self._participants,
+            pending_agencies=self._pending(),
+            standards=self._verdicts,
+            findings=self._findings,
+            partners_granted=[r.partner_id for r in self._released if r.granted],
+            partners_skipped=[r for r in self._released if not r.granted],
+            transitions=self._transitions,
+            withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
+        )
+
+    def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
+        reject_unless(message.message_id not in self._applied_messages, f"message {message.message_id} was already applied")
+        reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
+        reject_unless(
+            self._stage == stage, f"the review is at stage {self._stage.value}, not {stage.value}"
+        )
+
+    def _validate_reviewer_message(self, message: ReviewFinding | Conclusion) -> None:
+        known = {a.value for a in Agency}
+        reject_unless(message.sender in known, f"unknown agency {message.sender!r}")
+        self._validate_message(message, stage=Stage.UNDER_REVIEW)
+        agency = Agency(message.sender)
+        reject_unless(agency in self._participants, f"{agency.value} is not a participating agency in this review")
+        reject_unless(agency not in self._concluded, f"{agency.value} has already concluded its review")
+
+    # ----------------------------------------------------------------- plumbing
+
+    async def _unless_withdrawn(self, work: Awaitable[T]) -> T:
+        """Run one piece of work, cancelling it cleanly if the lab withdraws meanwhile."""
+        task = asyncio.ensure_future(work)
+        await workflow.wait_condition(lambda: task.done() or self._withdrawal is not None)
+        if self._withdrawal is not None:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, ActivityError):
+                    pass
+            raise _Withdrawn()
+        return task.result()
+
+    def _pending_reviewers(self) -> list[Agency]:
+        return [a for a in self._participants if a not in self._concluded]
+
+    def _pending(self) -> list[Agency]:
+        if self._stage == Stage.STANDARDS_CHECK:
+            answered = {v.agency for v in self._verdicts}
+            return [a for a in STANDARDS_BODIES if a not in answered]
+        if self._stage == Stage.AWAITING_DETERMINATION:
+            return [Agency.NSA]
+        if self._stage == Stage.UNDER_REVIEW:
+            return self._pending_reviewers()
+        return []
+
+    def _enter(self, stage: Stage, actor: str, reason: str) -> None:
+        self._stage = stage
+        self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
+        workflow.upsert_search_attributes([sa.REVIEW_STAGE.value_set(stage.value)])
+        workflow.logger.info("stage %s", stage.value, extra={"actor": str(actor), "reason": reason})
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
+        lines = [f"**{self._stage.value}**"]
+        if self._outcome:
+            lines.append(f"outcome: {self._outcome.value}")
+        if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
+            lines.append(f"determination due: {self._determination_deadline.isoformat()}")
+        if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
+            lines.append(f"window closes: {self._window_deadline.isoformat()}")
+        pending = self._pending()
+        if pending:
+            lines.append("pending: " + ", ".join(a.value for a in pending))
+        if self._findings:
+            lines.append(f"findings: {len(self._findings)}")
+        if self._released:
+            lines.append(f"partners granted: {sum(1 for r in self._released if r.granted)}")
+        workflow.set_current_details("\n\n".join(lines))
