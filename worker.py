@@ -44,7 +44,9 @@ class WorkerConfig:
         )
     )
     registry_file: Path = field(
-        default_factory=lambda: Path(os.environ.get("FRONTIER_REVIEW_REGISTRY", PROJECT_DIR / "examples" / "registry.toml"))
+        default_factory=lambda: Path(
+            os.environ.get("FRONTIER_REVIEW_REGISTRY", PROJECT_DIR / "examples" / "registry.toml")
+        )
     )
 
     def store(self, owner: str) -> RecordStore:

@@ -31,7 +31,9 @@ class ReleaseDesk:
                 partner.partner_id,
                 f"registered in sector {registered.sector.value}, disclosed as {partner.sector.value}",
             )
-        return VettingResult(partner_id=partner.partner_id, approved=True, reason="approved in the trusted-party registry")
+        return VettingResult(
+            partner_id=partner.partner_id, approved=True, reason="approved in the trusted-party registry"
+        )
 
     def _refuse(self, partner_id: str, reason: str) -> VettingResult:
         activity.logger.info("partner failed vetting", extra={"partner_id": partner_id, "reason": reason})
@@ -42,6 +44,10 @@ class ReleaseDesk:
         grant = self.store.grant(request.review_id, request.partner.partner_id)
         activity.logger.info(
             "access granted",
-            extra={"review_id": request.review_id, "partner_id": grant.partner_id, "already_granted": grant.already_granted},
+            extra={
+                "review_id": request.review_id,
+                "partner_id": grant.partner_id,
+                "already_granted": grant.already_granted,
+            },
         )
         return AccessGrant(**grant.model_dump())

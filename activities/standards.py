@@ -40,7 +40,9 @@ class Rule(BaseModel):
             self.safeguards_below is not None,
         ]
         if sum(kinds) != 1:
-            raise ValueError("a rule needs exactly one of evaluation+at_least, training_compute_flop_at_least, safeguards_below")
+            raise ValueError(
+                "a rule needs exactly one of evaluation+at_least, training_compute_flop_at_least, safeguards_below"
+            )
         if kinds[0] and (self.evaluation is None or self.at_least is None):
             raise ValueError("an evaluation rule needs both `evaluation` and `at_least`")
         return self
@@ -84,9 +86,7 @@ class StandardsBody:
     @activity.defn(name=CHECK_STANDARD)
     def check_standard(self, disclosure: Disclosure) -> StandardsVerdict:
         fired = [r.reason for r in self.standard.rules if r.fires(disclosure)]
-        activity.logger.info(
-            "standards check", extra={"agency": self.standard.agency.value, "concerns": len(fired)}
-        )
+        activity.logger.info("standards check", extra={"agency": self.standard.agency.value, "concerns": len(fired)})
         if fired:
             return StandardsVerdict(
                 agency=self.standard.agency,

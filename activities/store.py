@@ -127,7 +127,13 @@ class RecordStore:
         with closing(self._connect()) as db:
             rows = db.execute(sql + " ORDER BY granted_at", args).fetchall()
         return [
-            Grant(review_id=r[0], partner_id=r[1], grant_id=r[2], granted_at=datetime.fromisoformat(r[3]), already_granted=True)
+            Grant(
+                review_id=r[0],
+                partner_id=r[1],
+                grant_id=r[2],
+                granted_at=datetime.fromisoformat(r[3]),
+                already_granted=True,
+            )
             for r in rows
         ]
 
@@ -137,7 +143,8 @@ class RecordStore:
         now = datetime.now(UTC).isoformat()
         with closing(self._connect()) as db:
             db.execute(
-                "INSERT INTO briefings VALUES (?, ?, ?) ON CONFLICT(review_id) DO UPDATE SET briefing=excluded.briefing",
+                "INSERT INTO briefings VALUES (?, ?, ?) "
+                "ON CONFLICT(review_id) DO UPDATE SET briefing=excluded.briefing",
                 (review_id, briefing_json, now),
             )
             row = db.execute("SELECT delivered_at FROM briefings WHERE review_id = ?", (review_id,)).fetchone()

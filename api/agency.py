@@ -43,7 +43,9 @@ class AgencyClient:
         return await send(self.client, review_id, SUBMIT_FINDING, message)
 
     async def conclude(self, review_id: str, summary: str = "") -> ReviewStatus:
-        return await send(self.client, review_id, CONCLUDE_REVIEW, Conclusion(sender=self.agency.value, summary=summary))
+        return await send(
+            self.client, review_id, CONCLUDE_REVIEW, Conclusion(sender=self.agency.value, summary=summary)
+        )
 
 
 class LabClient:

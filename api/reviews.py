@@ -7,7 +7,12 @@ from datetime import datetime
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -17,7 +22,7 @@ from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
 from domain.messages import Message
-from domain.policy import Policy
+from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
 from domain.status import ReviewStatus, Stage
 
@@ -71,7 +76,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> st
             static_summary=f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version}",
             static_details=(
                 f"lab: {disclosure.lab}\n\nmodel: {disclosure.model_name} {disclosure.model_version}\n\n"
-                f"policy: {policy.version} (review window {policy.review_window})\n\n"
+                f"policy: {policy.version} (review window {describe(policy.review_window)})\n\n"
                 f"partners: {len(disclosure.partners)}"
             ),
         )
@@ -93,7 +98,9 @@ async def status(client: Client, review_id: str) -> ReviewStatus:
     return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
 
 
-async def list_reviews(client: Client, stage: str | None = None, limit: int | None = None) -> AsyncIterator[ReviewSummary]:
+async def list_reviews(
+    client: Client, stage: str | None = None, limit: int | None = None
+) -> AsyncIterator[ReviewSummary]:
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if stage:
         query += f' AND ReviewStage = "{stage}"'

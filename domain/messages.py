@@ -106,5 +106,3 @@ class AccessGrant(BaseModel):
     grant_id: str
     granted_at: datetime
     already_granted: bool = False
-
-

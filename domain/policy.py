@@ -45,9 +45,7 @@ class Policy(BaseModel):
     @model_validator(mode="after")
     def _within_the_order(self) -> Policy:
         if self.review_window > STATUTORY_WINDOW_CAP:
-            raise ValueError(
-                f"review_window {self.review_window} exceeds the order's cap of 30 days"
-            )
+            raise ValueError(f"review_window {self.review_window} exceeds the order's cap of 30 days")
         if self.standards_check_attempt_timeout > self.standards_check_timeout:
             raise ValueError("standards_check_attempt_timeout exceeds standards_check_timeout")
         bad = [a for a in self.default_participants if a not in STANDARDS_BODIES]
@@ -85,3 +83,18 @@ def one_line(e: ValidationError) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+def describe(duration: timedelta) -> str:
+    """A duration as people say it: '30 days', '14 days 12 h', '30 s'."""
+    total = int(duration.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [
+        f"{days} day{'s' if days != 1 else ''}" if days else "",
+        f"{hours} h" if hours else "",
+        f"{minutes} min" if minutes else "",
+        f"{seconds} s" if seconds else "",
+    ]
+    return " ".join(p for p in parts if p) or "0 s"

@@ -6,24 +6,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
-from temporalio.testing._timeskipping import TimeSkippingConfig
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.worker import Worker
 
-from domain.agencies import Agency
+from api.reviews import status
 from domain.disclosure import Disclosure
 from domain.policy import Policy, load_policy
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
+from domain.status import ReviewStatus, Stage
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
-from worker import REVIEW, WorkerConfig, build_workers, run_workers
+from worker import WorkerConfig, build_workers, run_workers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ISOLATED_NAMESPACE = "isolated"
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -34,7 +36,14 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=data_converter(),
         dev_server_existing_path=temporal_cli_path(),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        # A second namespace for tests that need their own set of workers (a silent
+        # agency, a crashing grant) without disturbing the shared ones.
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            "--namespace",
+            ISOLATED_NAMESPACE,
+        ],
     ) as env:
         yield env
 
@@ -64,6 +73,40 @@ def client(env: WorkflowEnvironment, workers: None) -> Client:
     return env.client
 
 
+@pytest_asyncio.fixture
+async def isolated(env: WorkflowEnvironment) -> Client:
+    """A client on the isolated namespace, where no worker runs until the test starts some."""
+    return await env.connect_client(namespace=ISOLATED_NAMESPACE, data_converter=data_converter())
+
+
+@asynccontextmanager
+async def running(workers: list[Worker]) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(workers, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def wait_stage(client: Client, review_id: str, *stages: Stage, timeout: float = 30) -> ReviewStatus:
+    """Poll the status query until the review is at one of `stages`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        current = await status(client, review_id)
+        if current.stage in stages:
+            return current
+        if loop.time() > deadline:
+            raise AssertionError(f"{review_id} stayed at {current.stage} (wanted {stages})")
+        await asyncio.sleep(0.05)
+
+
+async def history_length(client: Client, review_id: str) -> int:
+    return len((await client.get_workflow_handle(review_id).fetch_history()).events)
+
+
 def mythos(**changes: object) -> Disclosure:
     """The sample covered-class disclosure, with a fresh version so every test has its own review."""
     base = Disclosure.model_validate_json((EXAMPLES / "mythos-2.json").read_text())
@@ -79,6 +122,3 @@ def policy() -> Policy:
 def quick_policy(**changes: object) -> Policy:
     """The order's policy with short agency timeouts, for tests that wait on real silence."""
     return load_policy("eo-2026").model_copy(update=changes)
-
-
-NSA = Agency.NSA

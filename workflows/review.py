@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         VettingResult,
         Withdrawal,
     )
+    from domain.policy import describe
     from domain.review import (
         BRIEF_NSA,
         CHECK_STANDARD,
@@ -130,7 +131,7 @@ class ModelReview:
             verdict = StandardsVerdict(
                 agency=body,
                 verdict=Verdict.NO_RESPONSE,
-                rationale=f"no answer within {self._policy.standards_check_timeout}: {cause}",
+                rationale=f"no answer within {describe(self._policy.standards_check_timeout)}: {cause}",
             )
         self._verdicts.append(verdict)
         workflow.logger.info("standards verdict", extra={"agency": body.value, "verdict": verdict.verdict.value})
@@ -157,7 +158,7 @@ class ModelReview:
                 timeout=self._policy.determination_deadline,
                 timeout_summary="NSA determination deadline",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if not briefing.done():
             briefing.cancel()
@@ -190,15 +191,15 @@ class ModelReview:
         self._enter(
             Stage.UNDER_REVIEW,
             self._determination.sender,
-            f"covered; review window of {self._policy.review_window} with {', '.join(self._participants)}",
+            f"covered; review window of {describe(self._policy.review_window)} with {', '.join(self._participants)}",
         )
         try:
             await workflow.wait_condition(
                 lambda: self._withdrawal is not None or not self._pending_reviewers(),
                 timeout=self._policy.review_window,
-                timeout_summary=f"review window ({self._policy.review_window})",
+                timeout_summary=f"review window ({describe(self._policy.review_window)})",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Outcome.WINDOW_ELAPSED
         if self._withdrawal is not None:
             raise _Withdrawn()
@@ -220,7 +221,9 @@ class ModelReview:
                 )
             )
             if not vetting.approved:
-                self._released.append(PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason))
+                self._released.append(
+                    PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
+                )
                 continue
             grant = await self._unless_withdrawn(
                 workflow.execute_activity(
@@ -233,11 +236,15 @@ class ModelReview:
                 )
             )
             self._released.append(
-                PartnerRelease(partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id)
+                PartnerRelease(
+                    partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id
+                )
             )
             self._publish_details()
         granted = sum(1 for r in self._released if r.granted)
-        self._enter(Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners")
+        self._enter(
+            Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
+        )
 
     # ----------------------------------------------------------------- messages
 
@@ -251,7 +258,9 @@ class ModelReview:
     @record_determination.validator
     def _validate_determination(self, determination: Determination) -> None:
         self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
-        reject_unless(determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}")
+        reject_unless(
+            determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}"
+        )
         reject_unless(self._determination is None, "the determination has already been recorded")
         if determination.covered:
             reject_unless(bool(determination.agencies), "a covered determination must name the participating agencies")
@@ -289,9 +298,13 @@ class ModelReview:
     @withdraw.validator
     def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
         reject_unless(withdrawal.sender == LAB, f"only the lab can withdraw, not {withdrawal.sender!r}")
-        reject_unless(withdrawal.message_id not in self._applied_messages, f"message {withdrawal.message_id} was already applied")
+        reject_unless(
+            withdrawal.message_id not in self._applied_messages, f"message {withdrawal.message_id} was already applied"
+        )
         reject_unless(self._withdrawal is None, "the lab has already withdrawn")
-        reject_unless(self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}")
+        reject_unless(
+            self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
+        )
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> ReviewStatus:
@@ -321,11 +334,11 @@ class ModelReview:
         )
 
     def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
-        reject_unless(message.message_id not in self._applied_messages, f"message {message.message_id} was already applied")
-        reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
         reject_unless(
-            self._stage == stage, f"the review is at stage {self._stage.value}, not {stage.value}"
+            message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
         )
+        reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
+        reject_unless(self._stage == stage, f"the review is at stage {self._stage.value}, not {stage.value}")
 
     def _validate_reviewer_message(self, message: ReviewFinding | Conclusion) -> None:
         known = {a.value for a in Agency}

@@ -1,0 +1,1 @@
+"""The `frontier-review` command line (also `python starter.py`)."""

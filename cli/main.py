@@ -1,0 +1,55 @@
+"""Entry point: parse, dispatch, and turn every known failure into one line and an exit code.
+
+Exit codes: 0 done; 1 the review turned the request away (rejected, unknown, duplicate);
+2 bad input that never reached Temporal (file, field, agency, policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from temporalio.service import RPCError
+
+from api.errors import ReviewError
+from cli import embedded, reviews
+from cli.reviews import BadInput
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    conn = common.add_argument_group("connection (default: temporalio envconfig: profile file, TEMPORAL_* env)")
+    conn.add_argument("--address", help="Temporal frontend host:port")
+    conn.add_argument("--namespace", help="Temporal namespace")
+    conn.add_argument("--profile", help="envconfig profile name")
+
+    root = argparse.ArgumentParser(
+        prog="frontier-review",
+        description="Pre-release review of frontier AI models, on Temporal.",
+    )
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    embedded.add_commands(sub, common)
+    reviews.add_commands(sub, common)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return asyncio.run(args.func(args))
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ReviewError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except RPCError as e:
+        print(f"error: Temporal: {e.message}", file=sys.stderr)
+        return 1
+    except (ConnectionError, TimeoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

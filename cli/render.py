@@ -1,0 +1,67 @@
+"""How reviews look in a terminal (rich) and in JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from api.reviews import ReviewSummary
+from domain.status import ReviewStatus
+
+console = Console()
+
+
+def as_json(value: BaseModel | Iterable[BaseModel]) -> str:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(indent=2)
+    return json.dumps([v.model_dump(mode="json") for v in value], indent=2)
+
+
+def status_view(s: ReviewStatus) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("review", s.review_id)
+    table.add_row("model", f"{s.lab} {s.model_name} {s.model_version}")
+    table.add_row("stage", f"[bold]{s.stage.value}[/bold]" + (f"  ({s.outcome.value})" if s.outcome else ""))
+    table.add_row("policy", s.policy_version)
+    if s.covered is not None:
+        by_default = " (policy default on NSA silence)" if s.determination_by_default else ""
+        table.add_row("covered", f"{'yes' if s.covered else 'no'}{by_default}")
+    if s.determination_deadline:
+        table.add_row("determination due", s.determination_deadline.isoformat(timespec="seconds"))
+    if s.window_deadline:
+        table.add_row("window closes", s.window_deadline.isoformat(timespec="seconds"))
+    if s.participating_agencies:
+        table.add_row("participating", ", ".join(s.participating_agencies))
+    if s.pending_agencies:
+        table.add_row("pending", ", ".join(s.pending_agencies))
+    for v in s.standards:
+        table.add_row(f"standard: {v.agency.value}", f"{v.verdict.value}  {v.rationale}")
+    for f in s.findings:
+        table.add_row(f"finding: {f.sender}", f"{f.kind.value}/{f.severity.value}  {f.summary}")
+    if s.partners_granted:
+        table.add_row("granted", ", ".join(s.partners_granted))
+    for p in s.partners_skipped:
+        table.add_row(f"skipped: {p.partner_id}", p.reason)
+    if s.withdrawal_reason:
+        table.add_row("withdrawn", s.withdrawal_reason)
+    console.print(table)
+
+
+def list_view(rows: list[ReviewSummary]) -> None:
+    table = Table("review", "stage", "lab", "model", "covered", "window closes", "policy")
+    for r in rows:
+        table.add_row(
+            r.review_id,
+            r.stage or "",
+            r.lab or "",
+            r.model_name or "",
+            "" if r.covered is None else ("yes" if r.covered else "no"),
+            r.window_deadline.isoformat(timespec="seconds") if r.window_deadline else "",
+            r.policy_version or "",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} review(s)")
