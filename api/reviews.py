@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -25,6 +26,8 @@ from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
 from domain.status import ReviewStatus, Stage
+
+NOT_READY_RETRIES = 6
 
 
 class ReviewSummary(BaseModel):
@@ -122,15 +125,28 @@ async def list_reviews(
 async def send(client: Client, review_id: str, update: str, message: Message) -> ReviewStatus:
     """Send one message as an update. The message id is the update id: a retry applies once."""
     handle: WorkflowHandle = client.get_workflow_handle(review_id)
-    try:
-        return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
-    except WorkflowUpdateFailedError as e:
-        cause = e.cause
-        raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise UnknownReview(f"no open review with id {review_id!r}") from None
-        raise
+    for attempt in range(NOT_READY_RETRIES + 1):
+        try:
+            return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise UnknownReview(f"no open review with id {review_id!r}") from None
+            # The server refuses an update whose workflow task was failed under it, e.g.
+            # an UnhandledCommand race with an activity completing at the same moment. The
+            # message was not applied; sending it again (same id) is safe.
+            if not _workflow_not_ready(e) or attempt == NOT_READY_RETRIES:
+                raise
+            await asyncio.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _workflow_not_ready(e: RPCError) -> bool:
+    return e.status == RPCStatusCode.FAILED_PRECONDITION and any(
+        d.type_url.endswith("WorkflowNotReadyFailure") for d in e.grpc_status.details
+    )
 
 
 async def _describe_or_none(client: Client, review_id: str):

@@ -103,8 +103,20 @@ async def wait_stage(client: Client, review_id: str, *stages: Stage, timeout: fl
         await asyncio.sleep(0.05)
 
 
-async def history_length(client: Client, review_id: str) -> int:
-    return len((await client.get_workflow_handle(review_id).fetch_history()).events)
+async def update_events(client: Client, review_id: str) -> list[str]:
+    """The ids of every update the history has admitted, accepted or completed."""
+    history = await client.get_workflow_handle(review_id).fetch_history()
+    ids = []
+    for event in history.events:
+        for field in (
+            "workflow_execution_update_admitted_event_attributes",
+            "workflow_execution_update_accepted_event_attributes",
+        ):
+            if event.HasField(field):
+                attrs = getattr(event, field)
+                request = getattr(attrs, "request", None) or attrs.accepted_request
+                ids.append(request.meta.update_id)
+    return ids
 
 
 def mythos(**changes: object) -> Disclosure:

@@ -257,11 +257,11 @@ class ModelReview:
 
     @record_determination.validator
     def _validate_determination(self, determination: Determination) -> None:
-        self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
         reject_unless(
             determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}"
         )
         reject_unless(self._determination is None, "the determination has already been recorded")
+        self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
         if determination.covered:
             reject_unless(bool(determination.agencies), "a covered determination must name the participating agencies")
         else:
