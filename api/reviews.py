@@ -133,7 +133,11 @@ async def send(client: Client, review_id: str, update: str, message: Message) ->
             raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
-                raise UnknownReview(f"no open review with id {review_id!r}") from None
+                closed = await _describe_or_none(client, review_id)
+                if closed is None:
+                    raise UnknownReview(f"no review with id {review_id!r}") from None
+                stage = closed.typed_search_attributes.get(sa.REVIEW_STAGE) or closed.status.name
+                raise Rejected(f"{review_id}: the review is closed (stage {stage}); nothing was recorded") from None
             # The server refuses an update whose workflow task was failed under it, e.g.
             # an UnhandledCommand race with an activity completing at the same moment. The
             # message was not applied; sending it again (same id) is safe.

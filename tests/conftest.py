@@ -123,7 +123,7 @@ def mythos(**changes: object) -> Disclosure:
     """The sample covered-class disclosure, with a fresh version so every test has its own review."""
     base = Disclosure.model_validate_json((EXAMPLES / "mythos-2.json").read_text())
     fields = {"model_version": f"t-{uuid.uuid4().hex[:10]}", **changes}
-    return base.model_copy(update=fields)
+    return Disclosure.model_validate({**base.model_dump(), **fields})
 
 
 @pytest.fixture

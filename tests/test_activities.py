@@ -1,0 +1,110 @@
+"""Activities on their own, in the SDK's ActivityEnvironment, and the contracts they rely on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.nsa import NsaBriefingDesk
+from activities.release import ReleaseDesk
+from activities.standards import Standard, StandardsBody, load_standard
+from activities.store import RecordStore
+from domain.agencies import STANDARDS_BODIES, Agency
+from domain.disclosure import Disclosure, TrustedPartner
+from domain.messages import Briefing, StandardsVerdict, Verdict
+from domain.review import PartnerRequest
+from tests.conftest import EXAMPLES, mythos
+
+STANDARDS = EXAMPLES / "standards"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RecordStore:
+    s = RecordStore(tmp_path / "records.db")
+    s.load_registry(EXAMPLES / "registry.toml")
+    return s
+
+
+def check(agency: str, disclosure: Disclosure) -> StandardsVerdict:
+    body = StandardsBody(load_standard(STANDARDS / f"{agency}.toml"))
+    return ActivityEnvironment().run(body.check_standard, disclosure)
+
+
+def test_every_sample_standard_loads_and_is_labelled_fictional() -> None:
+    for agency in STANDARDS_BODIES:
+        standard = load_standard(STANDARDS / f"{agency.value}.toml")
+        assert standard.agency == agency
+        assert "FICTIONAL" in standard.notice
+
+
+def test_evaluation_threshold_rule() -> None:
+    assert check("dod", mythos()).verdict == Verdict.CONCERN
+    below = mythos(evaluations={"cyber_offense": 0.49, "cbrn_uplift": 0.0})
+    assert check("dod", below).verdict == Verdict.NO_CONCERN
+    at = mythos(evaluations={"cyber_offense": 0.5})
+    verdict = check("dod", at)
+    assert verdict.verdict == Verdict.CONCERN
+    assert verdict.rationale == "autonomous exploitation of software vulnerabilities"
+    assert verdict.standard_version == "dod-fictional-2026.1"
+
+
+def test_compute_and_safeguards_rules() -> None:
+    assert check("commerce", mythos(training_compute_flop=1e26)).verdict == Verdict.CONCERN
+    assert check("commerce", mythos(training_compute_flop=9.9e25)).verdict == Verdict.NO_CONCERN
+    weak = mythos(evaluations={"cyber_offense": 0.1}, safeguards_level="standard")
+    assert "safeguards" in check("dhs", weak).rationale
+    strong = mythos(evaluations={"cyber_offense": 0.1}, safeguards_level="maximum")
+    assert check("dhs", strong).verdict == Verdict.NO_CONCERN
+
+
+def test_a_broken_standard_is_refused_with_its_path(tmp_path: Path) -> None:
+    bad = tmp_path / "dod.toml"
+    bad.write_text('[standard]\nagency = "dod"\nversion = "x"\n[[standard.rules]]\nreason = "r"\nevaluation = "e"\n')
+    with pytest.raises(ValueError, match="needs both `evaluation` and `at_least`"):
+        load_standard(bad)
+    with pytest.raises(ValueError, match="file not found"):
+        load_standard(tmp_path / "missing.toml")
+    with pytest.raises(ValidationError):
+        Standard.model_validate({"agency": "cia", "version": "x", "rules": []})
+
+
+def test_vetting(store: RecordStore) -> None:
+    desk = ReleaseDesk(store)
+    env = ActivityEnvironment()
+
+    def vet(partner_id: str, sector: str):
+        partner = TrustedPartner(partner_id=partner_id, name=partner_id, sector=sector)
+        return env.run(desk.vet_partner, PartnerRequest(review_id="r", partner=partner))
+
+    assert vet("gridco", "energy").approved
+    assert vet("shadyscan", "security-vendor").reason.startswith("registry status is revoked")
+    assert vet("unknown-co", "energy").reason == "not in the trusted-party registry"
+    assert not vet("gridco", "water").approved
+
+
+def test_grant_is_idempotent(store: RecordStore) -> None:
+    desk = ReleaseDesk(store)
+    request = PartnerRequest(
+        review_id="review-a", partner=TrustedPartner(partner_id="gridco", name="GridCo", sector="energy")
+    )
+    first = ActivityEnvironment().run(desk.grant_access, request)
+    second = ActivityEnvironment().run(desk.grant_access, request)
+    assert (first.already_granted, second.already_granted) == (False, True)
+    assert first.grant_id == second.grant_id
+    assert len(store.grants("review-a")) == 1
+
+
+def test_nsa_briefing_is_delivered_once(tmp_path: Path) -> None:
+    desk = NsaBriefingDesk(RecordStore(tmp_path / "nsa.db"))
+    briefing = Briefing(
+        review_id="review-b",
+        verdicts=[StandardsVerdict(agency=Agency.DOD, verdict=Verdict.CONCERN, rationale="r")],
+        determination_deadline=datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    first = ActivityEnvironment().run(desk.brief_nsa, briefing)
+    second = ActivityEnvironment().run(desk.brief_nsa, briefing)
+    assert first.delivered_at == second.delivered_at
