@@ -63,7 +63,9 @@ async def test_withdraw_during_standards_check_cancels_the_checks(
     assert Stage.AWAITING_DETERMINATION not in [t.stage for t in final.transitions]
     assert s.pending_agencies  # it really was mid-check
     history = await isolated.get_workflow_handle(rid).fetch_history()
-    cancel_requested = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED]
+    cancel_requested = [
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
+    ]
     assert len(cancel_requested) == 1, "the DoD check in flight is cancelled"
 
 

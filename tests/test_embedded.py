@@ -1,0 +1,72 @@
+"""`demo` and `up`: the embedded default, run as an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+
+from infra.connection import data_converter
+from tests.test_cli import CLI
+
+ENV = {"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_demo_drives_a_review_to_release() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "demo", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=ENV
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "demo finished: RELEASED" in text
+    assert "CONCLUDED_EARLY" in text
+
+
+async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_path: Path) -> None:
+    port, ui_port = free_port(), free_port()
+    db = tmp_path / "temporal.db"
+    proc = await asyncio.create_subprocess_exec(
+        CLI, "up", "--db", str(db), "--port", str(port), "--ui-port", str(ui_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        env={**ENV, "FRONTIER_REVIEW_DATA_DIR": str(tmp_path / "records")},
+    )  # fmt: skip
+    try:
+        seen = ""
+        while "Ctrl-C" not in seen:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+            assert line, f"up exited early: {seen}"
+            seen += line.decode()
+        assert f"http://localhost:{ui_port}" in seen
+        client = await Client.connect(f"localhost:{port}", data_converter=data_converter())
+        disclose = await asyncio.create_subprocess_exec(
+            CLI, "disclose", str(Path(__file__).parent.parent / "examples" / "small-assistant.json"),
+            "--address", f"localhost:{port}", stdout=asyncio.subprocess.PIPE, env=ENV,
+        )  # fmt: skip
+        rid = (await disclose.communicate())[0].decode().strip()
+        assert disclose.returncode == 0
+        # The workers started by `up` run the standards check.
+        handle = client.get_workflow_handle(rid)
+        for _ in range(100):
+            if "AWAITING_DETERMINATION" in str((await handle.describe()).typed_search_attributes):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("up's workers never ran the standards check")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), timeout=60)
+    assert code == 0
+    assert db.is_file() and db.stat().st_size > 0, "the dev server's database persists"
+    assert os.path.exists(tmp_path / "records" / "review.db")
