@@ -7,9 +7,21 @@ Follow a disclosure: `cli/reviews.py` (disclose) -> `api/reviews.py` (start Mode
 
 from __future__ import annotations
 
+import os
 import sys
 
-from cli.main import main
+from cli.main import main as run
+
+
+def main() -> None:
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's Rust runtime threads can abort CPython's finalisation of a short-lived
+    # client process ("PyGILState_Release", temporalio/sdk-python#300; seen here about
+    # 1 run in 20). Everything is flushed and closed by now: skip the teardown.
+    os._exit(code)
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

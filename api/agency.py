@@ -14,13 +14,19 @@ from api.reviews import send
 from domain.agencies import LAB, Agency, parse_agency
 from domain.messages import Conclusion, Determination, FindingKind, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
+from domain.signatures import Signer
 from domain.status import ReviewStatus
+from infra.keys import KeyDirectory
 
 
 class AgencyClient:
-    def __init__(self, client: Client, agency: Agency | str) -> None:
+    """Speaks for one agency, signing with its key (by default from the installation's
+    key directory, infra/keys.py)."""
+
+    def __init__(self, client: Client, agency: Agency | str, signer: Signer | None = None) -> None:
         self.client = client
         self.agency = parse_agency(agency) if isinstance(agency, str) else agency
+        self.signer = signer or KeyDirectory().signer(self.agency.value)
 
     async def determine(
         self, review_id: str, *, covered: bool, rationale: str, agencies: Iterable[Agency | str] = ()
@@ -32,7 +38,7 @@ class AgencyClient:
             agencies=[parse_agency(a) if isinstance(a, str) else a for a in agencies],
             rationale=rationale,
         )
-        return await send(self.client, review_id, RECORD_DETERMINATION, message)
+        return await send(self.client, review_id, RECORD_DETERMINATION, message, self.signer)
 
     async def submit_finding(
         self, review_id: str, *, kind: FindingKind | str, severity: Severity | str, summary: str
@@ -40,17 +46,17 @@ class AgencyClient:
         message = ReviewFinding(
             sender=self.agency.value, kind=FindingKind(kind), severity=Severity(severity), summary=summary
         )
-        return await send(self.client, review_id, SUBMIT_FINDING, message)
+        return await send(self.client, review_id, SUBMIT_FINDING, message, self.signer)
 
     async def conclude(self, review_id: str, summary: str = "") -> ReviewStatus:
-        return await send(
-            self.client, review_id, CONCLUDE_REVIEW, Conclusion(sender=self.agency.value, summary=summary)
-        )
+        message = Conclusion(sender=self.agency.value, summary=summary)
+        return await send(self.client, review_id, CONCLUDE_REVIEW, message, self.signer)
 
 
 class LabClient:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, signer: Signer | None = None) -> None:
         self.client = client
+        self.signer = signer or KeyDirectory().signer(LAB)
 
     async def withdraw(self, review_id: str, reason: str) -> ReviewStatus:
-        return await send(self.client, review_id, WITHDRAW, Withdrawal(sender=LAB, reason=reason))
+        return await send(self.client, review_id, WITHDRAW, Withdrawal(sender=LAB, reason=reason), self.signer)

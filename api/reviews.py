@@ -25,6 +25,7 @@ from domain.ids import review_id_for
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
+from domain.signatures import PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
 NOT_READY_RETRIES = 6
@@ -44,8 +45,11 @@ class ReviewSummary(BaseModel):
     closed_at: datetime | None
 
 
-async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
-    """Start a review; one open review per lab+model+version. Returns the review id."""
+async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
+    """Start a review; one open review per lab+model+version. Returns the review id.
+
+    `public_keys` (every party's signing key) is fixed into the review's input: the
+    review accepts messages only from those keys."""
     rid = review_id_for(disclosure)
     previous = await _describe_or_none(client, rid)
     if previous is not None:
@@ -68,7 +72,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> st
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy),
+            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy, public_keys=public_keys),
             id=rid,
             task_queue=REVIEW_TASK_QUEUE,
             search_attributes=attrs,
@@ -122,8 +126,9 @@ async def list_reviews(
         )
 
 
-async def send(client: Client, review_id: str, update: str, message: Message) -> ReviewStatus:
-    """Send one message as an update. The message id is the update id: a retry applies once."""
+async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
+    """Sign and send one message as an update. The message id is the update id: a retry applies once."""
+    message = signer.sign(review_id, update, message)
     handle: WorkflowHandle = client.get_workflow_handle(review_id)
     for attempt in range(NOT_READY_RETRIES + 1):
         try:

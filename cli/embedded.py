@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.agency import AgencyClient
 from api.reviews import disclose, status
+from cli.keys import ensure_development_keys, serve_codec
 from cli.render import console, status_view
 from cli.reviews import load_disclosure
 from domain.agencies import Agency
@@ -22,6 +23,7 @@ from domain.status import Outcome, ReviewStatus, Stage
 from infra import logs
 from infra.connection import Target, connect
 from infra.devserver import start_dev_server
+from infra.keys import KeyDirectory
 from worker import WorkerConfig, build_workers, run_workers, stop_on_signals
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -30,18 +32,36 @@ DEMO_DISCLOSURE = PROJECT_DIR / "examples" / "mythos-2.json"
 
 async def cmd_up(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
+    keys = KeyDirectory()
+    ensure_development_keys(keys)
     db = Path(args.db)
-    with console.status("starting the Temporal dev server…"):
-        env = await start_dev_server(db_file=db, port=args.port, ui_port=args.ui_port, ui=True)
+    ui_origin = f"http://localhost:{args.ui_port}"
+    codec = await serve_codec(keys, "127.0.0.1", args.codec_port, [ui_origin, f"http://127.0.0.1:{args.ui_port}"])
+    # The local UI has no login to carry a bearer token, so it gets the token-in-path endpoint.
+    codec_for_ui = f"http://localhost:{args.codec_port}/t/{keys.codec_token()}"
     try:
-        workers = build_workers(env.client, config=WorkerConfig())
-        console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db})")
-        console.print(f"Web UI           [bold]http://localhost:{args.ui_port}[/bold]")
-        console.print(f"workers          {', '.join(w.task_queue for w in workers)}")
-        console.print("Ctrl-C stops everything.")
-        await run_workers(workers, stop_on_signals())
+        with console.status("starting the Temporal dev server…"):
+            env = await start_dev_server(
+                db_file=db,
+                port=args.port,
+                ui_port=args.ui_port,
+                ui=True,
+                extra_args=["--ui-codec-endpoint", codec_for_ui],
+                keyring=keys.payload_keyring(),
+            )
+        try:
+            workers = build_workers(env.client, config=WorkerConfig())
+            console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db})")
+            console.print(f"Web UI           [bold]{ui_origin}[/bold]  (payloads decoded by the codec server)")
+            console.print(f"codec server     http://localhost:{args.codec_port}  (bearer token in {keys.token_file})")
+            console.print(f"keys             {keys.path}")
+            console.print(f"workers          {', '.join(w.task_queue for w in workers)}")
+            console.print("Ctrl-C stops everything.")
+            await run_workers(workers, stop_on_signals())
+        finally:
+            await env.shutdown()
     finally:
-        await env.shutdown()
+        await codec.cleanup()
     return 0
 
 
@@ -57,7 +77,7 @@ async def _wait_for(client: Client, rid: str, done: set[Stage], timeout: float =
         await asyncio.sleep(0.2)
 
 
-async def run_demo(client: Client, version_suffix: str = "") -> ReviewStatus:
+async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "") -> ReviewStatus:
     """One covered review, end to end, showing each stage as it happens."""
     policy = load_policy("demo")
     disclosure = load_disclosure(str(DEMO_DISCLOSURE))
@@ -66,7 +86,7 @@ async def run_demo(client: Client, version_suffix: str = "") -> ReviewStatus:
     step = console.rule
 
     step("1. the lab discloses")
-    rid = await disclose(client, disclosure, policy)
+    rid = await disclose(client, disclosure, policy, keys.public_keys())
     console.print(f"review [bold]{rid}[/bold] under policy {policy.version} (window {describe(policy.review_window)})")
 
     step("2. five standards bodies check the disclosure")
@@ -75,7 +95,11 @@ async def run_demo(client: Client, version_suffix: str = "") -> ReviewStatus:
         console.print(f"  {v.agency.value:<10} {v.verdict.value:<11} {v.rationale}")
 
     step("3. the NSA determines: covered")
-    nsa = AgencyClient(client, Agency.NSA)
+
+    def agency(a: Agency) -> AgencyClient:
+        return AgencyClient(client, a, keys.signer(a.value))
+
+    nsa = agency(Agency.NSA)
     participants = [Agency.DOD, Agency.DHS, Agency.TREASURY]
     await nsa.determine(
         rid, covered=True, agencies=participants, rationale="cyber-offense capability above two agencies' thresholds"
@@ -84,21 +108,21 @@ async def run_demo(client: Client, version_suffix: str = "") -> ReviewStatus:
     console.print(f"  review window with {', '.join(participants)} closes {s.window_deadline:%Y-%m-%d %H:%M:%S} UTC")
 
     step("4. the review window: findings, then conclusions")
-    await AgencyClient(client, Agency.DOD).submit_finding(
+    await agency(Agency.DOD).submit_finding(
         rid,
         kind=FindingKind.VULNERABILITY,
         severity=Severity.CRITICAL,
         summary="model wrote a working exploit for a heap overflow in a widely used TLS library",
     )
-    await AgencyClient(client, Agency.DHS).submit_finding(
+    await agency(Agency.DHS).submit_finding(
         rid,
         kind=FindingKind.CAPABILITY,
         severity=Severity.HIGH,
         summary="model located exposed ICS management interfaces from public scan data",
     )
-    for agency in participants:
-        s = await AgencyClient(client, agency).conclude(rid, summary="review complete")
-        console.print(f"  {agency.value} concluded; pending: {', '.join(s.pending_agencies) or 'none'}")
+    for participant in participants:
+        s = await agency(participant).conclude(rid, summary="review complete")
+        console.print(f"  {participant.value} concluded; pending: {', '.join(s.pending_agencies) or 'none'}")
 
     step("5. release to the lab's trusted partners")
     s = await _wait_for(client, rid, {Stage.RELEASED, Stage.WITHDRAWN})
@@ -108,17 +132,19 @@ async def run_demo(client: Client, version_suffix: str = "") -> ReviewStatus:
 
 async def cmd_demo(args: argparse.Namespace) -> int:
     logs.configure("WARNING")
+    keys = KeyDirectory()
+    ensure_development_keys(keys)
     external = bool(args.address or os.environ.get("TEMPORAL_ADDRESS"))
     with tempfile.TemporaryDirectory(prefix="frontier-review-demo-") as data_dir:
         config = WorkerConfig(data_dir=Path(data_dir))
         if external:
-            client = await connect(Target(args.address, args.namespace, args.profile))
-            final = await _with_workers(client, config, f"-demo-{uuid.uuid4().hex[:6]}")
+            client = await connect(Target(args.address, args.namespace, args.profile), keys.payload_keyring())
+            final = await _with_workers(client, config, keys, f"-demo-{uuid.uuid4().hex[:6]}")
         else:
             with console.status("starting the embedded Temporal dev server…"):
-                env = await start_dev_server()
+                env = await start_dev_server(keyring=keys.payload_keyring())
             try:
-                final = await _with_workers(env.client, config, "")
+                final = await _with_workers(env.client, config, keys, "")
             finally:
                 await env.shutdown()
     ok = final.stage == Stage.RELEASED and final.outcome == Outcome.CONCLUDED_EARLY
@@ -126,11 +152,11 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def _with_workers(client: Client, config: WorkerConfig, suffix: str) -> ReviewStatus:
+async def _with_workers(client: Client, config: WorkerConfig, keys: KeyDirectory, suffix: str) -> ReviewStatus:
     stop = asyncio.Event()
     running = asyncio.create_task(run_workers(build_workers(client, config=config), stop))
     try:
-        return await run_demo(client, suffix)
+        return await run_demo(client, keys, suffix)
     finally:
         stop.set()
         await running
@@ -145,6 +171,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     )
     p.add_argument("--port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument("--codec-port", type=int, default=8081)
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_up)
 

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import embedded, reviews
+from cli import embedded, keys, reviews
 from cli.reviews import BadInput
+from infra.keys import KeyProblem
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     embedded.add_commands(sub, common)
     reviews.add_commands(sub, common)
+    keys.add_commands(sub, common)
     return root
 
 
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return asyncio.run(args.func(args))
-    except BadInput as e:
+    except (BadInput, KeyProblem) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ReviewError as e:

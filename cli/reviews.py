@@ -6,17 +6,21 @@ import argparse
 import json
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
 from api.reviews import disclose, list_reviews, status
 from cli.render import as_json, list_view, status_view
-from domain.agencies import Agency, parse_agency
+from domain.agencies import LAB, Agency, parse_agency
 from domain.disclosure import Disclosure
 from domain.messages import FindingKind, Severity
 from domain.policy import DEFAULT_POLICY, load_policy, one_line
+from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
 from infra.connection import Target, connect
+from infra.keys import KeyDirectory
 
 
 class BadInput(ValueError):
@@ -45,6 +49,19 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(args.address, args.namespace, args.profile)
 
 
+def _signer(args: argparse.Namespace, party: str) -> Signer:
+    """The sender's private key: --key FILE, else the party's key in the key directory."""
+    if args.key is None:
+        return KeyDirectory().signer(party)
+    try:
+        key = load_pem_private_key(Path(args.key).read_bytes(), password=None)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"--key {args.key}: not a readable private key ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInput(f"--key {args.key}: not an Ed25519 private key")
+    return Signer(party, key)
+
+
 def _agencies(text: str | None) -> list[Agency]:
     if not text:
         return []
@@ -67,8 +84,9 @@ async def cmd_disclose(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy or DEFAULT_POLICY)
     except ValueError as e:
         raise BadInput(str(e)) from None
+    public_keys = KeyDirectory().public_keys()
     client = await connect(_target(args))
-    rid = await disclose(client, disclosure, policy)
+    rid = await disclose(client, disclosure, policy, public_keys)
     print(rid)
     return 0
 
@@ -97,7 +115,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 async def cmd_determine(args: argparse.Namespace) -> int:
     client = await connect(_target(args))
-    nsa = AgencyClient(client, args.agency)
+    nsa = AgencyClient(client, args.agency, _signer(args, args.agency))
     s = await nsa.determine(
         args.review_id, covered=args.covered, agencies=_agencies(args.agencies), rationale=args.rationale
     )
@@ -111,7 +129,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     client = await connect(_target(args))
-    s = await AgencyClient(client, agency).submit_finding(
+    s = await AgencyClient(client, agency, _signer(args, agency.value)).submit_finding(
         args.review_id, kind=FindingKind(args.kind), severity=Severity(args.severity), summary=args.summary
     )
     _print_status(args, s)
@@ -124,14 +142,16 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     client = await connect(_target(args))
-    s = await AgencyClient(client, agency).conclude(args.review_id, summary=args.summary or "")
+    s = await AgencyClient(client, agency, _signer(args, agency.value)).conclude(
+        args.review_id, summary=args.summary or ""
+    )
     _print_status(args, s)
     return 0
 
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
     client = await connect(_target(args))
-    s = await LabClient(client).withdraw(args.review_id, args.reason)
+    s = await LabClient(client, _signer(args, LAB)).withdraw(args.review_id, args.reason)
     _print_status(args, s)
     return 0
 
@@ -160,8 +180,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     group.add_argument("--not-covered", dest="covered", action="store_false")
     p.add_argument("--agencies", help="participating agencies, comma-separated (covered only)")
     p.add_argument("--rationale", required=True)
-    p.add_argument("--as", dest="agency", default=Agency.NSA.value, help=argparse.SUPPRESS)
+    p.add_argument("--as", dest="agency", default=Agency.NSA.value, help="the party you speak for (default nsa)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
     p.set_defaults(func=cmd_determine)
 
     p = sub.add_parser("finding", parents=[common], help="a participating agency's finding")
@@ -171,6 +192,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--severity", required=True, choices=[s.value for s in Severity])
     p.add_argument("--summary", required=True)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_finding)
 
     p = sub.add_parser("conclude", parents=[common], help="a participating agency concludes its review")
@@ -178,10 +200,12 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--agency", required=True)
     p.add_argument("--summary")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_conclude)
 
     p = sub.add_parser("withdraw", parents=[common], help="the lab withdraws from the review")
     p.add_argument("review_id")
     p.add_argument("--reason", required=True)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_withdraw)

@@ -23,6 +23,8 @@ class Message(BaseModel):
 
     sender: str
     message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    # Ed25519 over the canonical bytes (domain/signatures.py); set by the sender's Signer.
+    signature: str | None = None
 
 
 class Determination(Message):

@@ -6,10 +6,11 @@ agency's classified standard lives only in that agency's worker.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.disclosure import Disclosure, TrustedPartner
 from domain.policy import Policy
+from domain.signatures import PublicKeyring
 
 WORKFLOW_TYPE = "ModelReview"
 
@@ -35,6 +36,9 @@ class ReviewInput(BaseModel):
     review_id: str
     disclosure: Disclosure
     policy: Policy
+    # Every party's Ed25519 public key, fixed for the life of the review, so that the
+    # update validators verify signatures deterministically.
+    public_keys: PublicKeyring = Field(default_factory=dict)
 
 
 class PartnerRequest(BaseModel):

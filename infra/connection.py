@@ -3,18 +3,35 @@ TEMPORAL_NAMESPACE, TLS, API key), with explicit overrides, and one data convert
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+
+from infra.codec import EncryptionCodec
+from infra.keys import KeyDirectory, PayloadKeyring
 
 DEFAULT_ADDRESS = "localhost:7233"
 
 
-def data_converter() -> DataConverter:
-    """The converter of every client, worker and replayer of this project."""
+def data_converter(keyring: PayloadKeyring | None = None) -> DataConverter:
+    """The converter of every client, worker, replayer and codec server of this project:
+    pydantic for the models, AES-GCM for every payload, failure messages encoded too.
+
+    Without an explicit keyring, the installation's keyring is loaded (infra/keys.py)."""
+    keyring = keyring or KeyDirectory().payload_keyring()
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def plain_data_converter() -> DataConverter:
+    """No encryption: only for tests and tools that must see what an outsider sees."""
     return pydantic_data_converter
 
 
@@ -25,11 +42,11 @@ class Target:
     profile: str | None = None
 
 
-async def connect(target: Target = Target()) -> Client:
+async def connect(target: Target = Target(), keyring: PayloadKeyring | None = None) -> Client:
     config = ClientConfig.load_client_connect_config(profile=target.profile)
     if target.address:
         config["target_host"] = target.address
     if target.namespace:
         config["namespace"] = target.namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    return await Client.connect(**config, data_converter=data_converter())
+    return await Client.connect(**config, data_converter=data_converter(keyring))

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
 from infra.connection import data_converter
+from infra.keys import PayloadKeyring
 
 
 def temporal_cli_path() -> str:
@@ -31,13 +32,14 @@ async def start_dev_server(
     ui_port: int | None = None,
     ui: bool = False,
     extra_args: list[str] | None = None,
+    keyring: PayloadKeyring | None = None,
 ) -> WorkflowEnvironment:
     args = ["--ui-disable-news-fetch"] if ui else []
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         args += ["--sqlite-pragma", "journal_mode=WAL"]
     return await WorkflowEnvironment.start_local(
-        data_converter=data_converter(),
+        data_converter=data_converter(keyring),
         dev_server_existing_path=temporal_cli_path(),
         dev_server_database_filename=str(db_file) if db_file else None,
         search_attributes=ALL_SEARCH_ATTRIBUTES,

@@ -4,6 +4,7 @@ per-workflow time skipping (v2) so a 30-day window passes in about a second."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,29 +12,44 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api import reviews
 from api.reviews import status
 from domain.disclosure import Disclosure
+from domain.messages import Message
 from domain.policy import Policy, load_policy
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
+from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
+from infra.keys import KeyDirectory, KeyProblem
 from worker import WorkerConfig, build_workers, run_workers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ISOLATED_NAMESPACE = "isolated"
 
 
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
+    """A development key set for the session. The environment variable is how every
+    process (the CLI in a subprocess too) finds its keys, as in production."""
+    directory = KeyDirectory(tmp_path_factory.mktemp("keys"))
+    directory.init_development()
+    os.environ["FRONTIER_REVIEW_KEYS_DIR"] = str(directory.path)
+    return directory
+
+
 @pytest_asyncio.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def env(keys: KeyDirectory) -> AsyncIterator[WorkflowEnvironment]:
     # Workflows start with skipping off; a test skips time explicitly with env.fast_forward.
     async with await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
-        data_converter=data_converter(),
+        data_converter=data_converter(keys.payload_keyring()),
         dev_server_existing_path=temporal_cli_path(),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         # A second namespace for tests that need their own set of workers (a silent
@@ -74,9 +90,23 @@ def client(env: WorkflowEnvironment, workers: None) -> Client:
 
 
 @pytest_asyncio.fixture
-async def isolated(env: WorkflowEnvironment) -> Client:
+async def isolated(env: WorkflowEnvironment, keys: KeyDirectory) -> Client:
     """A client on the isolated namespace, where no worker runs until the test starts some."""
-    return await env.connect_client(namespace=ISOLATED_NAMESPACE, data_converter=data_converter())
+    return await env.connect_client(namespace=ISOLATED_NAMESPACE, data_converter=data_converter(keys.payload_keyring()))
+
+
+async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
+    """Open a review with the session's public keyring."""
+    return await reviews.disclose(client, disclosure, policy, KeyDirectory().public_keys())
+
+
+async def send_signed(client: Client, review_id: str, update: str, message: Message) -> ReviewStatus:
+    """Send a message signed by its sender's development key (an outsider's own key if it has none)."""
+    try:
+        signer = KeyDirectory().signer(message.sender)
+    except KeyProblem:
+        signer = Signer(message.sender, Ed25519PrivateKey.generate())
+    return await reviews.send(client, review_id, update, message, signer)
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -39,7 +40,10 @@ def cli(client: Client):
         proc = await asyncio.create_subprocess_exec(
             CLI, *args, "--address", address,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"},
+            env={
+                "PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent",
+                "FRONTIER_REVIEW_KEYS_DIR": os.environ["FRONTIER_REVIEW_KEYS_DIR"],
+            },
         )  # fmt: skip
         out, err = await proc.communicate()
         return Run(proc.returncode, out.decode(), err.decode())

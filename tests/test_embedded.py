@@ -12,6 +12,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from infra.connection import data_converter
+from infra.keys import KeyDirectory
 from tests.test_cli import CLI
 
 ENV = {"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"}
@@ -23,24 +24,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_demo_drives_a_review_to_release() -> None:
+async def test_demo_drives_a_review_to_release(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
     proc = await asyncio.create_subprocess_exec(
-        CLI, "demo", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=ENV
-    )
+        CLI, "demo", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**ENV, "FRONTIER_REVIEW_KEYS_DIR": str(keys)},
+    )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
     text = out.decode()
     assert proc.returncode == 0, text
     assert "demo finished: RELEASED" in text
     assert "CONCLUDED_EARLY" in text
+    assert f"created development keys in {keys}" in text.replace("\n", "")
+    assert (keys / "payload-keys.json").is_file()
 
 
 async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_path: Path) -> None:
-    port, ui_port = free_port(), free_port()
+    port, ui_port, codec_port = free_port(), free_port(), free_port()
     db = tmp_path / "temporal.db"
+    env = {
+        **ENV,
+        "FRONTIER_REVIEW_DATA_DIR": str(tmp_path / "records"),
+        "FRONTIER_REVIEW_KEYS_DIR": str(tmp_path / "k"),
+    }
     proc = await asyncio.create_subprocess_exec(
-        CLI, "up", "--db", str(db), "--port", str(port), "--ui-port", str(ui_port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-        env={**ENV, "FRONTIER_REVIEW_DATA_DIR": str(tmp_path / "records")},
+        CLI, "up", "--db", str(db), "--port", str(port), "--ui-port", str(ui_port), "--codec-port", str(codec_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
     )  # fmt: skip
     try:
         seen = ""
@@ -49,10 +58,11 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
             assert line, f"up exited early: {seen}"
             seen += line.decode()
         assert f"http://localhost:{ui_port}" in seen
-        client = await Client.connect(f"localhost:{port}", data_converter=data_converter())
+        keyring = KeyDirectory(tmp_path / "k").payload_keyring()
+        client = await Client.connect(f"localhost:{port}", data_converter=data_converter(keyring))
         disclose = await asyncio.create_subprocess_exec(
             CLI, "disclose", str(Path(__file__).parent.parent / "examples" / "small-assistant.json"),
-            "--address", f"localhost:{port}", stdout=asyncio.subprocess.PIPE, env=ENV,
+            "--address", f"localhost:{port}", stdout=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         rid = (await disclose.communicate())[0].decode().strip()
         assert disclose.returncode == 0

@@ -9,13 +9,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient, LabClient
-from api.reviews import disclose, status
+from api.reviews import status
 from domain import search_attributes as sa
 from domain.agencies import STANDARDS_BODIES, Agency
 from domain.messages import FindingKind, Severity, Verdict
 from domain.policy import Policy
 from domain.status import Outcome, ReviewStatus, Stage
-from tests.conftest import mythos, quick_policy, wait_stage
+from tests.conftest import disclose, mythos, quick_policy, wait_stage
 
 NSA = Agency.NSA
 

@@ -7,13 +7,13 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 
 from api.agency import AgencyClient, LabClient
 from api.errors import DuplicateDisclosure, Rejected, UnknownReview
-from api.reviews import disclose, send, status
+from api.reviews import status
 from domain.agencies import LAB, Agency
 from domain.messages import Conclusion, Determination, ReviewFinding, Withdrawal
 from domain.policy import Policy
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.status import Stage
-from tests.conftest import mythos, update_events, wait_stage
+from tests.conftest import disclose, mythos, send_signed, update_events, wait_stage
 
 
 async def send_as(client: Client, rid: str, update: str, message, update_id: str) -> None:
@@ -26,7 +26,7 @@ async def send_as(client: Client, rid: str, update: str, message, update_id: str
 async def assert_rejected(client: Client, rid: str, update: str, message, reason: str) -> None:
     before = await status(client, rid)
     with pytest.raises(Rejected, match=reason):
-        await send(client, rid, update, message)
+        await send_signed(client, rid, update, message)
     assert message.message_id not in await update_events(client, rid), "a rejected update must write nothing"
     assert await status(client, rid) == before
 
@@ -64,7 +64,7 @@ async def test_determination_rejections(client: Client, policy: Policy) -> None:
         "at stage AWAITING_DETERMINATION, not UNDER_REVIEW",
     )
     first = Determination(sender="nsa", **d)
-    await send(client, rid, RECORD_DETERMINATION, first)
+    await send_signed(client, rid, RECORD_DETERMINATION, first)
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
     await assert_rejected(client, rid, RECORD_DETERMINATION, Determination(sender="nsa", **d), "already been recorded")
     await LabClient(client).withdraw(rid, "test finished")
@@ -80,7 +80,7 @@ async def test_review_window_rejections(client: Client, policy: Policy) -> None:
     await assert_rejected(
         client, rid, SUBMIT_FINDING, ReviewFinding(sender="commerce", **finding), "commerce is not a participating"
     )
-    await assert_rejected(client, rid, SUBMIT_FINDING, ReviewFinding(sender="cia", **finding), "unknown agency 'cia'")
+    await assert_rejected(client, rid, SUBMIT_FINDING, ReviewFinding(sender="cia", **finding), "unknown signer 'cia'")
     await assert_rejected(client, rid, SUBMIT_FINDING, ReviewFinding(sender=LAB, **finding), "unknown agency 'lab'")
     await assert_rejected(
         client, rid, CONCLUDE_REVIEW, Conclusion(sender="treasury"), "treasury is not a participating"
@@ -88,7 +88,7 @@ async def test_review_window_rejections(client: Client, policy: Policy) -> None:
     await assert_rejected(client, rid, WITHDRAW, Withdrawal(sender="dod", reason="r"), "only the lab can withdraw")
 
     accepted = ReviewFinding(sender="dod", **finding)
-    await send(client, rid, SUBMIT_FINDING, accepted)
+    await send_signed(client, rid, SUBMIT_FINDING, accepted)
     # The same message again under another update id is a replay.
     replay = accepted.model_copy()
     with pytest.raises(Rejected, match="already applied"):
@@ -111,8 +111,8 @@ async def test_a_resent_message_is_applied_once(client: Client, policy: Policy) 
     await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="r")
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
     finding = ReviewFinding(sender="dod", kind="capability", severity="low", summary="s")
-    await send(client, rid, SUBMIT_FINDING, finding)
-    again = await send(client, rid, SUBMIT_FINDING, finding)
+    await send_signed(client, rid, SUBMIT_FINDING, finding)
+    again = await send_signed(client, rid, SUBMIT_FINDING, finding)
     assert len(again.findings) == 1
     await LabClient(client).withdraw(rid, "test finished")
 

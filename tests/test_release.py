@@ -10,14 +10,13 @@ from temporalio.worker import Worker
 
 from activities.release import ReleaseDesk
 from api.agency import AgencyClient
-from api.reviews import disclose
 from domain.agencies import REVIEW_TASK_QUEUE, Agency
 from domain.disclosure import TrustedPartner
 from domain.messages import AccessGrant
 from domain.policy import Policy
 from domain.review import GRANT_ACCESS, PartnerRequest
 from domain.status import ReviewStatus, Stage
-from tests.conftest import mythos, running, wait_stage
+from tests.conftest import disclose, mythos, running, wait_stage
 from worker import WorkerConfig, build_workers
 from workflows.review import ModelReview
 

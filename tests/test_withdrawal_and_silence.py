@@ -12,12 +12,11 @@ from temporalio.client import Client
 
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
-from api.reviews import disclose
 from domain.agencies import Agency
 from domain.messages import Verdict
 from domain.policy import Policy
 from domain.status import Outcome, ReviewStatus, Stage
-from tests.conftest import mythos, quick_policy, running, wait_stage
+from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
 from worker import REVIEW, WorkerConfig, build_workers
 
 EVERYONE_BUT_DOD = [REVIEW, "whitehouse", "dhs", "commerce", "treasury", "nsa"]

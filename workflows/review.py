@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         BriefingReceipt,
         Conclusion,
         Determination,
+        Message,
         ReviewFinding,
         StandardsVerdict,
         Verdict,
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         PartnerRequest,
         ReviewInput,
     )
+    from domain.signatures import signature_problem
     from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
     from workflows.messages import reject_unless
 
@@ -257,6 +259,7 @@ class ModelReview:
 
     @record_determination.validator
     def _validate_determination(self, determination: Determination) -> None:
+        self._authenticate(RECORD_DETERMINATION, determination)
         reject_unless(
             determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}"
         )
@@ -276,6 +279,7 @@ class ModelReview:
 
     @submit_finding.validator
     def _validate_finding(self, finding: ReviewFinding) -> None:
+        self._authenticate(SUBMIT_FINDING, finding)
         self._validate_reviewer_message(finding)
 
     @workflow.update(name=CONCLUDE_REVIEW)
@@ -287,6 +291,7 @@ class ModelReview:
 
     @conclude_review.validator
     def _validate_conclusion(self, conclusion: Conclusion) -> None:
+        self._authenticate(CONCLUDE_REVIEW, conclusion)
         self._validate_reviewer_message(conclusion)
 
     @workflow.update(name=WITHDRAW)
@@ -297,10 +302,8 @@ class ModelReview:
 
     @withdraw.validator
     def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
+        self._authenticate(WITHDRAW, withdrawal)
         reject_unless(withdrawal.sender == LAB, f"only the lab can withdraw, not {withdrawal.sender!r}")
-        reject_unless(
-            withdrawal.message_id not in self._applied_messages, f"message {withdrawal.message_id} was already applied"
-        )
         reject_unless(self._withdrawal is None, "the lab has already withdrawn")
         reject_unless(
             self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
@@ -333,10 +336,15 @@ class ModelReview:
             withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
         )
 
-    def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
+    def _authenticate(self, update: str, message: Message) -> None:
+        """Who sent it, proven: a fresh message id and a signature by the sender's key."""
         reject_unless(
             message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
         )
+        problem = signature_problem(self._review.public_keys, self._review.review_id, update, message)
+        reject_unless(problem is None, problem or "")
+
+    def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
         reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
         reject_unless(self._stage == stage, f"the review is at stage {self._stage.value}, not {stage.value}")
 

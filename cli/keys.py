@@ -1,0 +1,89 @@
+"""`keys init`, `keys rotate`, `keys show`, and `codec-server`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from cli.render import console
+from infra import codec_server, logs
+from infra.codec import EncryptionCodec
+from infra.keys import KeyDirectory, KeyProblem
+
+DEFAULT_UI_ORIGIN = "http://localhost:8233"
+
+
+def ensure_development_keys(keys: KeyDirectory) -> None:
+    """`up` and `demo` create a development key set on first run, and say where."""
+    created = keys.init_development()
+    if created:
+        console.print(f"created development keys in [bold]{keys.path}[/bold] (not for production)")
+
+
+async def cmd_keys_init(args: argparse.Namespace) -> int:
+    keys = KeyDirectory(args.dir)
+    created = keys.init_development()
+    for path in created:
+        print(f"created {path}")
+    print(f"keys in {keys.path} ({'nothing new' if not created else f'{len(created)} new'})")
+    return 0
+
+
+async def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    keys = KeyDirectory(args.dir)
+    rotated = keys.payload_keyring().rotated()
+    keys.write_payload_keyring(rotated)
+    print(f"payload key {rotated.current} is now current; {', '.join(rotated.keys)} still decode")
+    return 0
+
+
+async def cmd_keys_show(args: argparse.Namespace) -> int:
+    keys = KeyDirectory(args.dir)
+    ring = keys.payload_keyring()
+    print(f"directory        {keys.path}")
+    print(f"payload keys     {', '.join(ring.keys)} (current {ring.current})")
+    print(f"signing parties  {', '.join(sorted(keys.public_keys()))}")
+    return 0
+
+
+async def serve_codec(keys: KeyDirectory, host: str, port: int, origins: list[str]):
+    app = codec_server.make_app(EncryptionCodec(keys.payload_keyring()), keys.codec_token(), origins)
+    return await codec_server.start(app, host, port)
+
+
+async def cmd_codec_server(args: argparse.Namespace) -> int:
+    logs.configure()
+    keys = KeyDirectory(args.dir)
+    runner = await serve_codec(keys, args.host, args.port, args.ui_origin or [DEFAULT_UI_ORIGIN])
+    console.print(f"codec server on http://{args.host}:{args.port} (token in {keys.token_file}); Ctrl-C stops")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    keys = sub.add_parser("keys", help="payload-encryption and signing keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    for name, func, text in (
+        ("init", cmd_keys_init, "create a development key set (what is missing only)"),
+        ("rotate", cmd_keys_rotate, "add a new payload key and make it current; old keys keep decoding"),
+        ("show", cmd_keys_show, "what keys this installation has"),
+    ):
+        p = ksub.add_parser(name, help=text)
+        p.add_argument(
+            "--dir", type=Path, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
+        )
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("codec-server", help="decode payloads for the Web UI and the temporal CLI")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--ui-origin", action="append", help=f"allowed browser origin (default {DEFAULT_UI_ORIGIN})")
+    p.add_argument("--dir", type=Path, help="key directory")
+    p.set_defaults(func=cmd_codec_server)
+
+
+__all__ = ["KeyProblem", "add_commands", "ensure_development_keys", "serve_codec"]

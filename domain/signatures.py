@@ -1,0 +1,65 @@
+"""Signed messages: who sent an update, proven with Ed25519.
+
+A party signs the canonical bytes of (review id, update name, message without its
+signature). The review's input carries the public keyring, so a validator verifies
+deterministically, inside the workflow, with no I/O. Binding the review id and the update
+name means a signature cannot be replayed into another review or as another kind of
+message; the message id (already unique per review) stops replays within one review.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from domain.messages import Message
+
+# party id -> raw Ed25519 public key, base64
+PublicKeyring = dict[str, str]
+
+
+def canonical_bytes(review_id: str, update: str, message: Message) -> bytes:
+    body = message.model_dump(mode="json", exclude={"signature"})
+    return json.dumps(
+        {"review_id": review_id, "update": update, "message": body},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    ).encode()
+
+
+def signature_problem(keyring: PublicKeyring, review_id: str, update: str, message: Message) -> str | None:
+    """Why the message's signature is not acceptable, or None if it verifies."""
+    key_b64 = keyring.get(message.sender)
+    if key_b64 is None:
+        return f"unknown signer {message.sender!r}: no public key in this review's keyring"
+    if not message.signature:
+        return f"message from {message.sender} is not signed"
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(key_b64))
+        public_key.verify(base64.b64decode(message.signature), canonical_bytes(review_id, update, message))
+    except (InvalidSignature, ValueError):
+        return f"signature does not verify for {message.sender} (forged, altered, or signed for another review)"
+    return None
+
+
+class Signer:
+    """A party's private signing key."""
+
+    def __init__(self, party: str, private_key: Ed25519PrivateKey) -> None:
+        self.party = party
+        self._key = private_key
+
+    def sign(self, review_id: str, update: str, message: Message) -> Message:
+        if message.sender != self.party:
+            raise ValueError(f"{self.party}'s key cannot sign a message from {message.sender!r}")
+        signature = self._key.sign(canonical_bytes(review_id, update, message))
+        return message.model_copy(update={"signature": base64.b64encode(signature).decode()})
+
+    def public_key_b64(self) -> str:
+        raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
