@@ -28,6 +28,7 @@ from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_a
 from infra import logs
 from infra.connection import Target, connect
 from workflows.review import ModelReview
+from workflows.sandbox import workflow_runner
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
@@ -73,6 +74,7 @@ def build_workers(
                     client,
                     task_queue=REVIEW_TASK_QUEUE,
                     workflows=[ModelReview],
+                    workflow_runner=workflow_runner(),
                     activities=[desk.vet_partner, desk.grant_access, *extra_activities],
                     activity_executor=executor,
                 )

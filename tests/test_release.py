@@ -19,6 +19,7 @@ from domain.status import ReviewStatus, Stage
 from tests.conftest import disclose, mythos, running, wait_stage
 from worker import WorkerConfig, build_workers
 from workflows.review import ModelReview
+from workflows.sandbox import workflow_runner
 
 PARTNERS = [
     TrustedPartner(partner_id="gridco", name="GridCo Transmission", sector="energy"),
@@ -64,6 +65,7 @@ async def test_a_retried_grant_is_one_grant(isolated: Client, worker_config: Wor
         isolated,
         task_queue=REVIEW_TASK_QUEUE,
         workflows=[ModelReview],
+        workflow_runner=workflow_runner(),
         activities=[desk.vet_partner, desk.grant_access],
         activity_executor=ThreadPoolExecutor(4),
     )
@@ -81,6 +83,17 @@ async def test_a_retried_grant_is_one_grant(isolated: Client, worker_config: Wor
         if e.HasField("activity_task_started_event_attributes")
     ]
     assert max(attempts) == 2, "the grant activity really was retried"
+    # The failure's message is encrypted too (DefaultFailureConverterWithEncodedAttributes).
+    last_failures = [
+        e.activity_task_started_event_attributes.last_failure
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.HasField("last_failure")
+    ]
+    assert last_failures, "the retried attempt carries the first attempt's failure"
+    assert all(f.message == "Encoded failure" and f.HasField("encoded_attributes") for f in last_failures)
+    raw = b"".join(e.SerializeToString() for e in history.events)
+    assert b"worker lost after recording" not in raw
 
 
 def test_the_ledger_records_a_grant_once(worker_config: WorkerConfig) -> None:
