@@ -27,6 +27,7 @@ from activities.store import RecordStore
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
 from infra import logs
 from infra.connection import Target, connect
+from infra.keys import KeyProblem
 from workflows.review import ModelReview
 from workflows.sandbox import workflow_runner
 
@@ -135,10 +136,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
         roles = [REVIEW]
     else:
         roles = [REVIEW, *(a.value for a in Agency)]
-    client = await connect(Target(args.address, args.namespace, args.profile))
     try:
+        client = await connect(Target(args.address, args.namespace, args.profile))
         workers = build_workers(client, roles)
-    except ValueError as e:
+    except (ValueError, KeyProblem) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     log.info("workers started", queues=[w.task_queue for w in workers])
