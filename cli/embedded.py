@@ -22,7 +22,7 @@ from domain.policy import describe, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra import logs
 from infra.connection import Target, connect
-from infra.devserver import start_dev_server
+from infra.devserver import ensure_free, start_dev_server
 from infra.keys import KeyDirectory
 from worker import WorkerConfig, build_workers, run_workers, stop_on_signals
 
@@ -36,6 +36,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
     ensure_development_keys(keys)
     db = Path(args.db)
     ui_origin = f"http://localhost:{args.ui_port}"
+    ensure_free(args.codec_port, "codec server")
     codec = await serve_codec(keys, "127.0.0.1", args.codec_port, [ui_origin, f"http://127.0.0.1:{args.ui_port}"])
     # The local UI has no login to carry a bearer token, so it gets the token-in-path endpoint.
     codec_for_ui = f"http://localhost:{args.codec_port}/t/{keys.codec_token()}"
@@ -48,10 +49,11 @@ async def cmd_up(args: argparse.Namespace) -> int:
                 ui=True,
                 extra_args=["--ui-codec-endpoint", codec_for_ui],
                 keyring=keys.payload_keyring(),
+                log_file=db.with_suffix(".log"),
             )
         try:
             workers = build_workers(env.client, config=WorkerConfig())
-            console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db})")
+            console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db}, log {env.log_file})")
             console.print(f"Web UI           [bold]{ui_origin}[/bold]  (payloads decoded by the codec server)")
             console.print(f"codec server     http://localhost:{args.codec_port}  (bearer token in {keys.token_file})")
             console.print(f"keys             {keys.path}")
@@ -142,7 +144,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             final = await _with_workers(client, config, keys, f"-demo-{uuid.uuid4().hex[:6]}")
         else:
             with console.status("starting the embedded Temporal dev server…"):
-                env = await start_dev_server(keyring=keys.payload_keyring())
+                env = await start_dev_server(keyring=keys.payload_keyring(), log_file=Path(data_dir) / "temporal.log")
             try:
                 final = await _with_workers(env.client, config, keys, "")
             finally:

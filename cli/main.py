@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 from api.errors import ReviewError
 from cli import embedded, keys, reviews
 from cli.reviews import BadInput
+from infra.devserver import DevServerError
 from infra.keys import KeyProblem
 
 
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RPCError as e:
         print(f"error: Temporal: {e.message}", file=sys.stderr)
         return 1
-    except (ConnectionError, TimeoutError) as e:
+    except (ConnectionError, TimeoutError, DevServerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
