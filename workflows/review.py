@@ -19,6 +19,7 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
@@ -128,13 +129,13 @@ class ModelReview:
                 summary=f"{body.title} standards check",
             )
         except ActivityError as err:
-            # Silence is never a block: it is recorded as such and the review moves on.
-            cause = err.cause.message if err.cause else str(err)
-            verdict = StandardsVerdict(
-                agency=body,
-                verdict=Verdict.NO_RESPONSE,
-                rationale=f"no answer within {describe(self._policy.standards_check_timeout)}: {cause}",
-            )
+            # Silence (or an agency-side failure) is never a block: it is recorded as such
+            # and the review moves on.
+            if isinstance(err.cause, ActivityTimeout):
+                why = f"no answer within {describe(self._policy.standards_check_timeout)}"
+            else:
+                why = f"the agency's check failed: {err.cause.message if err.cause else err}"
+            verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
         self._verdicts.append(verdict)
         workflow.logger.info("standards verdict", extra={"agency": body.value, "verdict": verdict.verdict.value})
         self._publish_details()
