@@ -163,12 +163,17 @@ class ModelReview:
             )
         except TimeoutError:
             pass
-        if not briefing.done():
+        # Once the NSA has decided (or the deadline passed), a briefing still in flight is moot.
+        superseded = not briefing.done()
+        if superseded:
             briefing.cancel()
         try:
             await briefing
         except (ActivityError, asyncio.CancelledError):
-            workflow.logger.warning("NSA briefing not confirmed; the deadline applies regardless")
+            if superseded:
+                workflow.logger.info("NSA briefing superseded by the determination or the deadline")
+            else:
+                workflow.logger.warning("NSA briefing was never confirmed; the deadline applied regardless")
         if self._withdrawal is not None:
             raise _Withdrawn()
         if self._determination is None:
