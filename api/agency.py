@@ -15,6 +15,7 @@ from domain.agencies import LAB, Agency, parse_agency
 from domain.messages import Conclusion, Determination, FindingKind, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.status import ReviewStatus
+from domain.vulnerability import VulnerabilityReport
 
 
 class AgencyClient:
@@ -35,10 +36,21 @@ class AgencyClient:
         return await send(self.client, review_id, RECORD_DETERMINATION, message)
 
     async def submit_finding(
-        self, review_id: str, *, kind: FindingKind | str, severity: Severity | str, summary: str
+        self,
+        review_id: str,
+        *,
+        kind: FindingKind | str,
+        severity: Severity | str,
+        summary: str,
+        vulnerability: VulnerabilityReport | None = None,
     ) -> ReviewStatus:
+        """A vulnerability finding carries its details (`vulnerability`); it goes on to Treasury's clearinghouse."""
         message = ReviewFinding(
-            sender=self.agency.value, kind=FindingKind(kind), severity=Severity(severity), summary=summary
+            sender=self.agency.value,
+            kind=FindingKind(kind),
+            severity=Severity(severity),
+            summary=summary,
+            vulnerability=vulnerability,
         )
         return await send(self.client, review_id, SUBMIT_FINDING, message)
 
