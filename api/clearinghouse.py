@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Rejected, ReviewError
@@ -30,6 +31,7 @@ from domain.clearinghouse import (
     CLEARINGHOUSE_STATUS_QUERY,
     CLEARINGHOUSE_TASK_QUEUE,
     CLEARINGHOUSE_WORKFLOW,
+    CONTINUING_AS_NEW,
     EXPLOITATION_OBSERVED,
     FIX_READY,
     PATCH_DEPLOYED,
@@ -52,7 +54,8 @@ from domain.sectors import Sector
 from domain.vulnerability import operator_party, parse_party, vendor_party
 
 T = TypeVar("T")
-NOT_READY_RETRIES = 6
+# How long one message keeps being resent after transient refusals (seconds).
+PATIENCE = 60.0
 
 
 class UnknownCase(ReviewError):
@@ -113,12 +116,19 @@ async def send(client: Client, case_id: str, update: str, message: Message) -> C
 
 
 async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    for n in range(NOT_READY_RETRIES + 1):
+    """One message, sent until it is applied or refused for a reason. Transient refusals (the
+    clearinghouse continuing as new, the server's cap on updates in flight, a workflow task failed
+    under the update) recorded nothing, so the same message goes again under the same id."""
+    loop = asyncio.get_running_loop()
+    patience = loop.time() + PATIENCE
+    delay = 0.05
+    while True:
         try:
             return await attempt()
         except WorkflowUpdateFailedError as e:
             cause = e.cause
-            raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
+            if not (isinstance(cause, ApplicationError) and cause.type == CONTINUING_AS_NEW) or loop.time() > patience:
+                raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 closed = await _describe_or_none(client, target)
@@ -126,12 +136,14 @@ async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[
                     raise UnknownCase(f"no case with id {target!r}") from None
                 status = closed.typed_search_attributes.get(sa.CASE_STATUS) or closed.status.name
                 raise Rejected(f"{target}: the case is closed (status {status}); nothing was recorded") from None
-            # Refused because a workflow task failed under it (a race with an activity completing):
-            # not applied, so sending it again under the same id is safe.
-            if not _workflow_not_ready(e) or n == NOT_READY_RETRIES:
+            if not _transient(e) or loop.time() > patience:
                 raise
-            await asyncio.sleep(0.1 * 2**n)
-    raise AssertionError("unreachable")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _transient(e: RPCError) -> bool:
+    return e.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or _workflow_not_ready(e)
 
 
 def _workflow_not_ready(e: RPCError) -> bool:

@@ -32,6 +32,8 @@ PATCH_DEPLOYED = "patch_deployed"  # operators of affected sectors, the vendor, 
 EXPLOITATION_OBSERVED = "exploitation_observed"  # operators, the vendor, Treasury
 REQUEST_EXTENSION = "request_extension"  # the vendor
 CASE_STATUS_QUERY = "status"
+# The clearinghouse turns reports away while it continues as new; `api.clearinghouse.report` resends them.
+CONTINUING_AS_NEW = "ContinuingAsNew"
 CLEARINGHOUSE_STATUS_QUERY = "status"
 
 # Activities, all on the clearinghouse queue.

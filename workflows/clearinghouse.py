@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
         CLEARINGHOUSE_WORKFLOW,
+        CONTINUING_AS_NEW,
         LINK_REPORT,
         REPORT_VULNERABILITY,
         CaseInput,
@@ -50,11 +51,9 @@ class Clearinghouse:
     async def run(self, state: ClearinghouseInput) -> None:
         self._publish_details()
         # Keep each run's history bounded: after enough reports (or when the server suggests it)
-        # let every report in flight finish, then continue as new. Reports that arrive meanwhile
-        # are retried by the server onto the new run.
-        await workflow.wait_condition(
-            lambda: self._this_run >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
-        )
+        # take no new report, let those in flight finish, then continue as new. Reports turned
+        # away meanwhile are sent again by the reporter and land on the new run.
+        await workflow.wait_condition(self._run_is_full)
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.logger.info("continuing as new", extra={"reports": self._reports})
         workflow.continue_as_new(
@@ -90,6 +89,9 @@ class Clearinghouse:
 
     @report_vulnerability.validator
     def _validate_report(self, intake: VulnerabilityIntake) -> None:
+        if self._run_is_full():
+            # Not a refusal of the report: nothing is recorded, and the sender tries again.
+            raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
         kind, sep, _ = intake.sender.partition(":")
         reject_unless(
             intake.sender in REPORTERS or (sep == ":" and kind in PARTY_KINDS),
@@ -131,6 +133,9 @@ class Clearinghouse:
             return False
         self._cases_opened += 1
         return True
+
+    def _run_is_full(self) -> bool:
+        return self._this_run >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
 
     @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
     def status(self) -> ClearinghouseView:
