@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from datetime import UTC, datetime
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client
@@ -55,7 +56,7 @@ CREATE TABLE IF NOT EXISTS notices (
 class Outbox(RecordStore):
     """Treasury's records: the trusted-party registry (who operates in which sector) and the notices sent."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__(path)
         with closing(self._connect()) as db:
             db.executescript(OUTBOX_SCHEMA)
