@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from activities.clearinghouse import Outbox
 from api.agency import AgencyClient
@@ -44,8 +45,12 @@ from domain.policy import Policy
 from domain.sectors import CRITICAL_INFRASTRUCTURE as CRITICAL
 from domain.status import Stage
 from domain.vulnerability import Priority
+from infra.connection import data_converter
 from tests.conftest import mythos, update_events, vulnerability, wait_stage
 from worker import WorkerConfig
+from workflows.clearinghouse import Clearinghouse
+from workflows.review import ModelReview
+from workflows.vulnerability_case import VulnerabilityCase
 
 VENDOR = "vendor:tlskit-foundation"
 S = CaseStatus
@@ -377,3 +382,27 @@ async def test_a_resent_report_is_applied_once(client: Client, policy: Policy) -
     again = await report(client, intake, policy)
     assert again == first
     assert len((await settled(client, first.case_id)).reports) == 1
+
+
+async def test_recorded_histories_replay(client: Client, policy: Policy) -> None:
+    """Determinism: a released review that forwarded a finding, its closed case, and the
+    clearinghouse's run replay, in the sandbox, against the code as it is."""
+    rid = await covered_review(client, policy, ["dod"])
+    s = await AgencyClient(client, "dod").submit_finding(
+        rid, kind="vulnerability", severity="high", summary="s", vulnerability=vulnerability(sectors=["energy"])
+    )
+    case_id = await forwarded_case(client, rid, s.findings[0].message_id)
+    await settled(client, case_id)
+    await VendorClient(client, "TLSKit Foundation").request_extension(case_id, timedelta(days=3), "testing")
+    await VendorClient(client, "TLSKit Foundation").fix_ready(case_id, ["3.2.5"])
+    await wait_case(client, case_id, S.PATCH_DISTRIBUTED)
+    await OperatorClient(client, "energy").patch_deployed(case_id)
+    await AgencyClient(client, "dod").conclude(rid)
+    await wait_case(client, case_id, S.CLOSED)
+    await client.get_workflow_handle(rid).result()
+
+    replayer = Replayer(workflows=[ModelReview, Clearinghouse, VulnerabilityCase], data_converter=data_converter())
+    for workflow_id in (rid, case_id, CLEARINGHOUSE_ID):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{workflow_id}: {result.replay_failure}"
