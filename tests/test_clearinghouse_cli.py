@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def vuln(client: Client):
         proc = await asyncio.create_subprocess_exec(
             CLI, *args, "--address", address,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"},
+            env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent",
+                 **{k: v for k, v in os.environ.items() if k.startswith("FRONTIER_REVIEW_")}},  # e.g. the keys
         )  # fmt: skip
         out, err = await proc.communicate()
         return Run(proc.returncode, out.decode(), err.decode())
