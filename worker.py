@@ -1,5 +1,6 @@
 """Workers: `python worker.py` runs the review queue and every agency's queue;
 `python worker.py --agency dod` runs one agency's, as that agency would on its own host.
+Treasury's (`--agency treasury`) also runs the vulnerability clearinghouse (`clearinghouse` queue).
 
 Each agency's worker loads its own standard (FRONTIER_REVIEW_STANDARDS_DIR/<agency>.toml)
 and keeps its own records; nothing classified is sent to the review's queue.
@@ -20,16 +21,21 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.clearinghouse import ClearinghouseDesk, ClearinghouseForwarder, Outbox
 from activities.nsa import NsaBriefingDesk
 from activities.release import ReleaseDesk
 from activities.standards import StandardsBody, load_standard
 from activities.store import RecordStore
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
+from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE
+from domain.policy import DEFAULT_POLICY, load_policy
 from infra import logs
 from infra.connection import Target, connect
 from infra.keys import KeyProblem
+from workflows.clearinghouse import Clearinghouse
 from workflows.review import ModelReview
 from workflows.sandbox import workflow_runner
+from workflows.vulnerability_case import VulnerabilityCase
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
@@ -49,6 +55,11 @@ class WorkerConfig:
         default_factory=lambda: Path(
             os.environ.get("FRONTIER_REVIEW_REGISTRY", PROJECT_DIR / "examples" / "registry.toml")
         )
+    )
+
+    # The policy the clearinghouse starts under when this worker relays the first report into it.
+    clearinghouse_policy: str = field(
+        default_factory=lambda: os.environ.get("FRONTIER_REVIEW_CLEARINGHOUSE_POLICY", DEFAULT_POLICY)
     )
 
     def store(self, owner: str) -> RecordStore:
@@ -90,7 +101,33 @@ def build_workers(
         else:
             activities = [NsaBriefingDesk(config.store(agency.value)).brief_nsa]
         workers.append(Worker(client, task_queue=agency.task_queue, activities=activities, activity_executor=executor))
+        if agency == Agency.TREASURY:
+            workers.append(clearinghouse_worker(client, config, executor))
     return workers
+
+
+def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadPoolExecutor) -> Worker:
+    """Treasury's clearinghouse: its two workflows, its desk, and the relay of review findings."""
+    outbox = Outbox(config.data_dir / "clearinghouse.db")
+    outbox.load_registry(config.registry_file)
+    desk = ClearinghouseDesk(outbox)
+    forwarder = ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy))
+    return Worker(
+        client,
+        task_queue=CLEARINGHOUSE_TASK_QUEUE,
+        workflows=[Clearinghouse, VulnerabilityCase],
+        workflow_runner=workflow_runner(),
+        activities=[
+            desk.validate_report,
+            desk.triage_case,
+            desk.notify_vendor,
+            desk.notify_operators,
+            desk.distribute_patch,
+            desk.publish_advisory,
+            forwarder.forward_vulnerability,
+        ],
+        activity_executor=executor,
+    )
 
 
 async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:

@@ -16,6 +16,7 @@ from domain.messages import Conclusion, Determination, FindingKind, ReviewFindin
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.signatures import Signer
 from domain.status import ReviewStatus
+from domain.vulnerability import VulnerabilityReport
 from infra.keys import KeyDirectory
 
 
@@ -41,10 +42,21 @@ class AgencyClient:
         return await send(self.client, review_id, RECORD_DETERMINATION, message, self.signer)
 
     async def submit_finding(
-        self, review_id: str, *, kind: FindingKind | str, severity: Severity | str, summary: str
+        self,
+        review_id: str,
+        *,
+        kind: FindingKind | str,
+        severity: Severity | str,
+        summary: str,
+        vulnerability: VulnerabilityReport | None = None,
     ) -> ReviewStatus:
+        """A vulnerability finding carries its details (`vulnerability`); it goes on to Treasury's clearinghouse."""
         message = ReviewFinding(
-            sender=self.agency.value, kind=FindingKind(kind), severity=Severity(severity), summary=summary
+            sender=self.agency.value,
+            kind=FindingKind(kind),
+            severity=Severity(severity),
+            summary=summary,
+            vulnerability=vulnerability,
         )
         return await send(self.client, review_id, SUBMIT_FINDING, message, self.signer)
 

@@ -12,11 +12,14 @@ from pathlib import Path
 from temporalio.client import Client
 
 from api.agency import AgencyClient
+from api.clearinghouse import OperatorClient, VendorClient, case_status
 from api.reviews import disclose, status
 from cli.keys import ensure_development_keys, serve_codec
 from cli.render import console, status_view
 from cli.reviews import load_disclosure
+from cli.vuln import case_view, load_vulnerability
 from domain.agencies import Agency
+from domain.clearinghouse import CaseStatus, CaseView
 from domain.messages import FindingKind, Severity
 from domain.policy import describe, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
@@ -28,6 +31,7 @@ from worker import WorkerConfig, build_workers, run_workers, stop_on_signals
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_DISCLOSURE = PROJECT_DIR / "examples" / "mythos-2.json"
+DEMO_VULNERABILITY = PROJECT_DIR / "examples" / "vulnerabilities" / "tls-heap-overflow.json"
 
 
 async def cmd_up(args: argparse.Namespace) -> int:
@@ -83,8 +87,10 @@ async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "")
     """One covered review, end to end, showing each stage as it happens."""
     policy = load_policy("demo")
     disclosure = load_disclosure(str(DEMO_DISCLOSURE))
+    details = load_vulnerability(str(DEMO_VULNERABILITY))
     if version_suffix:
         disclosure = disclosure.model_copy(update={"model_version": disclosure.model_version + version_suffix})
+        details = details.model_copy(update={"product": details.product + version_suffix})
     step = console.rule
 
     step("1. the lab discloses")
@@ -115,6 +121,7 @@ async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "")
         kind=FindingKind.VULNERABILITY,
         severity=Severity.CRITICAL,
         summary="model wrote a working exploit for a heap overflow in a widely used TLS library",
+        vulnerability=details,
     )
     await agency(Agency.DHS).submit_finding(
         rid,
@@ -129,7 +136,48 @@ async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "")
     step("5. release to the lab's trusted partners")
     s = await _wait_for(client, rid, {Stage.RELEASED, Stage.WITHDRAWN})
     status_view(s)
+
+    await _clearinghouse(client, rid, details.vendor)
     return s
+
+
+async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseView:
+    """DoD's vulnerability finding, as Treasury's clearinghouse takes it from there."""
+    console.rule("6. DoD's vulnerability finding becomes a Treasury clearinghouse case")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not (s := await status(client, rid)).clearinghouse_cases:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{rid}: the vulnerability finding never reached the clearinghouse")
+        await asyncio.sleep(0.2)
+    case_id = next(iter(s.clearinghouse_cases.values()))
+    c = await _wait_for_case(client, case_id, {CaseStatus.VENDOR_NOTIFIED})
+    assert c.severity and c.priority and c.embargo_deadline
+    console.print(f"  case      [bold]{case_id}[/bold]  ({c.status.value})")
+    console.print(f"  severity  {c.severity.value} (CVSS {c.cvss_version} {c.base_score})")
+    console.print(f"  priority  {c.priority.name}: {c.priority_reason}")
+    console.print(f"  embargo   until {c.embargo_deadline:%Y-%m-%d %H:%M:%S} UTC (policy {c.policy_version})")
+    for n in c.notices:
+        console.print(f"  {n.kind.value:<18} {n.recipient} {n.detail}")
+
+    console.rule("7. the vendor fixes, the operators deploy: disclosed before the embargo ends")
+    await VendorClient(client, vendor).fix_ready(case_id, ["3.2.5"], advisory="upgrade to 3.2.5")
+    c = await _wait_for_case(client, case_id, {CaseStatus.PATCH_DISTRIBUTED})
+    for sector in c.sectors:
+        await OperatorClient(client, sector).patch_deployed(case_id, note="rolled out")
+    c = await _wait_for_case(client, case_id, {CaseStatus.CLOSED})
+    case_view(c)
+    return c
+
+
+async def _wait_for_case(client: Client, case_id: str, done: set[CaseStatus], timeout: float = 60) -> CaseView:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (c := await case_status(client, case_id)).status not in done:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{case_id} stayed at {c.status.value} for {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+    return c
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -138,7 +186,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     ensure_development_keys(keys)
     external = bool(args.address or os.environ.get("TEMPORAL_ADDRESS"))
     with tempfile.TemporaryDirectory(prefix="frontier-review-demo-") as data_dir:
-        config = WorkerConfig(data_dir=Path(data_dir))
+        config = WorkerConfig(data_dir=Path(data_dir), clearinghouse_policy="demo")
         if external:
             client = await connect(Target(args.address, args.namespace, args.profile), keys.payload_keyring())
             final = await _with_workers(client, config, keys, f"-demo-{uuid.uuid4().hex[:6]}")

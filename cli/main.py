@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import embedded, keys, reviews
+from cli import embedded, keys, reviews, vuln
 from cli.reviews import BadInput
 from infra.devserver import DevServerError
 from infra.keys import KeyProblem
@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     embedded.add_commands(sub, common)
     reviews.add_commands(sub, common)
     keys.add_commands(sub, common)
+    vuln.add_commands(sub, common)
     return root
 
 

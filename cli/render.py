@@ -42,6 +42,8 @@ def status_view(s: ReviewStatus) -> None:
         table.add_row(f"standard: {v.agency.value}", f"{v.verdict.value}  {v.rationale}")
     for f in s.findings:
         table.add_row(f"finding: {f.sender}", f"{f.kind.value}/{f.severity.value}  {f.summary}")
+        if f.message_id in s.clearinghouse_cases:
+            table.add_row("", f"-> clearinghouse case {s.clearinghouse_cases[f.message_id]}")
     if s.partners_granted:
         table.add_row("granted", ", ".join(s.partners_granted))
     for p in s.partners_skipped:

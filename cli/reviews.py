@@ -128,9 +128,20 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         agency = parse_agency(args.agency)
     except ValueError as e:
         raise BadInput(str(e)) from None
+    from cli.vuln import load_vulnerability  # here, not at the top: cli.vuln imports this module
+
+    details = load_vulnerability(args.details) if args.details else None
+    if args.kind == FindingKind.VULNERABILITY and details is None:
+        raise BadInput("a vulnerability finding needs --details FILE.json (see examples/vulnerabilities/)")
+    if args.kind != FindingKind.VULNERABILITY and details is not None:
+        raise BadInput(f"--details applies only to --kind vulnerability, not {args.kind}")
     client = await connect(_target(args))
     s = await AgencyClient(client, agency, _signer(args, agency.value)).submit_finding(
-        args.review_id, kind=FindingKind(args.kind), severity=Severity(args.severity), summary=args.summary
+        args.review_id,
+        kind=FindingKind(args.kind),
+        severity=Severity(args.severity),
+        summary=args.summary,
+        vulnerability=details,
     )
     _print_status(args, s)
     return 0
@@ -191,6 +202,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--kind", required=True, choices=[k.value for k in FindingKind])
     p.add_argument("--severity", required=True, choices=[s.value for s in Severity])
     p.add_argument("--summary", required=True)
+    p.add_argument("--details", help="vulnerability details JSON, required with --kind vulnerability")
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_finding)

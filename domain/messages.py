@@ -11,9 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.agencies import Agency
+from domain.vulnerability import VulnerabilityReport
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 
@@ -54,6 +55,19 @@ class ReviewFinding(Message):
     kind: FindingKind
     severity: Severity
     summary: Text
+    # What the clearinghouse needs to open a case: required for, and only for, a vulnerability.
+    vulnerability: VulnerabilityReport | None = None
+
+    @model_validator(mode="after")
+    def _vulnerability_details(self) -> ReviewFinding:
+        if self.kind == FindingKind.VULNERABILITY and self.vulnerability is None:
+            raise ValueError(
+                "a vulnerability finding needs its details (vulnerability: product, vendor, "
+                "affected_versions, cwe, location, cvss_vector)"
+            )
+        if self.kind != FindingKind.VULNERABILITY and self.vulnerability is not None:
+            raise ValueError(f"vulnerability details apply only to kind vulnerability, not {self.kind.value}")
+        return self
 
 
 class Conclusion(Message):

@@ -22,6 +22,39 @@ DEFAULT_POLICY = "eo-2026"
 STATUTORY_WINDOW_CAP = timedelta(days=30)
 
 Positive = Annotated[timedelta, Field(gt=timedelta(0))]
+NonNegative = Annotated[timedelta, Field(ge=timedelta(0))]
+
+# Temporal caps one workflow run at 2000 updates: the clearinghouse continues as new well before.
+MAX_REPORTS_PER_RUN = 1500
+
+
+class ClearinghousePolicy(BaseModel):
+    """Treasury's clearinghouse: the disclosure embargo and how cases are run (`[policy.clearinghouse]`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # CERT/CC's default: public disclosure 45 days after the vendor is notified.
+    embargo: Positive = timedelta(days=45)
+    # Once exploitation is observed the embargo ends at most this long after (never later than it was).
+    exploited_embargo: NonNegative = timedelta(days=7)
+    # The most a vendor's extensions may add to the embargo, all requests together.
+    max_extension: NonNegative = timedelta(days=45)
+    # A case disclosed without a fix stays open this long for the vendor's fix, then closes.
+    disclosure_followup: Positive = timedelta(days=90)
+    # One notice (vendor, operators, public) may be retried this long before it is recorded as undelivered.
+    notice_timeout: Positive = timedelta(days=1)
+    # Validation and triage, one attempt.
+    activity_timeout: Positive = timedelta(minutes=5)
+    # A review's vulnerability finding is retried this long while the clearinghouse is unreachable.
+    forward_timeout: Positive = timedelta(days=1)
+    # The clearinghouse continues as new after this many reports, keeping each run's history bounded.
+    reports_per_run: Annotated[int, Field(ge=1, le=MAX_REPORTS_PER_RUN)] = 1000
+
+    @model_validator(mode="after")
+    def _exploitation_shortens(self) -> ClearinghousePolicy:
+        if self.exploited_embargo > self.embargo:
+            raise ValueError("clearinghouse.exploited_embargo exceeds clearinghouse.embargo")
+        return self
 
 
 class Policy(BaseModel):
@@ -41,6 +74,8 @@ class Policy(BaseModel):
     review_window: Positive
     # Release.
     release_activity_timeout: Positive = timedelta(minutes=5)
+    # Treasury's vulnerability clearinghouse (defaults: CERT/CC's 45-day embargo).
+    clearinghouse: ClearinghousePolicy = Field(default_factory=ClearinghousePolicy)
 
     @model_validator(mode="after")
     def _within_the_order(self) -> Policy:

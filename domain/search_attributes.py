@@ -13,5 +13,14 @@ POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
 
 REVIEW_SEARCH_ATTRIBUTES = (REVIEW_STAGE, LAB, MODEL_NAME, COVERED, WINDOW_DEADLINE, POLICY_VERSION)
 
+# Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.
+CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
+SEVERITY = SearchAttributeKey.for_keyword("Severity")
+SECTORS = SearchAttributeKey.for_keyword_list("Sectors")
+CASE_PRIORITY = SearchAttributeKey.for_int("CasePriority")
+EMBARGO_DEADLINE = SearchAttributeKey.for_datetime("EmbargoDeadline")
+
+CASE_SEARCH_ATTRIBUTES = (CASE_STATUS, SEVERITY, SECTORS, CASE_PRIORITY, EMBARGO_DEADLINE)
+
 # Every attribute any workflow of ours upserts; registered by `up`, `demo` and the tests.
-ALL_SEARCH_ATTRIBUTES = REVIEW_SEARCH_ATTRIBUTES
+ALL_SEARCH_ATTRIBUTES = REVIEW_SEARCH_ATTRIBUTES + CASE_SEARCH_ATTRIBUTES

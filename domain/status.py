@@ -66,3 +66,5 @@ class ReviewStatus(BaseModel):
     partners_skipped: list[PartnerRelease] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
     withdrawal_reason: str | None = None
+    # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
+    clearinghouse_cases: dict[str, str] = Field(default_factory=dict)

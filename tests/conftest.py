@@ -25,6 +25,7 @@ from domain.policy import Policy, load_policy
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
+from domain.vulnerability import VulnerabilityReport
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
 from infra.keys import KeyDirectory, KeyProblem
@@ -154,6 +155,15 @@ def mythos(**changes: object) -> Disclosure:
     base = Disclosure.model_validate_json((EXAMPLES / "mythos-2.json").read_text())
     fields = {"model_version": f"t-{uuid.uuid4().hex[:10]}", **changes}
     return Disclosure.model_validate({**base.model_dump(), **fields})
+
+
+def vulnerability(**changes: object) -> VulnerabilityReport:
+    """The sample vulnerability with a fresh product, so every test has its own clearinghouse case."""
+    base = VulnerabilityReport.model_validate_json(
+        (EXAMPLES / "vulnerabilities" / "tls-heap-overflow.json").read_text()
+    )
+    fields = {"product": f"TLSKit-{uuid.uuid4().hex[:10]}", **changes}
+    return VulnerabilityReport.model_validate({**base.model_dump(), **fields})
 
 
 @pytest.fixture

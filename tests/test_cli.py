@@ -82,8 +82,9 @@ async def test_a_review_from_the_command_line(cli, client: Client, tmp_path: Pat
     assert rid in [row["review_id"] for row in json.loads(r.out)]
 
     r = await cli(
-        "finding", rid, "--agency", "dod", "--kind", "vulnerability", "--severity", "high", "--summary", "RCE in X"
-    )
+        "finding", rid, "--agency", "dod", "--kind", "vulnerability", "--severity", "high", "--summary", "RCE in X",
+        "--details", str(EXAMPLES / "vulnerabilities" / "tls-heap-overflow.json"),
+    )  # fmt: skip
     assert r.code == 0, r.err
     assert (await cli("conclude", rid, "--agency", "dod")).code == 0
     assert (await cli("conclude", rid, "--agency", "dhs")).code == 0

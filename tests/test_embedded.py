@@ -37,6 +37,12 @@ async def test_demo_drives_a_review_to_release(tmp_path: Path) -> None:
     assert "CONCLUDED_EARLY" in text
     assert f"created development keys in {keys}" in text.replace("\n", "")
     assert (keys / "payload-keys.json").is_file()
+    # DoD's vulnerability finding becomes a Treasury clearinghouse case, fixed, deployed, disclosed.
+    assert "becomes a Treasury clearinghouse case" in text
+    assert "case      case-" in text
+    assert "severity  critical (CVSS 3.1 9.8)" in text
+    assert "priority  P2: affects critical infrastructure" in text
+    assert "CLOSED" in text and "disclosed before the embargo ends" in text
 
 
 async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from domain.agencies import STANDARDS_BODIES, Agency
 from domain.messages import FindingKind, Severity, Verdict
 from domain.policy import Policy
 from domain.status import Outcome, ReviewStatus, Stage
-from tests.conftest import disclose, mythos, quick_policy, wait_stage
+from tests.conftest import disclose, mythos, quick_policy, vulnerability, wait_stage
 
 NSA = Agency.NSA
 
@@ -79,7 +79,9 @@ async def test_covered_and_concluded_early(client: Client, policy: Policy) -> No
     assert s.pending_agencies == [Agency.DOD, Agency.DHS]
 
     dod = AgencyClient(client, Agency.DOD)
-    s = await dod.submit_finding(rid, kind="vulnerability", severity="critical", summary="heap overflow exploit")
+    s = await dod.submit_finding(
+        rid, kind="vulnerability", severity="critical", summary="heap overflow exploit", vulnerability=vulnerability()
+    )
     assert [f.kind for f in s.findings] == [FindingKind.VULNERABILITY]
     assert s.findings[0].severity == Severity.CRITICAL
     s = await dod.conclude(rid)

@@ -76,7 +76,7 @@ async def test_review_window_rejections(client: Client, policy: Policy) -> None:
     await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod", "dhs"], rationale="r")
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
 
-    finding = dict(kind="vulnerability", severity="high", summary="s")
+    finding = dict(kind="capability", severity="high", summary="s")
     await assert_rejected(
         client, rid, SUBMIT_FINDING, ReviewFinding(sender="commerce", **finding), "commerce is not a participating"
     )

@@ -30,7 +30,7 @@ from domain.status import ReviewStatus, Stage
 from infra.codec import CodecError, EncryptionCodec
 from infra.connection import data_converter
 from infra.keys import KeyDirectory, PayloadKeyring
-from tests.conftest import disclose, mythos, running, update_events, wait_stage
+from tests.conftest import disclose, mythos, running, update_events, vulnerability, wait_stage
 from tests.test_embedded import free_port
 from worker import WorkerConfig, build_workers
 
@@ -69,7 +69,9 @@ async def covered_review_with_secrets(client: Client, policy: Policy) -> str:
     await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale=SECRET_RATIONALE)
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
     dod = AgencyClient(client, "dod")
-    await dod.submit_finding(rid, kind="vulnerability", severity="critical", summary=SECRET_FINDING)
+    await dod.submit_finding(
+        rid, kind="vulnerability", severity="critical", summary=SECRET_FINDING, vulnerability=vulnerability()
+    )
     await dod.conclude(rid)
     await client.get_workflow_handle(rid).result()
     return rid
@@ -101,7 +103,10 @@ async def test_history_without_the_codec_shows_nothing_classified(
 async def test_search_attributes_carry_only_unclassified_fields(client: Client, policy: Policy) -> None:
     rid = await covered_review_with_secrets(client, policy)
     described = await client.get_workflow_handle(rid).describe()
-    names = {key.name for key, _ in described.typed_search_attributes} - {"BuildIds"}  # the server's own
+    names = {key.name for key, _ in described.typed_search_attributes} - {
+        "BuildIds",
+        "TemporalChangeVersion",
+    }  # the server's own
     assert names <= {"ReviewStage", "Lab", "ModelName", "Covered", "WindowDeadline", "PolicyVersion"}
     assert SECRET_RATIONALE not in str(described.typed_search_attributes)
 

@@ -24,12 +24,14 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.agencies import LAB, STANDARDS_BODIES, Agency
+    from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
     from domain.messages import (
         AccessGrant,
         Briefing,
         BriefingReceipt,
         Conclusion,
         Determination,
+        FindingKind,
         Message,
         ReviewFinding,
         StandardsVerdict,
@@ -59,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
+# Vulnerability findings go to Treasury's clearinghouse (added after the first release of this workflow).
+FORWARD_TO_CLEARINGHOUSE = "forward-vulnerabilities-to-clearinghouse"
 
 
 class _Withdrawn(Exception):
@@ -87,6 +91,8 @@ class ModelReview:
         self._withdrawal: Withdrawal | None = None
         self._released: list[PartnerRelease] = []
         self._disclosed_at = workflow.now()
+        self._forwards: list[asyncio.Task[None]] = []
+        self._cases: dict[str, str] = {}
 
     # ----------------------------------------------------------------- the story
 
@@ -105,6 +111,8 @@ class ModelReview:
             assert self._withdrawal is not None
             self._outcome = Outcome.WITHDRAWN
             self._enter(Stage.WITHDRAWN, LAB, self._withdrawal.reason)
+        # Findings still on their way to the clearinghouse get there; the release has already happened.
+        await asyncio.gather(*self._forwards)
         # Let an update that is mid-flight finish before the history closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
@@ -280,6 +288,8 @@ class ModelReview:
     async def submit_finding(self, finding: ReviewFinding) -> ReviewStatus:
         self._applied_messages.add(finding.message_id)
         self._findings.append(finding)
+        if finding.kind == FindingKind.VULNERABILITY and workflow.patched(FORWARD_TO_CLEARINGHOUSE):
+            self._forwards.append(asyncio.create_task(self._forward(finding)))
         self._publish_details()
         return self.status()
 
@@ -287,6 +297,32 @@ class ModelReview:
     def _validate_finding(self, finding: ReviewFinding) -> None:
         self._authenticate(SUBMIT_FINDING, finding)
         self._validate_reviewer_message(finding)
+        reject_unless(
+            finding.kind != FindingKind.VULNERABILITY or finding.vulnerability is not None,
+            "a vulnerability finding needs its details for the clearinghouse",
+        )
+
+    async def _forward(self, finding: ReviewFinding) -> None:
+        """Relay a vulnerability finding to Treasury's clearinghouse. Nothing waits on it but the
+        very end of the workflow, after the release: the clearinghouse can never hold a release."""
+        ch = self._policy.clearinghouse
+        try:
+            receipt = await workflow.execute_activity(
+                FORWARD_VULNERABILITY,
+                ForwardRequest(review_id=self._review.review_id, finding=finding),
+                result_type=IntakeReceipt,
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                activity_id=f"forward-{finding.message_id}",
+                schedule_to_close_timeout=ch.forward_timeout,
+                start_to_close_timeout=ch.activity_timeout,
+                retry_policy=AGENCY_RETRY,
+                summary=f"forward {finding.sender}'s vulnerability finding to the Treasury clearinghouse",
+            )
+            self._cases[finding.message_id] = receipt.case_id
+        except ActivityError as err:
+            cause = err.cause.message if err.cause else str(err)
+            workflow.logger.warning("vulnerability finding not forwarded", extra={"reason": cause})
+        self._publish_details()
 
     @workflow.update(name=CONCLUDE_REVIEW)
     async def conclude_review(self, conclusion: Conclusion) -> ReviewStatus:
@@ -340,6 +376,7 @@ class ModelReview:
             partners_skipped=[r for r in self._released if not r.granted],
             transitions=self._transitions,
             withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
+            clearinghouse_cases=self._cases,
         )
 
     def _authenticate(self, update: str, message: Message) -> None:
@@ -414,4 +451,6 @@ class ModelReview:
             lines.append(f"findings: {len(self._findings)}")
         if self._released:
             lines.append(f"partners granted: {sum(1 for r in self._released if r.granted)}")
+        if self._cases:
+            lines.append(f"clearinghouse cases: {', '.join(sorted(set(self._cases.values())))}")
         workflow.set_current_details("\n\n".join(lines))

@@ -1,0 +1,191 @@
+"""Treasury's clearinghouse desk: validate and triage a report, notify the vendor and the
+operators, distribute the patch, publish the advisory; and relay a review's vulnerability
+finding into the clearinghouse.
+
+Every notice is written to Treasury's outbox (SQLite) keyed by case, kind and recipient before
+it is reported, so a retried activity sends nothing twice. Delivering the outbox (mail, the
+sector ISACs' feeds) is the delivery service's job, outside this process.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.store import RecordStore
+from api.clearinghouse import report
+from api.errors import ReviewError
+from domain.clearinghouse import (
+    DISTRIBUTE_PATCH,
+    FORWARD_VULNERABILITY,
+    NOTIFY_OPERATORS,
+    NOTIFY_VENDOR,
+    PUBLISH_ADVISORY,
+    TRIAGE_CASE,
+    VALIDATE_REPORT,
+    ForwardRequest,
+    IntakeReceipt,
+    Notice,
+    NoticeReceipt,
+    Triage,
+    Validation,
+    VulnerabilityIntake,
+)
+from domain.policy import Policy
+from domain.sectors import CRITICAL_INFRASTRUCTURE, Sector
+from domain.vulnerability import REVIEW_OFFICE, VulnerabilityReport, cvss_score, priority
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS notices (
+    case_id    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    sent_at    TEXT NOT NULL,
+    PRIMARY KEY (case_id, kind, recipient)
+);
+"""
+
+
+class Outbox(RecordStore):
+    """Treasury's records: the trusted-party registry (who operates in which sector) and the notices sent."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        with closing(self._connect()) as db:
+            db.executescript(OUTBOX_SCHEMA)
+
+    def approved_in(self, sector: Sector) -> list[str]:
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT partner_id FROM trusted_parties WHERE sector = ? AND status = 'approved' ORDER BY partner_id",
+                (sector.value,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def record(self, notice: Notice, recipient: str) -> tuple[datetime, bool]:
+        """Record one notice; a second call for the same case, kind and recipient returns the first."""
+        now = datetime.now(UTC).isoformat()
+        with closing(self._connect()) as db:
+            cur = db.execute(
+                "INSERT INTO notices VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(case_id, kind, recipient) DO NOTHING",
+                (notice.case_id, notice.kind.value, recipient, notice.subject, notice.body, now),
+            )
+            row = db.execute(
+                "SELECT sent_at FROM notices WHERE case_id = ? AND kind = ? AND recipient = ?",
+                (notice.case_id, notice.kind.value, recipient),
+            ).fetchone()
+        return datetime.fromisoformat(row[0]), cur.rowcount != 1
+
+    def notices(self, case_id: str) -> list[tuple[str, str, datetime]]:
+        """(kind, recipient, sent_at) of every notice of a case, in the order they were sent."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT kind, recipient, sent_at FROM notices WHERE case_id = ? ORDER BY sent_at, rowid", (case_id,)
+            ).fetchall()
+        return [(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+
+
+class ClearinghouseDesk:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    @activity.defn(name=VALIDATE_REPORT)
+    def validate_report(self, report: VulnerabilityReport) -> Validation:
+        score = cvss_score(report.cvss_vector)
+        if score.base_score == 0.0:
+            result = Validation(
+                valid=False, reason=f"CVSS base score 0.0 ({score.vector}): the vector describes no impact"
+            )
+        else:
+            result = Validation(valid=True, reason=f"CVSS {score.version} vector scores {score.base_score}")
+        activity.logger.info("report validated", extra={"valid": result.valid, "reason": result.reason})
+        return result
+
+    @activity.defn(name=TRIAGE_CASE)
+    def triage_case(self, report: VulnerabilityReport) -> Triage:
+        score = cvss_score(report.cvss_vector)
+        rank = priority(score.rating, report.sectors, report.exploited)
+        activity.logger.info("case triaged", extra={"severity": score.rating.value, "priority": rank.name})
+        return Triage(
+            cvss_version=score.version,
+            cvss_vector=score.vector,
+            base_score=score.base_score,
+            severity=score.rating,
+            priority=rank,
+            critical_sectors=report.critical_sectors,
+        )
+
+    @activity.defn(name=NOTIFY_VENDOR)
+    def notify_vendor(self, notice: Notice) -> NoticeReceipt:
+        return self._send(notice, [])
+
+    @activity.defn(name=NOTIFY_OPERATORS)
+    def notify_operators(self, notice: Notice) -> NoticeReceipt:
+        """An embargoed advisory to one critical-infrastructure sector: its coordinator and its registered operators."""
+        if notice.sector not in CRITICAL_INFRASTRUCTURE:
+            raise ApplicationError(f"{notice.sector} is not a critical-infrastructure sector", non_retryable=True)
+        return self._send(notice, self.outbox.approved_in(notice.sector))
+
+    @activity.defn(name=DISTRIBUTE_PATCH)
+    def distribute_patch(self, notice: Notice) -> NoticeReceipt:
+        assert notice.sector is not None
+        return self._send(notice, self.outbox.approved_in(notice.sector))
+
+    @activity.defn(name=PUBLISH_ADVISORY)
+    def publish_advisory(self, notice: Notice) -> NoticeReceipt:
+        return self._send(notice, [])
+
+    def _send(self, notice: Notice, organisations: list[str]) -> NoticeReceipt:
+        sent_at, already = self.outbox.record(notice, notice.recipient)
+        for org in organisations:
+            self.outbox.record(notice, f"partner:{org}")
+        activity.logger.info(
+            "notice recorded",
+            extra={"case_id": notice.case_id, "kind": notice.kind.value, "recipient": notice.recipient},
+        )
+        return NoticeReceipt(
+            case_id=notice.case_id,
+            kind=notice.kind,
+            recipient=notice.recipient,
+            recipients=[f"partner:{o}" for o in organisations],
+            sent_at=sent_at,
+            already_sent=already,
+        )
+
+
+class ClearinghouseForwarder:
+    """Relays a review's vulnerability finding into the clearinghouse (the review workflow cannot
+    call a client). Idempotent: the report's message id is derived from the finding's."""
+
+    def __init__(self, client: Client, policy: Policy) -> None:
+        self.client = client
+        self.policy = policy
+
+    @activity.defn(name=FORWARD_VULNERABILITY)
+    async def forward_vulnerability(self, request: ForwardRequest) -> IntakeReceipt:
+        finding = request.finding
+        if finding.vulnerability is None:
+            raise ApplicationError("the finding carries no vulnerability details", non_retryable=True)
+        details = finding.vulnerability
+        if not details.summary:
+            details = details.model_copy(update={"summary": finding.summary})
+        intake = VulnerabilityIntake(
+            sender=REVIEW_OFFICE,
+            message_id=f"finding-{finding.message_id}",
+            report=details,
+            reference=request.review_id,
+            found_by=finding.sender,
+        )
+        try:
+            receipt = await report(self.client, intake, self.policy)
+        except ReviewError as e:
+            raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
+        activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})
+        return receipt

@@ -1,0 +1,250 @@
+"""Treasury's clearinghouse over the SDK: report a vulnerability, follow its case, and the
+messages a vendor or an operator sends into a case.
+
+    from api.clearinghouse import VendorClient, report
+    receipt = await report(client, VulnerabilityIntake(sender="partner:shieldsec", report=...), policy)
+    await VendorClient(client, "acme").fix_ready(receipt.case_id, fixed_versions=["2.4.1"])
+
+Two functions send messages, `report` (update-with-start on the clearinghouse) and `send` (an
+update on a case); every call below goes through one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import Rejected, ReviewError
+from domain import search_attributes as sa
+from domain.clearinghouse import (
+    CASE_STATUS_QUERY,
+    CASE_WORKFLOW,
+    CLEARINGHOUSE_ID,
+    CLEARINGHOUSE_STATUS_QUERY,
+    CLEARINGHOUSE_TASK_QUEUE,
+    CLEARINGHOUSE_WORKFLOW,
+    CONTINUING_AS_NEW,
+    EXPLOITATION_OBSERVED,
+    FIX_READY,
+    PATCH_DEPLOYED,
+    REPORT_VULNERABILITY,
+    REQUEST_EXTENSION,
+    CaseStatus,
+    CaseView,
+    ClearinghouseInput,
+    ClearinghouseView,
+    ExploitationObserved,
+    ExtensionRequest,
+    FixReady,
+    IntakeReceipt,
+    PatchDeployed,
+    VulnerabilityIntake,
+)
+from domain.messages import Message
+from domain.policy import Policy
+from domain.sectors import Sector
+from domain.vulnerability import operator_party, parse_party, vendor_party
+
+T = TypeVar("T")
+# How long one message keeps being resent after transient refusals (seconds).
+PATIENCE = 60.0
+
+
+class UnknownCase(ReviewError):
+    pass
+
+
+class CaseSummary(BaseModel):
+    """A row of `vuln list`: the case's search attributes only."""
+
+    case_id: str
+    status: str | None
+    severity: str | None
+    priority: int | None
+    sectors: list[str]
+    embargo_deadline: datetime | None
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+# ------------------------------------------------------------------ sending
+
+
+async def report(client: Client, intake: VulnerabilityIntake, policy: Policy) -> IntakeReceipt:
+    """Report a vulnerability; starts the clearinghouse under `policy` if it is not running (update-with-start).
+
+    The message id is the update id: a retried report is applied once. A duplicate of a known
+    vulnerability is linked to its case and the receipt says so.
+    """
+
+    def attempt() -> Awaitable[IntakeReceipt]:
+        start = WithStartWorkflowOperation(
+            CLEARINGHOUSE_WORKFLOW,
+            ClearinghouseInput(policy_version=policy.version, policy=policy.clearinghouse),
+            id=CLEARINGHOUSE_ID,
+            task_queue=CLEARINGHOUSE_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary="Treasury vulnerability clearinghouse",
+        )
+        return client.execute_update_with_start_workflow(
+            REPORT_VULNERABILITY,
+            intake,
+            start_workflow_operation=start,
+            id=intake.message_id,
+            result_type=IntakeReceipt,
+        )
+
+    return await _deliver(client, CLEARINGHOUSE_ID, attempt)
+
+
+async def send(client: Client, case_id: str, update: str, message: Message) -> CaseView:
+    """Send one message into a case as an update. The message id is the update id: a retry applies once."""
+    handle = client.get_workflow_handle(case_id)
+    return await _deliver(
+        client,
+        case_id,
+        lambda: handle.execute_update(update, message, id=message.message_id, result_type=CaseView),
+    )
+
+
+async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """One message, sent until it is applied or refused for a reason. Transient refusals (the
+    clearinghouse continuing as new, the server's cap on updates in flight, a workflow task failed
+    under the update) recorded nothing, so the same message goes again under the same id."""
+    loop = asyncio.get_running_loop()
+    patience = loop.time() + PATIENCE
+    delay = 0.05
+    while True:
+        try:
+            return await attempt()
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == CONTINUING_AS_NEW) or loop.time() > patience:
+                raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                closed = await _describe_or_none(client, target)
+                if closed is None:
+                    raise UnknownCase(f"no case with id {target!r}") from None
+                status = closed.typed_search_attributes.get(sa.CASE_STATUS) or closed.status.name
+                raise Rejected(f"{target}: the case is closed (status {status}); nothing was recorded") from None
+            if not _transient(e) or loop.time() > patience:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _transient(e: RPCError) -> bool:
+    return e.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or _workflow_not_ready(e)
+
+
+def _workflow_not_ready(e: RPCError) -> bool:
+    return e.status == RPCStatusCode.FAILED_PRECONDITION and any(
+        d.type_url.endswith("WorkflowNotReadyFailure") for d in e.grpc_status.details
+    )
+
+
+# ------------------------------------------------------------------ reading
+
+
+async def case_status(client: Client, case_id: str) -> CaseView:
+    """A case's status: from the query while it runs, from its result once closed."""
+    description = await _describe_or_none(client, case_id)
+    if description is None or description.workflow_type != CASE_WORKFLOW:
+        raise UnknownCase(f"no case with id {case_id!r}")
+    handle = client.get_workflow_handle(case_id, result_type=CaseView)
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise UnknownCase(f"case {case_id} ended abnormally: {description.status.name}")
+    return await handle.query(CASE_STATUS_QUERY, result_type=CaseView)
+
+
+async def clearinghouse_status(client: Client) -> ClearinghouseView:
+    handle = client.get_workflow_handle(CLEARINGHOUSE_ID)
+    try:
+        return await handle.query(CLEARINGHOUSE_STATUS_QUERY, result_type=ClearinghouseView)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownCase("the clearinghouse is not running (it starts with the first report)") from None
+        raise
+
+
+async def list_cases(
+    client: Client, status: CaseStatus | None = None, sector: Sector | None = None, limit: int | None = None
+) -> AsyncIterator[CaseSummary]:
+    """Cases, newest first, from the search attributes (no classified or embargoed detail)."""
+    query = f'WorkflowType = "{CASE_WORKFLOW}"'
+    if status:
+        query += f' AND CaseStatus = "{CaseStatus(status).value}"'
+    if sector:
+        query += f' AND Sectors = "{Sector(sector).value}"'
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        yield CaseSummary(
+            case_id=wf.id,
+            status=attrs.get(sa.CASE_STATUS),
+            severity=attrs.get(sa.SEVERITY),
+            priority=attrs.get(sa.CASE_PRIORITY),
+            sectors=list(attrs.get(sa.SECTORS) or []),
+            embargo_deadline=attrs.get(sa.EMBARGO_DEADLINE),
+            started_at=wf.start_time,
+            closed_at=wf.close_time,
+        )
+
+
+async def _describe_or_none(client: Client, workflow_id: str):
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+# ------------------------------------------------------------------ the parties
+
+
+class CaseParty:
+    """One party speaking into cases: `vendor:<id>`, `operator:<sector>`, or `treasury`."""
+
+    def __init__(self, client: Client, party: str) -> None:
+        self.client = client
+        self.party = parse_party(party)
+
+    async def patch_deployed(self, case_id: str, note: str = "") -> CaseView:
+        return await send(self.client, case_id, PATCH_DEPLOYED, PatchDeployed(sender=self.party, note=note))
+
+    async def exploitation_observed(self, case_id: str, evidence: str) -> CaseView:
+        message = ExploitationObserved(sender=self.party, evidence=evidence)
+        return await send(self.client, case_id, EXPLOITATION_OBSERVED, message)
+
+
+class VendorClient(CaseParty):
+    """The affected vendor, by name (`Acme Corp`) or id (`acme-corp`)."""
+
+    def __init__(self, client: Client, vendor: str) -> None:
+        super().__init__(client, vendor if vendor.startswith("vendor:") else vendor_party(vendor))
+
+    async def fix_ready(self, case_id: str, fixed_versions: list[str], advisory: str = "") -> CaseView:
+        message = FixReady(sender=self.party, fixed_versions=fixed_versions, advisory=advisory)
+        return await send(self.client, case_id, FIX_READY, message)
+
+    async def request_extension(self, case_id: str, extension: timedelta, reason: str) -> CaseView:
+        message = ExtensionRequest(sender=self.party, extension=extension, reason=reason)
+        return await send(self.client, case_id, REQUEST_EXTENSION, message)
+
+
+class OperatorClient(CaseParty):
+    """The operators of one sector (their sector coordinator speaks for them)."""
+
+    def __init__(self, client: Client, sector: Sector | str) -> None:
+        super().__init__(client, operator_party(sector))

@@ -1,0 +1,250 @@
+"""Treasury's clearinghouse: names, the messages parties send, and what the workflows return.
+
+Clearinghouse (one per namespace, id `clearinghouse`) --report--> VulnerabilityCase (one per vulnerability)
+
+RECEIVED -> VALIDATED | INVALID -> TRIAGED -> VENDOR_NOTIFIED -> FIX_READY -> PATCH_DISTRIBUTED
+         -> DISCLOSED -> CLOSED
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.messages import Message, ReviewFinding
+from domain.policy import ClearinghousePolicy
+from domain.sectors import Sector
+from domain.vulnerability import CvssRating, Priority, VulnerabilityReport
+
+CLEARINGHOUSE_TASK_QUEUE = "clearinghouse"  # run by Treasury's worker
+CLEARINGHOUSE_ID = "clearinghouse"  # one per namespace
+CLEARINGHOUSE_WORKFLOW = "Clearinghouse"
+CASE_WORKFLOW = "VulnerabilityCase"
+
+# Updates, signals and queries.
+REPORT_VULNERABILITY = "report_vulnerability"  # Clearinghouse
+LINK_REPORT = "link_report"  # signal from the Clearinghouse to a case: a duplicate report
+FIX_READY = "fix_ready"  # the vendor
+PATCH_DEPLOYED = "patch_deployed"  # operators of affected sectors, the vendor, Treasury
+EXPLOITATION_OBSERVED = "exploitation_observed"  # operators, the vendor, Treasury
+REQUEST_EXTENSION = "request_extension"  # the vendor
+CASE_STATUS_QUERY = "status"
+# The clearinghouse turns reports away while it continues as new; `api.clearinghouse.report` resends them.
+CONTINUING_AS_NEW = "ContinuingAsNew"
+CLEARINGHOUSE_STATUS_QUERY = "status"
+
+# Activities, all on the clearinghouse queue.
+VALIDATE_REPORT = "validate_report"
+TRIAGE_CASE = "triage_case"
+NOTIFY_VENDOR = "notify_vendor"
+NOTIFY_OPERATORS = "notify_operators"
+DISTRIBUTE_PATCH = "distribute_patch"
+PUBLISH_ADVISORY = "publish_advisory"
+FORWARD_VULNERABILITY = "forward_vulnerability"
+
+Text = Annotated[str, Field(min_length=1, max_length=4000)]
+Versions = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1)]
+
+
+class CaseStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    VALIDATED = "VALIDATED"
+    INVALID = "INVALID"
+    TRIAGED = "TRIAGED"
+    VENDOR_NOTIFIED = "VENDOR_NOTIFIED"
+    FIX_READY = "FIX_READY"
+    PATCH_DISTRIBUTED = "PATCH_DISTRIBUTED"
+    DISCLOSED = "DISCLOSED"
+    CLOSED = "CLOSED"
+
+
+# While the embargo runs, the vendor may ask for more time and the fix may arrive.
+EMBARGO_STATUSES = (CaseStatus.VENDOR_NOTIFIED, CaseStatus.FIX_READY, CaseStatus.PATCH_DISTRIBUTED)
+
+
+# ------------------------------------------------------------------ messages in
+
+
+class VulnerabilityIntake(Message):
+    """A report into the clearinghouse: from a review (relayed), a trusted partner, or an operator."""
+
+    report: VulnerabilityReport
+    reference: str = Field("", max_length=200, description="where it came from, e.g. the review id")
+    found_by: str = Field("", max_length=100, description="who found it, when relayed (e.g. the agency)")
+
+
+class FixReady(Message):
+    """The vendor has a fix."""
+
+    fixed_versions: Versions
+    advisory: Annotated[str, Field(max_length=4000)] = ""
+
+
+class PatchDeployed(Message):
+    """The fix is deployed: by the operators of one sector, or everywhere (the vendor or Treasury)."""
+
+    note: Annotated[str, Field(max_length=4000)] = ""
+
+
+class ExploitationObserved(Message):
+    evidence: Text
+
+
+class ExtensionRequest(Message):
+    """The vendor asks for more time before public disclosure; the policy caps the total."""
+
+    extension: Annotated[timedelta, Field(gt=timedelta(0))]
+    reason: Text
+
+
+# ------------------------------------------------------------------ workflow inputs and activity I/O
+
+
+class ClearinghouseInput(BaseModel):
+    """Carried from run to run: the policy and the running totals. The fingerprint index is the
+    server's own (a case's id is derived from its fingerprint), so this stays small."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy_version: str
+    policy: ClearinghousePolicy
+    reports: int = 0
+    cases_opened: int = 0
+    duplicates: int = 0
+    runs: int = 1
+
+
+class CaseInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    fingerprint: str
+    intake: VulnerabilityIntake
+    policy_version: str
+    policy: ClearinghousePolicy
+
+
+class Validation(BaseModel):
+    valid: bool
+    reason: str
+
+
+class Triage(BaseModel):
+    cvss_version: str
+    cvss_vector: str
+    base_score: float
+    severity: CvssRating
+    priority: Priority
+    critical_sectors: list[Sector]
+
+
+class NoticeKind(StrEnum):
+    VENDOR_NOTICE = "vendor-notice"  # embargoed, to the vendor
+    OPERATOR_ADVISORY = "operator-advisory"  # embargoed, to operators of a critical-infrastructure sector
+    PATCH = "patch"  # the fix, to operators of an affected sector
+    PUBLIC_ADVISORY = "public-advisory"  # the disclosure
+
+
+class Notice(BaseModel):
+    case_id: str
+    kind: NoticeKind
+    recipient: str  # a party: vendor:<id>, operator:<sector>, public
+    sector: Sector | None = None
+    subject: str
+    body: str
+
+
+class NoticeReceipt(BaseModel):
+    case_id: str
+    kind: NoticeKind
+    recipient: str
+    recipients: list[str] = Field(default_factory=list, description="registered organisations reached too")
+    sent_at: datetime
+    already_sent: bool = False
+
+
+class ForwardRequest(BaseModel):
+    review_id: str
+    finding: ReviewFinding
+
+
+class IntakeReceipt(BaseModel):
+    case_id: str
+    fingerprint: str
+    duplicate: bool
+    case_closed: bool = False
+
+
+# ------------------------------------------------------------------ what watchers see
+
+
+class CaseTransition(BaseModel):
+    status: CaseStatus
+    at: datetime
+    actor: str
+    reason: str
+
+
+class LinkedReport(BaseModel):
+    message_id: str
+    sender: str
+    reference: str = ""
+    found_by: str = ""
+    received_at: datetime
+
+
+class NoticeRecord(BaseModel):
+    kind: NoticeKind
+    recipient: str
+    delivered: bool
+    at: datetime
+    detail: str = ""
+
+
+class CaseView(BaseModel):
+    case_id: str
+    fingerprint: str
+    status: CaseStatus
+    policy_version: str
+    product: str
+    vendor: str
+    vendor_party: str
+    affected_versions: list[str]
+    cwe: str
+    location: str
+    summary: str
+    cvss_vector: str
+    cvss_version: str | None = None
+    base_score: float | None = None
+    severity: CvssRating | None = None
+    priority: Priority | None = None
+    priority_reason: str | None = None
+    sectors: list[Sector]
+    exploited: bool
+    exploitation: list[ExploitationObserved] = Field(default_factory=list)
+    reports: list[LinkedReport]
+    received_at: datetime
+    invalid_reason: str | None = None
+    vendor_notified_at: datetime | None = None
+    embargo_deadline: datetime | None = None
+    extended_by: timedelta = timedelta(0)
+    extensions: list[ExtensionRequest] = Field(default_factory=list)
+    fix: FixReady | None = None
+    patched_sectors: list[Sector] = Field(default_factory=list)
+    deployed_by: list[str] = Field(default_factory=list)
+    disclosed_at: datetime | None = None
+    disclosure_reason: str | None = None
+    notices: list[NoticeRecord] = Field(default_factory=list)
+    transitions: list[CaseTransition] = Field(default_factory=list)
+
+
+class ClearinghouseView(BaseModel):
+    policy_version: str
+    runs: int
+    reports: int
+    cases_opened: int
+    duplicates: int
+    reports_this_run: int

@@ -1,0 +1,63 @@
+"""The clearinghouse keeps its history bounded with continue-as-new, and loses no report sent
+while it does. On the isolated namespace, with its own Treasury worker and a policy that
+continues as new after every three reports."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from api.clearinghouse import case_status, clearinghouse_status, report
+from domain.clearinghouse import CLEARINGHOUSE_ID, CLEARINGHOUSE_WORKFLOW, VulnerabilityIntake
+from domain.policy import load_policy
+from tests.conftest import running, vulnerability
+from worker import WorkerConfig, build_workers
+
+IN_FLIGHT_CAP = 10  # updates in flight per workflow execution (server default)
+
+
+async def accepted_updates(client: Client, run_id: str) -> int:
+    history = await client.get_workflow_handle(CLEARINGHOUSE_ID, run_id=run_id).fetch_history()
+    return sum(e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events)
+
+
+async def test_reports_sent_across_continue_as_new_are_all_kept(isolated: Client, worker_config: WorkerConfig) -> None:
+    eo = load_policy("eo-2026")
+    policy = eo.model_copy(update={"clearinghouse": eo.clearinghouse.model_copy(update={"reports_per_run": 3})})
+    unique = [vulnerability(sectors=[]) for _ in range(12)]
+    # Two of them reported twice more, by other parties: duplicates, whatever order they arrive in.
+    reports = [("partner:shieldsec", r) for r in unique] + [
+        ("operator:energy", unique[0]),
+        ("treasury", unique[0]),
+        ("operator:water", unique[5]),
+    ]
+    async with running(build_workers(isolated, ["treasury"], worker_config)):
+        try:
+            # All at once: more than the 10 updates one run may have in flight, and several
+            # continue-as-new boundaries crossed while reports are in flight.
+            receipts = await asyncio.gather(
+                *(report(isolated, VulnerabilityIntake(sender=s, report=r), policy) for s, r in reports)
+            )
+            assert [rc.case_id for rc in receipts[:12]] == [f"case-{r.fingerprint[:16]}" for r in unique]
+            assert len({rc.case_id for rc in receipts}) == 12
+            assert sum(rc.duplicate for rc in receipts) == 3
+
+            totals = await clearinghouse_status(isolated)
+            assert (totals.reports, totals.cases_opened, totals.duplicates) == (15, 12, 3)
+            runs = [wf async for wf in isolated.list_workflows(f'WorkflowId = "{CLEARINGHOUSE_ID}"')]
+            assert all(wf.workflow_type == CLEARINGHOUSE_WORKFLOW for wf in runs)
+            assert sum(wf.status == WorkflowExecutionStatus.CONTINUED_AS_NEW for wf in runs) == totals.runs - 1
+            # Bounded: a run takes its 3 reports, plus at most the updates one activation delivers
+            # (the server's in-flight cap) before its validator starts turning reports away.
+            per_run = [await accepted_updates(isolated, wf.run_id) for wf in runs]
+            assert sum(per_run) == 15
+            assert totals.runs >= 3 and max(per_run) <= 3 + IN_FLIGHT_CAP, per_run
+
+            # Every case outlived the run that started it, and holds every report of its vulnerability.
+            cases = {rc.case_id: await case_status(isolated, rc.case_id) for rc in receipts[:12]}
+            assert len(cases[receipts[0].case_id].reports) == 3
+            assert len(cases[receipts[5].case_id].reports) == 2
+            assert sum(len(c.reports) for c in cases.values()) == 15
+        finally:
+            await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")

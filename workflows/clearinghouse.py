@@ -1,0 +1,155 @@
+"""`Clearinghouse`: Treasury's intake, one per namespace (id `clearinghouse`), running for as long
+as there are reports.
+
+Each report is deduplicated by its fingerprint: a new vulnerability becomes a `VulnerabilityCase`
+child (abandoned on close, so cases outlive the clearinghouse's runs); a duplicate is linked to
+its case. The case id is derived from the fingerprint, so the server's own rule (one workflow
+per id) is the index and nothing unbounded is carried across continue-as-new.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import search_attributes as sa
+    from domain.agencies import LAB, Agency
+    from domain.clearinghouse import (
+        CASE_WORKFLOW,
+        CLEARINGHOUSE_STATUS_QUERY,
+        CLEARINGHOUSE_WORKFLOW,
+        CONTINUING_AS_NEW,
+        LINK_REPORT,
+        REPORT_VULNERABILITY,
+        CaseInput,
+        ClearinghouseInput,
+        ClearinghouseView,
+        IntakeReceipt,
+        VulnerabilityIntake,
+    )
+    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, case_id_for
+    from workflows.messages import reject_unless
+
+REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
+
+
+@workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
+class Clearinghouse:
+    @workflow.init
+    def __init__(self, state: ClearinghouseInput) -> None:
+        self._state = state
+        self._policy = state.policy
+        self._reports = state.reports
+        self._cases_opened = state.cases_opened
+        self._duplicates = state.duplicates
+        self._this_run = 0
+        self._known: set[str] = set()  # case ids started or seen in this run
+
+    @workflow.run
+    async def run(self, state: ClearinghouseInput) -> None:
+        self._publish_details()
+        # Keep each run's history bounded: after enough reports (or when the server suggests it)
+        # take no new report, let those in flight finish, then continue as new. Reports turned
+        # away meanwhile are sent again by the reporter and land on the new run.
+        await workflow.wait_condition(self._run_is_full)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.logger.info("continuing as new", extra={"reports": self._reports})
+        workflow.continue_as_new(
+            ClearinghouseInput(
+                policy_version=state.policy_version,
+                policy=self._policy,
+                reports=self._reports,
+                cases_opened=self._cases_opened,
+                duplicates=self._duplicates,
+                runs=state.runs + 1,
+            )
+        )
+
+    @workflow.update(name=REPORT_VULNERABILITY)
+    async def report_vulnerability(self, intake: VulnerabilityIntake) -> IntakeReceipt:
+        self._reports += 1
+        self._this_run += 1
+        fingerprint = intake.report.fingerprint
+        case_id = case_id_for(fingerprint)
+        opened = case_id not in self._known and await self._open_case(case_id, fingerprint, intake)
+        self._known.add(case_id)
+        closed = False
+        if not opened:
+            self._duplicates += 1
+            try:
+                await workflow.get_external_workflow_handle(case_id).signal(LINK_REPORT, intake)
+            except FailureError:
+                # The case has closed: the report is acknowledged as a duplicate of a closed case.
+                closed = True
+        workflow.logger.info("report", extra={"case_id": case_id, "duplicate": not opened})
+        self._publish_details()
+        return IntakeReceipt(case_id=case_id, fingerprint=fingerprint, duplicate=not opened, case_closed=closed)
+
+    @report_vulnerability.validator
+    def _validate_report(self, intake: VulnerabilityIntake) -> None:
+        if self._run_is_full():
+            # Not a refusal of the report: nothing is recorded, and the sender tries again.
+            raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
+        kind, sep, _ = intake.sender.partition(":")
+        reject_unless(
+            intake.sender in REPORTERS or (sep == ":" and kind in PARTY_KINDS),
+            f"unknown reporter {intake.sender!r} (an agency, lab, vendor:<id>, operator:<sector>, partner:<id>)",
+        )
+
+    async def _open_case(self, case_id: str, fingerprint: str, intake: VulnerabilityIntake) -> bool:
+        """Start the case; False if it already exists (from an earlier run or report)."""
+        r = intake.report
+        try:
+            await workflow.start_child_workflow(
+                CASE_WORKFLOW,
+                CaseInput(
+                    case_id=case_id,
+                    fingerprint=fingerprint,
+                    intake=intake,
+                    policy_version=self._state.policy_version,
+                    policy=self._policy,
+                ),
+                id=case_id,
+                # Cases outlive this run (continue-as-new closes it).
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                # A closed case is never reopened by a later duplicate.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.CASE_STATUS, "RECEIVED"),
+                        SearchAttributePair(sa.SECTORS, [s.value for s in r.sectors]),
+                        SearchAttributePair(sa.POLICY_VERSION, self._state.policy_version),
+                    ]
+                ),
+                static_summary=f"{r.cwe} in {r.product} ({r.vendor})",
+                static_details=(
+                    f"product: {r.product} {', '.join(r.affected_versions)}\n\nvendor: {r.vendor}\n\n"
+                    f"weakness: {r.cwe} at {r.location}\n\nreported by: {intake.found_by or intake.sender}"
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        self._cases_opened += 1
+        return True
+
+    def _run_is_full(self) -> bool:
+        return self._this_run >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
+
+    @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
+    def status(self) -> ClearinghouseView:
+        return ClearinghouseView(
+            policy_version=self._state.policy_version,
+            runs=self._state.runs,
+            reports=self._reports,
+            cases_opened=self._cases_opened,
+            duplicates=self._duplicates,
+            reports_this_run=self._this_run,
+        )
+
+    def _publish_details(self) -> None:
+        workflow.set_current_details(
+            f"**run {self._state.runs}** (policy {self._state.policy_version})\n\n"
+            f"reports: {self._reports}\n\ncases opened: {self._cases_opened}\n\nduplicates: {self._duplicates}"
+        )
