@@ -30,7 +30,7 @@ from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_a
 from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE
 from domain.policy import DEFAULT_POLICY, load_policy
 from infra import logs
-from infra.connection import Target, connect
+from infra.connection import Target, Unreachable, connect
 from infra.keys import KeyProblem
 from workflows.clearinghouse import Clearinghouse
 from workflows.review import ModelReview
@@ -176,7 +176,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = await connect(Target(args.address, args.namespace, args.profile))
         workers = build_workers(client, roles)
-    except (ValueError, KeyProblem) as e:
+    except (ValueError, KeyProblem, Unreachable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     log.info("workers started", queues=[w.task_queue for w in workers])

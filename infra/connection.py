@@ -42,6 +42,10 @@ class Target:
     profile: str | None = None
 
 
+class Unreachable(ConnectionError):
+    """No Temporal server answered at the configured address."""
+
+
 async def connect(target: Target = Target(), keyring: PayloadKeyring | None = None) -> Client:
     config = ClientConfig.load_client_connect_config(profile=target.profile)
     if target.address:
@@ -49,4 +53,13 @@ async def connect(target: Target = Target(), keyring: PayloadKeyring | None = No
     if target.namespace:
         config["namespace"] = target.namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    return await Client.connect(**config, data_converter=data_converter(keyring))
+    converter = data_converter(keyring)
+    try:
+        return await Client.connect(**config, data_converter=converter)
+    except RuntimeError as e:
+        if "client connect" not in str(e).lower():
+            raise
+        raise Unreachable(
+            f"cannot reach Temporal at {config['target_host']} (start one with `frontier-review up`, "
+            "or set --address / TEMPORAL_ADDRESS)"
+        ) from None

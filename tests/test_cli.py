@@ -36,9 +36,9 @@ class Run:
 def cli(client: Client):
     address = client.service_client.config.target_host
 
-    async def run(*args: str) -> Run:
+    async def run(*args: str, at: str | None = None) -> Run:
         proc = await asyncio.create_subprocess_exec(
-            CLI, *args, "--address", address,
+            CLI, *args, "--address", at or address,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={
                 "PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent",
@@ -132,6 +132,12 @@ async def test_bad_input_and_rejections(cli, client: Client, tmp_path: Path) -> 
     assert r.code == 2 and "unknown stage" in r.err
     r = await cli("status", "review-no-such-thing-1")
     assert r.code == 1 and "no review with id" in r.err
+    r = await cli("list", at="127.0.0.1:1")
+    assert (
+        r.code == 1
+        and r.err
+        == "error: cannot reach Temporal at 127.0.0.1:1 (start one with `frontier-review up`, or set --address / TEMPORAL_ADDRESS)\n"
+    )
     assert (await status(client, rid)).stage == Stage.AWAITING_DETERMINATION, "nothing recorded changed"
 
     r = await cli("withdraw", rid, "--reason", "leaving the program")
