@@ -133,11 +133,9 @@ async def test_bad_input_and_rejections(cli, client: Client, tmp_path: Path) -> 
     r = await cli("status", "review-no-such-thing-1")
     assert r.code == 1 and "no review with id" in r.err
     r = await cli("list", at="127.0.0.1:1")
-    assert (
-        r.code == 1
-        and r.err
-        == "error: cannot reach Temporal at 127.0.0.1:1 (start one with `frontier-review up`, or set --address / TEMPORAL_ADDRESS)\n"
-    )
+    assert r.code == 1 and r.err.startswith("error: cannot reach Temporal at 127.0.0.1:1 (start one with")
+    assert r.err.count("
+") == 1
     assert (await status(client, rid)).stage == Stage.AWAITING_DETERMINATION, "nothing recorded changed"
 
     r = await cli("withdraw", rid, "--reason", "leaving the program")
