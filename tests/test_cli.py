@@ -134,8 +134,7 @@ async def test_bad_input_and_rejections(cli, client: Client, tmp_path: Path) -> 
     assert r.code == 1 and "no review with id" in r.err
     r = await cli("list", at="127.0.0.1:1")
     assert r.code == 1 and r.err.startswith("error: cannot reach Temporal at 127.0.0.1:1 (start one with")
-    assert r.err.count("
-") == 1
+    assert r.err.count("\n") == 1
     assert (await status(client, rid)).stage == Stage.AWAITING_DETERMINATION, "nothing recorded changed"
 
     r = await cli("withdraw", rid, "--reason", "leaving the program")
