@@ -83,7 +83,7 @@ async def test_a_case_from_the_command_line(vuln, client: Client, tmp_path: Path
         "vuln", "request-extension", case_id, "--as", "vendor:tlskit-foundation", "--days", "60", "--reason", "r"
     )
     assert r.code == 1 and "exceeds the policy's cap of 45 days" in r.err
-    r = await vuln("vuln", "fix-ready", case_id, "--as", "vendor:someone-else", "--fixed-in", "3.2.5")
+    r = await vuln("vuln", "fix-ready", case_id, "--as", "vendor:meridian-controls", "--fixed-in", "3.2.5")
     assert r.code == 1 and "only the vendor (vendor:tlskit-foundation)" in r.err
     r = await vuln("vuln", "patch-deployed", case_id, "--as", "operator:water")
     assert r.code == 1 and "no fix is ready yet" in r.err
