@@ -5,13 +5,15 @@ review's finding. Rejections write nothing; parties enrolled later are known aft
 from __future__ import annotations
 
 import asyncio
+import gzip
 import uuid
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.worker import Replayer
 
 from api import reviews
 from api.agency import AgencyClient
@@ -37,9 +39,13 @@ from domain.sectors import CRITICAL_INFRASTRUCTURE
 from domain.signatures import Signer
 from domain.status import Stage
 from domain.vulnerability import case_id_for
-from infra.keys import KeyDirectory, KeyProblem, development_parties, party_file_name
+from infra.connection import data_converter
+from infra.keys import KeyDirectory, KeyProblem, PayloadKeyring, development_parties, party_file_name
 from tests.conftest import mythos, report_signed, update_events, vulnerability, wait_stage
 from tests.test_clearinghouse import VENDOR, open_case, settled, wait_case
+from workflows.clearinghouse import Clearinghouse
+from workflows.sandbox import workflow_runner
+from workflows.vulnerability_case import VulnerabilityCase
 
 TLSKIT = "TLSKit Foundation"
 
@@ -301,3 +307,25 @@ def test_keys_add_enrols_a_party(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert message in err and err.count("\n") == 1, err
     assert cli_main(["keys", "add", "vendor:acme", "--replace", "--dir", str(home)]) == 0
     assert KeyDirectory(home).public_keys()["vendor:acme"] != public
+
+
+# ---------------------------------------------------------------- executions from before signing
+
+PRE_SIGNING = Path(__file__).parent / "histories" / "pre-signing"
+
+
+@pytest.mark.parametrize("name", ["case-closed", "case-open-continued", "clearinghouse-continued"])
+async def test_histories_from_before_signing_still_replay(name: str) -> None:
+    """Cases and clearinghouse runs started before messages were signed are still running somewhere:
+    the `workflow.patched` guard keeps them on their old path (no keyring activity at the start,
+    linked reports as they were), and what they do after the upgrade (key refresh, signed
+    messages) replays too. See histories/pre-signing/README.md."""
+    keyring = PayloadKeyring.model_validate_json((PRE_SIGNING / "payload-keys.json").read_text())
+    replayer = Replayer(
+        workflows=[Clearinghouse, VulnerabilityCase],
+        data_converter=data_converter(keyring),
+        workflow_runner=workflow_runner(),
+    )
+    history = WorkflowHistory.from_json(name, gzip.decompress((PRE_SIGNING / f"{name}.json.gz").read_bytes()).decode())
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
