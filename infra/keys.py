@@ -2,7 +2,8 @@
 ~/.frontier-review/keys), never the repository.
 
     payload-keys.json   AES-256-GCM keys by id, and which one encrypts new payloads
-    public-keys.json    every party's Ed25519 public key (goes into each review's input)
+    public-keys.json    every party's Ed25519 public key (goes into each review's input; Treasury's
+                        clearinghouse and cases load it on Treasury's worker)
     signing/<party>.pem a party's Ed25519 private key (in production: only on that party's host);
                         `:` in a party id is `_` in its file name (`signing/vendor_acme.pem`)
     codec-token         the bearer token the codec server asks of watchers
