@@ -124,6 +124,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadP
             desk.notify_operators,
             desk.distribute_patch,
             desk.publish_advisory,
+            desk.load_public_keys,
             forwarder.forward_vulnerability,
         ],
         activity_executor=executor,

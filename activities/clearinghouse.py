@@ -1,6 +1,6 @@
 """Treasury's clearinghouse desk: validate and triage a report, notify the vendor and the
-operators, distribute the patch, publish the advisory; and relay a review's vulnerability
-finding into the clearinghouse.
+operators, distribute the patch, publish the advisory; load the parties' public keys from
+Treasury's key directory; and relay a review's vulnerability finding into the clearinghouse.
 
 Every notice is written to Treasury's outbox (SQLite) keyed by case, kind and recipient before
 it is reported, so a retried activity sends nothing twice. Delivering the outbox (mail, the
@@ -20,9 +20,11 @@ from temporalio.exceptions import ApplicationError
 from activities.store import RecordStore
 from api.clearinghouse import report
 from api.errors import ReviewError
+from domain.agencies import Agency
 from domain.clearinghouse import (
     DISTRIBUTE_PATCH,
     FORWARD_VULNERABILITY,
+    LOAD_PUBLIC_KEYS,
     NOTIFY_OPERATORS,
     NOTIFY_VENDOR,
     PUBLISH_ADVISORY,
@@ -37,8 +39,11 @@ from domain.clearinghouse import (
     VulnerabilityIntake,
 )
 from domain.policy import Policy
+from domain.review import SUBMIT_FINDING
 from domain.sectors import CRITICAL_INFRASTRUCTURE, Sector
-from domain.vulnerability import REVIEW_OFFICE, VulnerabilityReport, cvss_score, priority
+from domain.signatures import PublicKeyring, Signer, signature_problem
+from domain.vulnerability import TREASURY, VulnerabilityReport, cvss_score, priority
+from infra.keys import KeyDirectory, KeyProblem, public_key_b64
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS notices (
@@ -93,8 +98,27 @@ class Outbox(RecordStore):
 
 
 class ClearinghouseDesk:
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, keys: KeyDirectory | None = None) -> None:
         self.outbox = outbox
+        self.keys = keys or KeyDirectory()
+
+    @activity.defn(name=LOAD_PUBLIC_KEYS)
+    def load_public_keys(self) -> PublicKeyring:
+        """Every enrolled party's public key, from Treasury's own key directory: the only place the
+        clearinghouse and its cases take keys from (no workflow input or message can add one). The
+        result is recorded in the workflow's history, so replay needs no key directory."""
+        try:
+            published = self.keys.public_keys()
+        except KeyProblem as e:
+            raise ApplicationError(str(e), type="KeyProblem") from None  # retried: fix the directory
+        keyring: PublicKeyring = {}
+        for party, key in sorted(published.items()):
+            try:
+                keyring[party] = public_key_b64(key)
+            except KeyProblem as e:
+                activity.logger.warning("public key skipped", extra={"party": party, "reason": str(e)})
+        activity.logger.info("public keys loaded", extra={"parties": len(keyring)})
+        return keyring
 
     @activity.defn(name=VALIDATE_REPORT)
     def validate_report(self, report: VulnerabilityReport) -> Validation:
@@ -162,29 +186,48 @@ class ClearinghouseDesk:
 
 class ClearinghouseForwarder:
     """Relays a review's vulnerability finding into the clearinghouse (the review workflow cannot
-    call a client). Idempotent: the report's message id is derived from the finding's."""
+    call a client). Idempotent: the report's message id is derived from the finding's.
 
-    def __init__(self, client: Client, policy: Policy) -> None:
+    It runs on Treasury's worker, with Treasury's key: the report is Treasury's (`sender`
+    `treasury`), naming the agency that found it (`found_by`) and the review (`reference`).
+    Treasury signs only what it has verified itself: the agency's signature on the finding,
+    against Treasury's own public keyring, so a review started with someone's own keys cannot
+    launder a forged finding into the clearinghouse."""
+
+    def __init__(
+        self, client: Client, policy: Policy, signer: Signer | None = None, keys: KeyDirectory | None = None
+    ) -> None:
         self.client = client
         self.policy = policy
+        self.keys = keys or KeyDirectory()
+        self.signer = signer or self.keys.signer(TREASURY)
 
     @activity.defn(name=FORWARD_VULNERABILITY)
     async def forward_vulnerability(self, request: ForwardRequest) -> IntakeReceipt:
         finding = request.finding
         if finding.vulnerability is None:
             raise ApplicationError("the finding carries no vulnerability details", non_retryable=True)
+        if finding.sender not in {a.value for a in Agency}:
+            raise ApplicationError(f"{finding.sender!r} is not an agency", type="Rejected", non_retryable=True)
+        try:
+            keyring = self.keys.public_keys()
+        except KeyProblem as e:
+            raise ApplicationError(str(e), type="KeyProblem") from None  # retried: fix the directory
+        problem = signature_problem(keyring, request.review_id, SUBMIT_FINDING, finding)
+        if problem:
+            raise ApplicationError(f"not relayed: {problem}", type="Rejected", non_retryable=True)
         details = finding.vulnerability
         if not details.summary:
             details = details.model_copy(update={"summary": finding.summary})
         intake = VulnerabilityIntake(
-            sender=REVIEW_OFFICE,
+            sender=TREASURY,
             message_id=f"finding-{finding.message_id}",
             report=details,
             reference=request.review_id,
             found_by=finding.sender,
         )
         try:
-            receipt = await report(self.client, intake, self.policy)
+            receipt = await report(self.client, intake, self.policy, self.signer)
         except ReviewError as e:
             raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
         activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})

@@ -2,11 +2,13 @@
 messages a vendor or an operator sends into a case.
 
     from api.clearinghouse import VendorClient, report
-    receipt = await report(client, VulnerabilityIntake(sender="partner:shieldsec", report=...), policy)
+    shieldsec = KeyDirectory().signer("partner:shieldsec")
+    receipt = await report(client, VulnerabilityIntake(sender="partner:shieldsec", report=...), policy, shieldsec)
     await VendorClient(client, "acme").fix_ready(receipt.case_id, fixed_versions=["2.4.1"])
 
 Two functions send messages, `report` (update-with-start on the clearinghouse) and `send` (an
-update on a case); every call below goes through one of them.
+update on a case); every call below goes through one of them. Each signs the message with the
+sender's key, for that workflow and that update.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from domain.clearinghouse import (
     EXPLOITATION_OBSERVED,
     FIX_READY,
     PATCH_DEPLOYED,
+    REFRESH_KEYS,
     REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
     CaseStatus,
@@ -51,11 +54,15 @@ from domain.clearinghouse import (
 from domain.messages import Message
 from domain.policy import Policy
 from domain.sectors import Sector
-from domain.vulnerability import operator_party, parse_party, vendor_party
+from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, Signer
+from domain.vulnerability import VulnerabilityReport, is_party, operator_party, parse_party, vendor_party
+from infra.keys import KeyDirectory
 
 T = TypeVar("T")
 # How long one message keeps being resent after transient refusals (seconds).
 PATIENCE = 60.0
+# Refusals that recorded nothing and pass: the same message is sent again.
+TRANSIENT = (CONTINUING_AS_NEW, KEYS_LOADING)
 
 
 class UnknownCase(ReviewError):
@@ -78,12 +85,14 @@ class CaseSummary(BaseModel):
 # ------------------------------------------------------------------ sending
 
 
-async def report(client: Client, intake: VulnerabilityIntake, policy: Policy) -> IntakeReceipt:
-    """Report a vulnerability; starts the clearinghouse under `policy` if it is not running (update-with-start).
+async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, signer: Signer) -> IntakeReceipt:
+    """Report a vulnerability, signed by `signer` (the sender's key); starts the clearinghouse under
+    `policy` if it is not running (update-with-start).
 
     The message id is the update id: a retried report is applied once. A duplicate of a known
     vulnerability is linked to its case and the receipt says so.
     """
+    intake = signer.sign(CLEARINGHOUSE_ID, REPORT_VULNERABILITY, intake)
 
     def attempt() -> Awaitable[IntakeReceipt]:
         start = WithStartWorkflowOperation(
@@ -102,32 +111,43 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy) ->
             result_type=IntakeReceipt,
         )
 
-    return await _deliver(client, CLEARINGHOUSE_ID, attempt)
+    return await _deliver(client, CLEARINGHOUSE_ID, attempt, intake.sender)
 
 
-async def send(client: Client, case_id: str, update: str, message: Message) -> CaseView:
-    """Send one message into a case as an update. The message id is the update id: a retry applies once."""
+async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseView:
+    """Sign one message for this case and update, and send it as an update. The message id is the
+    update id: a retry applies once."""
+    message = signer.sign(case_id, update, message)
     handle = client.get_workflow_handle(case_id)
     return await _deliver(
         client,
         case_id,
         lambda: handle.execute_update(update, message, id=message.message_id, result_type=CaseView),
+        message.sender,
     )
 
 
-async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[T]]) -> T:
+async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[T]], sender: str) -> T:
     """One message, sent until it is applied or refused for a reason. Transient refusals (the
-    clearinghouse continuing as new, the server's cap on updates in flight, a workflow task failed
-    under the update) recorded nothing, so the same message goes again under the same id."""
+    clearinghouse continuing as new, a workflow still loading its keyring, the server's cap on
+    updates in flight, a workflow task failed under the update) recorded nothing, so the same
+    message goes again under the same id. A sender the workflow does not know (enrolled since it
+    loaded its keys) has it reload them from Treasury's key directory, once, and sends again."""
     loop = asyncio.get_running_loop()
     patience = loop.time() + PATIENCE
     delay = 0.05
+    refreshed = False
     while True:
         try:
             return await attempt()
         except WorkflowUpdateFailedError as e:
             cause = e.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == CONTINUING_AS_NEW) or loop.time() > patience:
+            kind = cause.type if isinstance(cause, ApplicationError) else None
+            if kind == UNKNOWN_SIGNER and not refreshed and is_party(sender):
+                refreshed = True
+                await _refresh_keys(client, target, sender)
+                continue
+            if kind not in TRANSIENT or loop.time() > patience:
                 raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
@@ -140,6 +160,18 @@ async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+async def _refresh_keys(client: Client, target: str, party: str) -> None:
+    """Ask a workflow to reload the public keys (best effort: a refusal, e.g. the party already
+    known by now, or the clearinghouse continuing as new, changes nothing and the message goes again)."""
+    try:
+        await client.get_workflow_handle(target).execute_update(REFRESH_KEYS, party, result_type=bool)
+    except WorkflowUpdateFailedError:
+        pass
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND and not _transient(e):
+            raise
 
 
 def _transient(e: RPCError) -> bool:
@@ -214,37 +246,45 @@ async def _describe_or_none(client: Client, workflow_id: str):
 
 
 class CaseParty:
-    """One party speaking into cases: `vendor:<id>`, `operator:<sector>`, or `treasury`."""
+    """One party speaking to the clearinghouse and into cases: `vendor:<id>`, `operator:<sector>`,
+    `partner:<id>`, `treasury`. It signs with the party's key: by default `signing/<party>.pem` in
+    the key directory (infra/keys.py), or `signer=`."""
 
-    def __init__(self, client: Client, party: str) -> None:
+    def __init__(self, client: Client, party: str, signer: Signer | None = None) -> None:
         self.client = client
         self.party = parse_party(party)
+        self.signer = signer or KeyDirectory().signer(self.party)
+
+    async def report(self, vulnerability: VulnerabilityReport, policy: Policy, reference: str = "") -> IntakeReceipt:
+        intake = VulnerabilityIntake(sender=self.party, report=vulnerability, reference=reference)
+        return await report(self.client, intake, policy, self.signer)
 
     async def patch_deployed(self, case_id: str, note: str = "") -> CaseView:
-        return await send(self.client, case_id, PATCH_DEPLOYED, PatchDeployed(sender=self.party, note=note))
+        message = PatchDeployed(sender=self.party, note=note)
+        return await send(self.client, case_id, PATCH_DEPLOYED, message, self.signer)
 
     async def exploitation_observed(self, case_id: str, evidence: str) -> CaseView:
         message = ExploitationObserved(sender=self.party, evidence=evidence)
-        return await send(self.client, case_id, EXPLOITATION_OBSERVED, message)
+        return await send(self.client, case_id, EXPLOITATION_OBSERVED, message, self.signer)
 
 
 class VendorClient(CaseParty):
     """The affected vendor, by name (`Acme Corp`) or id (`acme-corp`)."""
 
-    def __init__(self, client: Client, vendor: str) -> None:
-        super().__init__(client, vendor if vendor.startswith("vendor:") else vendor_party(vendor))
+    def __init__(self, client: Client, vendor: str, signer: Signer | None = None) -> None:
+        super().__init__(client, vendor if vendor.startswith("vendor:") else vendor_party(vendor), signer)
 
     async def fix_ready(self, case_id: str, fixed_versions: list[str], advisory: str = "") -> CaseView:
         message = FixReady(sender=self.party, fixed_versions=fixed_versions, advisory=advisory)
-        return await send(self.client, case_id, FIX_READY, message)
+        return await send(self.client, case_id, FIX_READY, message, self.signer)
 
     async def request_extension(self, case_id: str, extension: timedelta, reason: str) -> CaseView:
         message = ExtensionRequest(sender=self.party, extension=extension, reason=reason)
-        return await send(self.client, case_id, REQUEST_EXTENSION, message)
+        return await send(self.client, case_id, REQUEST_EXTENSION, message, self.signer)
 
 
 class OperatorClient(CaseParty):
     """The operators of one sector (their sector coordinator speaks for them)."""
 
-    def __init__(self, client: Client, sector: Sector | str) -> None:
-        super().__init__(client, operator_party(sector))
+    def __init__(self, client: Client, sector: Sector | str, signer: Signer | None = None) -> None:
+        super().__init__(client, operator_party(sector), signer)

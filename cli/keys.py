@@ -1,4 +1,4 @@
-"""`keys init`, `keys rotate`, `keys show`, and `codec-server`."""
+"""`keys init`, `keys add`, `keys rotate`, `keys show`, and `codec-server`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 
 from cli.render import console
+from cli.reviews import BadInput
+from domain.vulnerability import parse_party
 from infra import codec_server, logs
 from infra.codec import EncryptionCodec
 from infra.keys import KeyDirectory, KeyProblem
@@ -27,6 +29,22 @@ async def cmd_keys_init(args: argparse.Namespace) -> int:
     for path in created:
         print(f"created {path}")
     print(f"keys in {keys.path} ({'nothing new' if not created else f'{len(created)} new'})")
+    return 0
+
+
+async def cmd_keys_add(args: argparse.Namespace) -> int:
+    """Enrol one party (a new vendor, partner or sector): its public key goes into public-keys.json,
+    which Treasury's clearinghouse reloads (and the operators pass into each new review)."""
+    try:
+        party = parse_party(args.party)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    keys = KeyDirectory(args.dir)
+    public_key, private_file = keys.add_party(party, args.public_key, replace=args.replace)
+    if private_file:
+        print(f"created {private_file} (the private key: give it to {party} only)")
+    print(f"enrolled {party} in {keys.public_file}")
+    print(f"public key {public_key}")
     return 0
 
 
@@ -77,6 +95,21 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
             "--dir", type=Path, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
         )
         p.set_defaults(func=func)
+
+    p = ksub.add_parser(
+        "add",
+        help="enrol a party (e.g. a new vendor): make its signing key and publish its public key",
+        description="Without --public-key: create signing/<party>.pem here and publish its public key "
+        "(printed). With --public-key (made on the party's own host by `keys add PARTY` there): publish "
+        "only that public key.",
+    )
+    p.add_argument("party", help="vendor:<id>, operator:<sector>, partner:<id>, an agency, lab")
+    p.add_argument("--public-key", help="the party's Ed25519 public key (base64, as `keys add` prints it)")
+    p.add_argument("--replace", action="store_true", help="replace the party's key (e.g. a compromised one)")
+    p.add_argument(
+        "--dir", type=Path, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
+    )
+    p.set_defaults(func=cmd_keys_add)
 
     p = sub.add_parser("codec-server", help="decode payloads for the Web UI and the temporal CLI")
     p.add_argument("--host", default="127.0.0.1")

@@ -8,6 +8,9 @@ vuln patch-deployed ID --as operator:<sector>
 vuln exploitation-observed ID --as PARTY --evidence TEXT
 vuln request-extension ID --as vendor:<id> --days 14 --reason TEXT
 vuln clearinghouse                          the intake's totals
+
+Every message is signed with the sending party's key: `signing/<party>.pem` in the key directory
+(FRONTIER_REVIEW_KEYS_DIR), or `--key FILE`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from api.clearinghouse import (
 )
 from cli.render import as_json, console
 from cli.reviews import BadInput
+from cli.reviews import _signer as signer_for
 from domain.clearinghouse import CaseStatus, CaseView, VulnerabilityIntake
 from domain.policy import DEFAULT_POLICY, load_policy, one_line
 from domain.sectors import Sector
@@ -135,8 +139,10 @@ async def cmd_report(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy or DEFAULT_POLICY)
     except ValueError as e:
         raise BadInput(str(e)) from None
+    signer = signer_for(args, sender)
     client = await connect(_target(args))
-    receipt = await report(client, VulnerabilityIntake(sender=sender, report=details, reference=args.reference), policy)
+    intake = VulnerabilityIntake(sender=sender, report=details, reference=args.reference)
+    receipt = await report(client, intake, policy, signer)
     if args.json:
         print(as_json(receipt))
     elif receipt.duplicate:
@@ -183,22 +189,25 @@ async def cmd_fix_ready(args: argparse.Namespace) -> int:
     versions = [v.strip() for v in args.fixed_in.split(",") if v.strip()]
     if not versions:
         raise BadInput("--fixed-in needs at least one version")
+    signer = signer_for(args, vendor)
     client = await connect(_target(args))
-    _print(args, await VendorClient(client, vendor).fix_ready(args.case_id, versions, args.advisory or ""))
+    _print(args, await VendorClient(client, vendor, signer).fix_ready(args.case_id, versions, args.advisory or ""))
     return 0
 
 
 async def cmd_patch_deployed(args: argparse.Namespace) -> int:
     party = _party(args.sender)
+    signer = signer_for(args, party)
     client = await connect(_target(args))
-    _print(args, await CaseParty(client, party).patch_deployed(args.case_id, args.note or ""))
+    _print(args, await CaseParty(client, party, signer).patch_deployed(args.case_id, args.note or ""))
     return 0
 
 
 async def cmd_exploitation(args: argparse.Namespace) -> int:
     party = _party(args.sender)
+    signer = signer_for(args, party)
     client = await connect(_target(args))
-    _print(args, await CaseParty(client, party).exploitation_observed(args.case_id, args.evidence))
+    _print(args, await CaseParty(client, party, signer).exploitation_observed(args.case_id, args.evidence))
     return 0
 
 
@@ -206,8 +215,10 @@ async def cmd_extension(args: argparse.Namespace) -> int:
     vendor = _party(args.sender, kind="vendor")
     if args.days <= 0:
         raise BadInput("--days must be positive")
+    signer = signer_for(args, vendor)
     client = await connect(_target(args))
-    case = await VendorClient(client, vendor).request_extension(args.case_id, timedelta(days=args.days), args.reason)
+    extension = timedelta(days=args.days)
+    case = await VendorClient(client, vendor, signer).request_extension(args.case_id, extension, args.reason)
     _print(args, case)
     return 0
 
@@ -216,11 +227,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     vuln = sub.add_parser("vuln", help="Treasury's vulnerability clearinghouse: report, list, status, vendor updates")
     cmds = vuln.add_subparsers(dest="vuln_command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, func, case: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, help: str, func, case: bool = True, signed: bool = True) -> argparse.ArgumentParser:
         p = cmds.add_parser(name, parents=[common], help=help)
         if case:
             p.add_argument("case_id")
         p.add_argument("--json", action="store_true")
+        if signed:
+            p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
         p.set_defaults(func=func)
         return p
 
@@ -230,13 +243,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--reference", default="", help="your own reference for the report")
     p.add_argument("--policy", help=f"policy if this report starts the clearinghouse (default {DEFAULT_POLICY})")
 
-    p = command("list", "list cases, most urgent first", cmd_list, case=False)
+    p = command("list", "list cases, most urgent first", cmd_list, case=False, signed=False)
     p.add_argument("--status", help="only cases in this status")
     p.add_argument("--sector", help="only cases affecting this sector")
     p.add_argument("--limit", type=int, default=None)
 
-    command("status", "one case", cmd_status)
-    command("clearinghouse", "the clearinghouse's totals", cmd_clearinghouse, case=False)
+    command("status", "one case", cmd_status, signed=False)
+    command("clearinghouse", "the clearinghouse's totals", cmd_clearinghouse, case=False, signed=False)
 
     p = command("fix-ready", "the vendor: a fix is ready", cmd_fix_ready)
     p.add_argument("--as", dest="sender", required=True, help="vendor:<id>")

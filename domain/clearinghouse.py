@@ -31,6 +31,9 @@ FIX_READY = "fix_ready"  # the vendor
 PATCH_DEPLOYED = "patch_deployed"  # operators of affected sectors, the vendor, Treasury
 EXPLOITATION_OBSERVED = "exploitation_observed"  # operators, the vendor, Treasury
 REQUEST_EXTENSION = "request_extension"  # the vendor
+# Clearinghouse and cases: reload the parties' public keys from Treasury's key directory (a party
+# enrolled since the workflow loaded them). Anyone may ask; only Treasury's worker supplies keys.
+REFRESH_KEYS = "refresh_keys"
 CASE_STATUS_QUERY = "status"
 # The clearinghouse turns reports away while it continues as new; `api.clearinghouse.report` resends them.
 CONTINUING_AS_NEW = "ContinuingAsNew"
@@ -44,6 +47,11 @@ NOTIFY_OPERATORS = "notify_operators"
 DISTRIBUTE_PATCH = "distribute_patch"
 PUBLISH_ADVISORY = "publish_advisory"
 FORWARD_VULNERABILITY = "forward_vulnerability"
+LOAD_PUBLIC_KEYS = "load_public_keys"
+
+# workflow.patched id: the clearinghouse and its cases load Treasury's public keyring and verify
+# every message's signature (runs and cases started before this change load it on demand).
+SIGNED_MESSAGES = "clearinghouse-signed-messages"
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Versions = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1)]

@@ -1,10 +1,12 @@
 """Signed messages: who sent an update, proven with Ed25519.
 
-A party signs the canonical bytes of (review id, update name, message without its
-signature). The review's input carries the public keyring, so a validator verifies
-deterministically, inside the workflow, with no I/O. Binding the review id and the update
-name means a signature cannot be replayed into another review or as another kind of
-message; the message id (already unique per review) stops replays within one review.
+A party signs the canonical bytes of (workflow id, update name, message without its
+signature). The workflow holds the public keyring (a review in its input, Treasury's
+clearinghouse and cases from Treasury's own key directory, through an activity), so a validator
+verifies deterministically, inside the workflow, with no I/O. Binding the workflow id (the
+review's, the case's, `clearinghouse`) and the update name means a signature cannot be replayed
+into another review or case or as another kind of message; the message id (unique per
+workflow) stops replays within one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from domain.messages import Message
 # party id -> raw Ed25519 public key, base64
 PublicKeyring = dict[str, str]
 
+# ApplicationError types of the rejections a sender may act on (nothing was recorded either way):
+UNKNOWN_SIGNER = "UnknownSigner"  # no key for the sender: the workflow's keyring may be refreshed
+KEYS_LOADING = "KeysLoading"  # the workflow has not loaded its keyring yet: send again shortly
+
 
 def canonical_bytes(review_id: str, update: str, message: Message) -> bytes:
     body = message.model_dump(mode="json", exclude={"signature"})
@@ -32,18 +38,24 @@ def canonical_bytes(review_id: str, update: str, message: Message) -> bytes:
     ).encode()
 
 
-def signature_problem(keyring: PublicKeyring, review_id: str, update: str, message: Message) -> str | None:
-    """Why the message's signature is not acceptable, or None if it verifies."""
+def signature_problem(
+    keyring: PublicKeyring, review_id: str, update: str, message: Message, *, target: str = "review"
+) -> str | None:
+    """Why the message's signature is not acceptable, or None if it verifies. `review_id` is the
+    id of the workflow it is sent to; `target` names that kind of workflow in the reason."""
     key_b64 = keyring.get(message.sender)
     if key_b64 is None:
-        return f"unknown signer {message.sender!r}: no public key in this review's keyring"
+        return f"unknown signer {message.sender!r}: no public key in this {target}'s keyring"
     if not message.signature:
         return f"message from {message.sender} is not signed"
     try:
         public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(key_b64))
         public_key.verify(base64.b64decode(message.signature), canonical_bytes(review_id, update, message))
     except (InvalidSignature, ValueError):
-        return f"signature does not verify for {message.sender} (forged, altered, or signed for another review)"
+        return (
+            f"signature does not verify for {message.sender} "
+            f"(forged, altered, or signed for another {target} or as another kind of message)"
+        )
     return None
 
 

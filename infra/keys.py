@@ -2,23 +2,29 @@
 ~/.frontier-review/keys), never the repository.
 
     payload-keys.json   AES-256-GCM keys by id, and which one encrypts new payloads
-    public-keys.json    every party's Ed25519 public key (goes into each review's input)
-    signing/<party>.pem a party's Ed25519 private key (in production: only on that party's host)
+    public-keys.json    every party's Ed25519 public key (goes into each review's input; Treasury's
+                        clearinghouse and cases load it on Treasury's worker)
+    signing/<party>.pem a party's Ed25519 private key (in production: only on that party's host);
+                        `:` in a party id is `_` in its file name (`signing/vendor_acme.pem`)
     codec-token         the bearer token the codec server asks of watchers
 
-`frontier-review keys init` (run by `up` and `demo` when missing) writes a development set.
+`frontier-review keys init` (run by `up` and `demo` when missing) writes a development set: the
+agencies, the lab, and the clearinghouse's parties (`development_parties`). `frontier-review keys
+add PARTY` enrols one more party (a new vendor or partner).
 FRONTIER_REVIEW_PAYLOAD_KEYS may hold the payload keyring's JSON itself (for secret stores).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import secrets
+import tomllib
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -28,13 +34,70 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from domain.agencies import LAB, Agency
+from domain.sectors import Sector
 from domain.signatures import PublicKeyring, Signer
+from domain.vulnerability import operator_party, parse_party, vendor_party
 
+# The review's parties.
 PARTIES: tuple[str, ...] = (*(a.value for a in Agency), LAB)
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SAMPLE_VULNERABILITIES = PROJECT_DIR / "examples" / "vulnerabilities"
 
 
 class KeyProblem(Exception):
     """A missing or unusable key, with what to do about it."""
+
+
+def default_registry_file() -> Path:
+    return Path(os.environ.get("FRONTIER_REVIEW_REGISTRY", PROJECT_DIR / "examples" / "registry.toml"))
+
+
+def development_parties(
+    registry_file: Path | None = None, vulnerabilities_dir: Path = SAMPLE_VULNERABILITIES
+) -> list[str]:
+    """Who gets a development key: the agencies and the lab; the operators of every sector (the 16
+    critical-infrastructure sectors, and the others a report may name as affected, e.g. cloud
+    providers); each approved party of the trusted-party registry (`partner:<id>`); and the
+    vendors of the sample vulnerabilities (`vendor:<id>`). Anyone else is enrolled with `keys add`."""
+    parties = [*PARTIES, *(operator_party(s) for s in Sector)]
+    registry = registry_file or default_registry_file()
+    if registry.is_file():
+        for p in tomllib.loads(registry.read_text()).get("party", []):
+            # A suspended or revoked partner gets no key: it cannot speak to the clearinghouse.
+            if p.get("status", "approved") == "approved":
+                try:
+                    parties.append(parse_party(f"partner:{p['partner_id']}"))
+                except (KeyError, ValueError):
+                    continue
+    for file in sorted(vulnerabilities_dir.glob("*.json")):
+        try:
+            vendor = json.loads(file.read_text()).get("vendor")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(vendor, str) and vendor.strip():
+            parties.append(vendor_party(vendor))
+    return list(dict.fromkeys(parties))
+
+
+def party_file_name(party: str) -> str:
+    """A party id as a file name: checked (no path tricks), `:` as `_` (ids never contain `_`)."""
+    try:
+        canonical = parse_party(party)
+    except ValueError as e:
+        raise KeyProblem(str(e)) from None
+    if canonical != party:
+        raise KeyProblem(f"party {party!r} is not in canonical form ({canonical!r})")
+    return party.replace(":", "_")
+
+
+def public_key_b64(text: str) -> str:
+    """A raw Ed25519 public key, base64 (as `keys add` prints it), checked."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError):
+        raise KeyProblem("not an Ed25519 public key (32 bytes, base64, as `keys add` prints it)") from None
+    return base64.b64encode(raw).decode()
 
 
 class PayloadKeyring(BaseModel):
@@ -95,7 +158,7 @@ class KeyDirectory:
         return self.token_file.read_text().strip()
 
     def signing_file(self, party: str) -> Path:
-        return self.path / "signing" / f"{party}.pem"
+        return self.path / "signing" / f"{party_file_name(party)}.pem"
 
     def payload_keyring(self) -> PayloadKeyring:
         inline = os.environ.get("FRONTIER_REVIEW_PAYLOAD_KEYS")
@@ -129,8 +192,9 @@ class KeyDirectory:
     def write_payload_keyring(self, keyring: PayloadKeyring) -> None:
         _write_private(self.payload_file, keyring.model_dump_json(indent=2).encode())
 
-    def init_development(self) -> list[Path]:
-        """Create whatever is missing: a payload key, and a signing key per party. Returns what was created."""
+    def init_development(self, parties: list[str] | None = None) -> list[Path]:
+        """Create whatever is missing: a payload key, and a signing key per party (by default
+        `development_parties()`). Returns what was created."""
         created: list[Path] = []
         if not self.payload_file.is_file():
             self.write_payload_keyring(PayloadKeyring.generate())
@@ -138,17 +202,59 @@ class KeyDirectory:
         if not self.token_file.is_file():
             _write_private(self.token_file, secrets.token_urlsafe(32).encode())
             created.append(self.token_file)
-        public = json.loads(self.public_file.read_text()) if self.public_file.is_file() else {}
-        for party in PARTIES:
-            file = self.signing_file(party)
-            if not file.is_file():
-                key = Ed25519PrivateKey.generate()
-                _write_private(file, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        public = self._read_public()
+        for party in development_parties() if parties is None else parties:
+            if party in public and not self.signing_file(party).is_file():
+                continue  # enrolled with a public key made elsewhere (`keys add --public-key`)
+            file = self._ensure_signing_key(party)
+            if file is not None:
                 created.append(file)
             public[party] = self.signer(party).public_key_b64()
-        self.public_file.parent.mkdir(parents=True, exist_ok=True)
-        self.public_file.write_text(json.dumps(public, indent=2, sort_keys=True))
+        self._write_public(public)
         return created
+
+    def add_party(self, party: str, public_key: str | None = None, *, replace: bool = False) -> tuple[str, Path | None]:
+        """Enrol one party: publish its public key in `public-keys.json`. Without `public_key`, a
+        key pair is made here (`signing/<party>.pem`); with it (generated on the party's own
+        host), only the public key is recorded. Returns the public key and the private key's file."""
+        party_file_name(party)
+        public = self._read_public()
+        if party in public and not replace:
+            raise KeyProblem(f"{party} already has a public key in {self.public_file} (--replace to change it)")
+        file: Path | None = None
+        if public_key is None:
+            file = self.signing_file(party)
+            if file.is_file() and not replace:
+                raise KeyProblem(f"{party} already has a signing key at {file} (--replace to change it)")
+            file.unlink(missing_ok=True)
+            self._ensure_signing_key(party)
+            public_key = self.signer(party).public_key_b64()
+        else:
+            public_key = public_key_b64(public_key)
+            local = self.signing_file(party)
+            if local.is_file() and self.signer(party).public_key_b64() != public_key:
+                raise KeyProblem(f"{local} holds another key for {party}: remove it first")
+        public[party] = public_key_b64(public_key)
+        self._write_public(public)
+        return public[party], file
+
+    def _ensure_signing_key(self, party: str) -> Path | None:
+        file = self.signing_file(party)
+        if file.is_file():
+            return None
+        key = Ed25519PrivateKey.generate()
+        _write_private(file, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        return file
+
+    def _read_public(self) -> PublicKeyring:
+        return json.loads(self.public_file.read_text()) if self.public_file.is_file() else {}
+
+    def _write_public(self, public: PublicKeyring) -> None:
+        # Written whole, then renamed: a worker reading it meanwhile sees the old or the new keyring.
+        self.public_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.public_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(public, indent=2, sort_keys=True))
+        tmp.replace(self.public_file)
 
 
 def _write_private(path: Path, data: bytes) -> None:

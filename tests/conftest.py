@@ -17,8 +17,9 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api import reviews
+from api import clearinghouse, reviews
 from api.reviews import status
+from domain.clearinghouse import CaseView, IntakeReceipt, VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.messages import Message
 from domain.policy import Policy, load_policy
@@ -101,13 +102,27 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> st
     return await reviews.disclose(client, disclosure, policy, KeyDirectory().public_keys())
 
 
+def signer_for(party: str) -> Signer:
+    """The party's development key (an outsider's own key if it has none)."""
+    try:
+        return KeyDirectory().signer(party)
+    except KeyProblem:
+        return Signer(party, Ed25519PrivateKey.generate())
+
+
 async def send_signed(client: Client, review_id: str, update: str, message: Message) -> ReviewStatus:
     """Send a message signed by its sender's development key (an outsider's own key if it has none)."""
-    try:
-        signer = KeyDirectory().signer(message.sender)
-    except KeyProblem:
-        signer = Signer(message.sender, Ed25519PrivateKey.generate())
-    return await reviews.send(client, review_id, update, message, signer)
+    return await reviews.send(client, review_id, update, message, signer_for(message.sender))
+
+
+async def report_signed(client: Client, intake: VulnerabilityIntake, policy: Policy) -> IntakeReceipt:
+    """Report to the clearinghouse, signed by the sender's development key (or an outsider's own)."""
+    return await clearinghouse.report(client, intake, policy, signer_for(intake.sender))
+
+
+async def send_case(client: Client, case_id: str, update: str, message: Message) -> CaseView:
+    """Send into a case, signed by the sender's development key (or an outsider's own)."""
+    return await clearinghouse.send(client, case_id, update, message, signer_for(message.sender))
 
 
 @asynccontextmanager

@@ -19,8 +19,6 @@ from api.clearinghouse import (
     VendorClient,
     case_status,
     clearinghouse_status,
-    report,
-    send,
 )
 from api.errors import Rejected
 from api.reviews import status
@@ -46,10 +44,19 @@ from domain.sectors import CRITICAL_INFRASTRUCTURE as CRITICAL
 from domain.status import Stage
 from domain.vulnerability import Priority, VulnerabilityReport
 from infra.connection import data_converter
-from tests.conftest import disclose, mythos, update_events, vulnerability, wait_stage
+from tests.conftest import (
+    disclose,
+    mythos,
+    report_signed,
+    send_case,
+    update_events,
+    vulnerability,
+    wait_stage,
+)
 from worker import WorkerConfig
 from workflows.clearinghouse import Clearinghouse
 from workflows.review import ModelReview
+from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
 
 VENDOR = "vendor:tlskit-foundation"
@@ -85,7 +92,7 @@ async def settled(client: Client, case_id: str) -> CaseView:
 
 
 async def open_case(client: Client, policy: Policy, sender: str = "partner:shieldsec", **changes) -> CaseView:
-    receipt = await report(client, VulnerabilityIntake(sender=sender, report=vulnerability(**changes)), policy)
+    receipt = await report_signed(client, VulnerabilityIntake(sender=sender, report=vulnerability(**changes)), policy)
     assert not receipt.duplicate
     return await settled(client, receipt.case_id)
 
@@ -93,7 +100,7 @@ async def open_case(client: Client, policy: Policy, sender: str = "partner:shiel
 async def assert_rejected(client: Client, case_id: str, update: str, message: Message, reason: str) -> None:
     before = await case_status(client, case_id)
     with pytest.raises(Rejected, match=reason):
-        await send(client, case_id, update, message)
+        await send_case(client, case_id, update, message)
     assert message.message_id not in await update_events(client, case_id), "a rejected update must write nothing"
     assert await case_status(client, case_id) == before
 
@@ -129,7 +136,8 @@ async def test_a_review_finding_arrives_as_a_case(client: Client, policy: Policy
 
     c = await settled(client, case_id)
     assert c.fingerprint == details.fingerprint
-    assert [(r.sender, r.reference, r.found_by) for r in c.reports] == [("review", rid, "dod")]
+    # Relayed by Treasury (whose worker signs it), found by DoD in the review.
+    assert [(r.sender, r.reference, r.found_by) for r in c.reports] == [("treasury", rid, "dod")]
     assert c.summary == details.summary
     assert (c.severity, c.base_score, c.priority) == ("critical", 9.8, Priority.P2)
     assert "affects critical infrastructure (energy)" in c.priority_reason
@@ -181,7 +189,7 @@ async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: P
     assert await forwarded_case(client, second, s.findings[0].message_id) == case_id
 
     # A trusted partner reports it too, and has seen it exploited.
-    receipt = await report(
+    receipt = await report_signed(
         client,
         VulnerabilityIntake(sender="partner:shieldsec", report=again.model_copy(update={"exploited": True})),
         policy,
@@ -190,8 +198,8 @@ async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: P
 
     c = await settled(client, case_id)
     assert [(r.sender, r.found_by) for r in c.reports] == [
-        ("review", "dod"),
-        ("review", "dhs"),
+        ("treasury", "dod"),
+        ("treasury", "dhs"),
         ("partner:shieldsec", ""),
     ]
     assert c.sectors == ["energy", "water"]
@@ -205,13 +213,13 @@ async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: P
 
 async def test_an_impact_free_report_is_invalid(client: Client, policy: Policy) -> None:
     details = vulnerability(cvss_vector="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N")
-    receipt = await report(client, VulnerabilityIntake(sender="treasury", report=details), policy)
+    receipt = await report_signed(client, VulnerabilityIntake(sender="treasury", report=details), policy)
     c = await wait_case(client, receipt.case_id, S.INVALID)
     assert "describes no impact" in c.invalid_reason
     assert c.notices == [], "nobody is notified of an invalid report"
     with pytest.raises(Rejected, match="the case is closed \\(status INVALID\\)"):
         await VendorClient(client, details.vendor).fix_ready(receipt.case_id, ["1"])
-    again = await report(client, VulnerabilityIntake(sender="treasury", report=details), policy)
+    again = await report_signed(client, VulnerabilityIntake(sender="treasury", report=details), policy)
     assert (again.case_id, again.duplicate, again.case_closed) == (receipt.case_id, True, True)
 
 
@@ -331,8 +339,9 @@ async def test_wrong_party_and_wrong_stage_updates_are_rejected(client: Client, 
     c = await open_case(client, policy, sectors=["energy"])
     cid = c.case_id
     fix = dict(fixed_versions=["3.2.5"])
+    # Another enrolled vendor, signing with its own key.
     await assert_rejected(
-        client, cid, FIX_READY, FixReady(sender="vendor:someone-else", **fix), f"only the vendor \\({VENDOR}\\)"
+        client, cid, FIX_READY, FixReady(sender="vendor:meridian-controls", **fix), f"only the vendor \\({VENDOR}\\)"
     )
     await assert_rejected(client, cid, FIX_READY, FixReady(sender="operator:energy", **fix), "only the vendor")
     await assert_rejected(client, cid, PATCH_DEPLOYED, PatchDeployed(sender="operator:energy"), "no fix is ready yet")
@@ -358,7 +367,7 @@ async def test_wrong_party_and_wrong_stage_updates_are_rejected(client: Client, 
     )
 
     accepted = FixReady(sender=VENDOR, **fix)
-    await send(client, cid, FIX_READY, accepted)
+    await send_case(client, cid, FIX_READY, accepted)
     await wait_case(client, cid, S.PATCH_DISTRIBUTED)
     await assert_rejected(client, cid, FIX_READY, FixReady(sender=VENDOR, fixed_versions=["4"]), "already recorded")
     await CaseParty(client, "treasury").patch_deployed(cid, "confirmed by Treasury for every sector")
@@ -371,16 +380,16 @@ async def test_an_unknown_reporter_is_rejected_and_nothing_recorded(client: Clie
     await open_case(client, policy)  # the clearinghouse is running
     before = await clearinghouse_status(client)
     intake = VulnerabilityIntake(sender="mallory", report=vulnerability())
-    with pytest.raises(Rejected, match="unknown reporter 'mallory'"):
-        await report(client, intake, policy)
+    with pytest.raises(Rejected, match="unknown signer 'mallory'"):
+        await report_signed(client, intake, policy)
     assert intake.message_id not in await update_events(client, CLEARINGHOUSE_ID)
     assert (await clearinghouse_status(client)).reports == before.reports
 
 
 async def test_a_resent_report_is_applied_once(client: Client, policy: Policy) -> None:
     intake = VulnerabilityIntake(sender="operator:energy", report=vulnerability())
-    first = await report(client, intake, policy)
-    again = await report(client, intake, policy)
+    first = await report_signed(client, intake, policy)
+    again = await report_signed(client, intake, policy)
     assert again == first
     assert len((await settled(client, first.case_id)).reports) == 1
 
@@ -389,11 +398,14 @@ async def test_recorded_histories_replay(client: Client, policy: Policy) -> None
     """Determinism: a released review that forwarded a finding, its closed case, and the
     clearinghouse's run replay, in the sandbox, against the code as it is."""
     rid = await covered_review(client, policy, ["dod"])
+    details = vulnerability(sectors=["energy"])
     s = await AgencyClient(client, "dod").submit_finding(
-        rid, kind="vulnerability", severity="high", summary="s", vulnerability=vulnerability(sectors=["energy"])
+        rid, kind="vulnerability", severity="high", summary="s", vulnerability=details
     )
     case_id = await forwarded_case(client, rid, s.findings[0].message_id)
     await settled(client, case_id)
+    # A duplicate, linked to the case (its signature verified there too).
+    await report_signed(client, VulnerabilityIntake(sender="operator:energy", report=details), policy)
     await VendorClient(client, "TLSKit Foundation").request_extension(case_id, timedelta(days=3), "testing")
     await VendorClient(client, "TLSKit Foundation").fix_ready(case_id, ["3.2.5"])
     await wait_case(client, case_id, S.PATCH_DISTRIBUTED)
@@ -402,7 +414,14 @@ async def test_recorded_histories_replay(client: Client, policy: Policy) -> None
     await wait_case(client, case_id, S.CLOSED)
     await client.get_workflow_handle(rid).result()
 
-    replayer = Replayer(workflows=[ModelReview, Clearinghouse, VulnerabilityCase], data_converter=data_converter())
+    closed = await case_status(client, case_id)
+    assert [r.sender for r in closed.reports] == ["treasury", "operator:energy"]
+
+    replayer = Replayer(
+        workflows=[ModelReview, Clearinghouse, VulnerabilityCase],
+        data_converter=data_converter(),
+        workflow_runner=workflow_runner(),
+    )
     for workflow_id in (rid, case_id, CLEARINGHOUSE_ID):
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from infra.keys import KeyDirectory
 from tests.conftest import EXAMPLES, vulnerability
 from tests.test_clearinghouse import wait_case
 from tests.test_cli import CLI, Run
@@ -83,8 +84,12 @@ async def test_a_case_from_the_command_line(vuln, client: Client, tmp_path: Path
         "vuln", "request-extension", case_id, "--as", "vendor:tlskit-foundation", "--days", "60", "--reason", "r"
     )
     assert r.code == 1 and "exceeds the policy's cap of 45 days" in r.err
-    r = await vuln("vuln", "fix-ready", case_id, "--as", "vendor:someone-else", "--fixed-in", "3.2.5")
+    r = await vuln("vuln", "fix-ready", case_id, "--as", "vendor:meridian-controls", "--fixed-in", "3.2.5")
     assert r.code == 1 and "only the vendor (vendor:tlskit-foundation)" in r.err
+    # The vendor's name, someone else's key (--key): refused, nothing recorded.
+    other = str(KeyDirectory().signing_file("vendor:meridian-controls"))
+    r = await vuln("vuln", "fix-ready", case_id, "--as", "vendor:tlskit-foundation", "--fixed-in", "1", "--key", other)
+    assert r.code == 1 and "signature does not verify for vendor:tlskit-foundation" in r.err
     r = await vuln("vuln", "patch-deployed", case_id, "--as", "operator:water")
     assert r.code == 1 and "no fix is ready yet" in r.err
 

@@ -8,10 +8,10 @@ import asyncio
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from api.clearinghouse import case_status, clearinghouse_status, report
+from api.clearinghouse import case_status, clearinghouse_status
 from domain.clearinghouse import CLEARINGHOUSE_ID, CLEARINGHOUSE_WORKFLOW, VulnerabilityIntake
 from domain.policy import load_policy
-from tests.conftest import running, vulnerability
+from tests.conftest import report_signed, running, vulnerability
 from worker import WorkerConfig, build_workers
 
 IN_FLIGHT_CAP = 10  # updates in flight per workflow execution (server default)
@@ -37,7 +37,7 @@ async def test_reports_sent_across_continue_as_new_are_all_kept(isolated: Client
             # All at once: more than the 10 updates one run may have in flight, and several
             # continue-as-new boundaries crossed while reports are in flight.
             receipts = await asyncio.gather(
-                *(report(isolated, VulnerabilityIntake(sender=s, report=r), policy) for s, r in reports)
+                *(report_signed(isolated, VulnerabilityIntake(sender=s, report=r), policy) for s, r in reports)
             )
             assert [rc.case_id for rc in receipts[:12]] == [f"case-{r.fingerprint[:16]}" for r in unique]
             assert len({rc.case_id for rc in receipts}) == 12

@@ -5,6 +5,12 @@ Each report is deduplicated by its fingerprint: a new vulnerability becomes a `V
 child (abandoned on close, so cases outlive the clearinghouse's runs); a duplicate is linked to
 its case. The case id is derived from the fingerprint, so the server's own rule (one workflow
 per id) is the index and nothing unbounded is carried across continue-as-new.
+
+Every report is signed by its sender (for `clearinghouse` and `report_vulnerability`). Each run
+loads the parties' public keys from Treasury's key directory (an activity on Treasury's worker,
+recorded in history) before it takes a report; a party enrolled later is known after a
+`refresh_keys` update (the API asks for one when a sender is unknown). Nobody who starts the
+workflow or sends it a message can add a key.
 """
 
 from __future__ import annotations
@@ -22,15 +28,18 @@ with workflow.unsafe.imports_passed_through():
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
         LINK_REPORT,
+        REFRESH_KEYS,
         REPORT_VULNERABILITY,
+        SIGNED_MESSAGES,
         CaseInput,
         ClearinghouseInput,
         ClearinghouseView,
         IntakeReceipt,
         VulnerabilityIntake,
     )
-    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, case_id_for
-    from workflows.messages import reject_unless
+    from domain.signatures import KEYS_LOADING, PublicKeyring
+    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, case_id_for, is_party
+    from workflows.messages import authenticate, load_public_keys, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
 
@@ -45,10 +54,18 @@ class Clearinghouse:
         self._cases_opened = state.cases_opened
         self._duplicates = state.duplicates
         self._this_run = 0
+        self._refreshes = 0
         self._known: set[str] = set()  # case ids started or seen in this run
+        self._seen: set[str] = set()  # message ids of the reports taken in this run
+        # A run started before messages were signed loads its keyring on demand (refresh_keys);
+        # until a run has loaded it, reports are turned away to be sent again.
+        self._signed = workflow.patched(SIGNED_MESSAGES)
+        self._keys: PublicKeyring | None = None if self._signed else {}
 
     @workflow.run
     async def run(self, state: ClearinghouseInput) -> None:
+        if self._signed:
+            self._keys = await load_public_keys()
         self._publish_details()
         # Keep each run's history bounded: after enough reports (or when the server suggests it)
         # take no new report, let those in flight finish, then continue as new. Reports turned
@@ -69,6 +86,7 @@ class Clearinghouse:
 
     @workflow.update(name=REPORT_VULNERABILITY)
     async def report_vulnerability(self, intake: VulnerabilityIntake) -> IntakeReceipt:
+        self._seen.add(intake.message_id)
         self._reports += 1
         self._this_run += 1
         fingerprint = intake.report.fingerprint
@@ -92,6 +110,8 @@ class Clearinghouse:
         if self._run_is_full():
             # Not a refusal of the report: nothing is recorded, and the sender tries again.
             raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
+        authenticate(self._keys, workflow.info().workflow_id, REPORT_VULNERABILITY, intake, target="clearinghouse")
+        reject_unless(intake.message_id not in self._seen, f"message {intake.message_id} was already applied")
         kind, sep, _ = intake.sender.partition(":")
         reject_unless(
             intake.sender in REPORTERS or (sep == ":" and kind in PARTY_KINDS),
@@ -114,8 +134,14 @@ class Clearinghouse:
                 id=case_id,
                 # Cases outlive this run (continue-as-new closes it).
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                # A closed case is never reopened by a later duplicate.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A closed case is never reopened by a later duplicate. A failed one may be: a case
+                # refuses to run on a report it cannot authenticate (e.g. one started by someone else
+                # under a case's id), and the genuine report must still get its case.
+                id_reuse_policy=(
+                    WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+                    if self._signed
+                    else WorkflowIDReusePolicy.REJECT_DUPLICATE
+                ),
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(sa.CASE_STATUS, "RECEIVED"),
@@ -134,8 +160,26 @@ class Clearinghouse:
         self._cases_opened += 1
         return True
 
+    @workflow.update(name=REFRESH_KEYS)
+    async def refresh_keys(self, party: str) -> bool:
+        """Reload the public keys from Treasury's key directory; whether `party` is known now."""
+        self._refreshes += 1
+        self._keys = await load_public_keys()
+        return party in self._keys
+
+    @refresh_keys.validator
+    def _validate_refresh(self, party: str) -> None:
+        if self._run_is_full():
+            raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
+        if self._keys is None:
+            raise ApplicationError("the clearinghouse is loading its keyring; send again", type=KEYS_LOADING)
+        reject_unless(is_party(party), f"unknown party {party!r}")
+        reject_unless(party not in self._keys, f"{party} is already in the clearinghouse's keyring")
+
     def _run_is_full(self) -> bool:
-        return self._this_run >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
+        # Refreshes count too: a run's updates stay well under Temporal's 2000.
+        updates = self._this_run + self._refreshes
+        return updates >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
 
     @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
     def status(self) -> ClearinghouseView:

@@ -6,7 +6,14 @@ the sender gets the reason back as `WorkflowUpdateFailedError`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from temporalio import workflow
 from temporalio.exceptions import ApplicationError
+
+from domain.clearinghouse import LOAD_PUBLIC_KEYS
+from domain.messages import Message
+from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, PublicKeyring, signature_problem
 
 REJECTED = "Rejected"
 
@@ -14,3 +21,33 @@ REJECTED = "Rejected"
 def reject_unless(condition: bool, reason: str) -> None:
     if not condition:
         raise ApplicationError(reason, type=REJECTED, non_retryable=True)
+
+
+def authenticate(
+    keyring: PublicKeyring | None, workflow_id: str, update: str, message: Message, *, target: str
+) -> None:
+    """Reject a message unless its sender's key, in `keyring`, signed it for this workflow and update.
+    An unknown signer and a keyring not yet loaded get their own error types: the sender may have
+    the keyring refreshed, or simply send again."""
+    if keyring is None:
+        raise ApplicationError(f"the {target} is loading its keyring; send again", type=KEYS_LOADING)
+    if message.sender not in keyring:
+        raise ApplicationError(
+            f"unknown signer {message.sender!r}: no public key in this {target}'s keyring "
+            "(enrol the party with `frontier-review keys add`)",
+            type=UNKNOWN_SIGNER,
+            non_retryable=True,
+        )
+    problem = signature_problem(keyring, workflow_id, update, message, target=target)
+    reject_unless(problem is None, problem or "")
+
+
+async def load_public_keys() -> PublicKeyring:
+    """The parties' public keys, from Treasury's key directory: an activity on Treasury's worker (the
+    workflow's own queue), its result recorded in history so that replay reads the same keys."""
+    return await workflow.execute_activity(
+        LOAD_PUBLIC_KEYS,
+        result_type=dict[str, str],
+        start_to_close_timeout=timedelta(seconds=30),
+        summary="load the parties' public keys (Treasury's key directory)",
+    )
