@@ -39,8 +39,8 @@ from domain.sectors import CRITICAL_INFRASTRUCTURE
 from domain.signatures import Signer
 from domain.status import Stage
 from domain.vulnerability import case_id_for
-from infra.connection import data_converter
-from infra.keys import KeyDirectory, KeyProblem, PayloadKeyring, development_parties, party_file_name
+from infra.connection import plain_data_converter
+from infra.keys import KeyDirectory, KeyProblem, development_parties, party_file_name
 from tests.conftest import mythos, report_signed, update_events, vulnerability, wait_stage
 from tests.test_clearinghouse import VENDOR, open_case, settled, wait_case
 from workflows.clearinghouse import Clearinghouse
@@ -320,10 +320,11 @@ async def test_histories_from_before_signing_still_replay(name: str) -> None:
     the `workflow.patched` guard keeps them on their old path (no keyring activity at the start,
     linked reports as they were), and what they do after the upgrade (key refresh, signed
     messages) replays too. See histories/pre-signing/README.md."""
-    keyring = PayloadKeyring.model_validate_json((PRE_SIGNING / "payload-keys.json").read_text())
+    # The fixtures' payloads were decrypted once, when they were recorded, so that no key
+    # lives in the repository: they replay with the unencrypted converter.
     replayer = Replayer(
         workflows=[Clearinghouse, VulnerabilityCase],
-        data_converter=data_converter(keyring),
+        data_converter=plain_data_converter(),
         workflow_runner=workflow_runner(),
     )
     history = WorkflowHistory.from_json(name, gzip.decompress((PRE_SIGNING / f"{name}.json.gz").read_bytes()).decode())
