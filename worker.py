@@ -27,6 +27,7 @@ from activities.store import RecordStore
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
 from infra import logs
 from infra.connection import Target, connect
+from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
 from workflows.review import ModelReview
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -120,6 +121,13 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--address", help="Temporal address (default: envconfig, then localhost:7233)")
     parser.add_argument("--namespace", help="Temporal namespace (default: envconfig, then default)")
     parser.add_argument("--profile", help="envconfig profile")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics_port_default(),
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: $FRONTIER_REVIEW_METRICS_PORT, else off)",
+    )
+    parser.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
     args = parser.parse_args(argv)
     logs.configure()
     log = logs.get_logger("worker")
@@ -133,13 +141,15 @@ async def main(argv: Sequence[str] | None = None) -> int:
         roles = [REVIEW]
     else:
         roles = [REVIEW, *(a.value for a in Agency)]
-    client = await connect(Target(args.address, args.namespace, args.profile))
+    runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
+    client = await connect(Target(args.address, args.namespace, args.profile), runtime=runtime)
     try:
         workers = build_workers(client, roles)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log.info("workers started", queues=[w.task_queue for w in workers])
+    metrics_url = f"http://{args.metrics_host}:{args.metrics_port}/metrics" if args.metrics_port else None
+    log.info("workers started", queues=[w.task_queue for w in workers], metrics=metrics_url)
     await run_workers(workers, stop_on_signals())
     log.info("workers stopped")
     return 0

@@ -22,6 +22,7 @@ from domain.status import Outcome, ReviewStatus, Stage
 from infra import logs
 from infra.connection import Target, connect
 from infra.devserver import start_dev_server
+from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
 from worker import WorkerConfig, build_workers, run_workers, stop_on_signals
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -31,13 +32,17 @@ DEMO_DISCLOSURE = PROJECT_DIR / "examples" / "mythos-2.json"
 async def cmd_up(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     db = Path(args.db)
-    with console.status("starting the Temporal dev server…"):
-        env = await start_dev_server(db_file=db, port=args.port, ui_port=args.ui_port, ui=True)
+    runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
+    with console.status("starting the Temporal dev server and its Web UI…"):
+        env = await start_dev_server(db_file=db, port=args.port, ui_port=args.ui_port, ui=True, runtime=runtime)
     try:
-        workers = build_workers(env.client, config=WorkerConfig())
+        with console.status("starting the workers…"):
+            workers = build_workers(env.client, config=WorkerConfig())
         console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db})")
         console.print(f"Web UI           [bold]http://localhost:{args.ui_port}[/bold]")
         console.print(f"workers          {', '.join(w.task_queue for w in workers)}")
+        if args.metrics_port:
+            console.print(f"metrics          [bold]http://{args.metrics_host}:{args.metrics_port}/metrics[/bold]")
         console.print("Ctrl-C stops everything.")
         await run_workers(workers, stop_on_signals())
     finally:
@@ -146,6 +151,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics_port_default(),
+        help="serve the workers' Prometheus metrics on this port (default: $FRONTIER_REVIEW_METRICS_PORT, else off)",
+    )
+    p.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("demo", parents=[common], help="drive one sample review end to end and exit 0")

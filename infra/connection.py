@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -25,11 +26,11 @@ class Target:
     profile: str | None = None
 
 
-async def connect(target: Target = Target()) -> Client:
+async def connect(target: Target = Target(), runtime: Runtime | None = None) -> Client:
     config = ClientConfig.load_client_connect_config(profile=target.profile)
     if target.address:
         config["target_host"] = target.address
     if target.namespace:
         config["namespace"] = target.namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    return await Client.connect(**config, data_converter=data_converter())
+    return await Client.connect(**config, data_converter=data_converter(), runtime=runtime)

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
@@ -31,6 +32,7 @@ async def start_dev_server(
     ui_port: int | None = None,
     ui: bool = False,
     extra_args: list[str] | None = None,
+    runtime: Runtime | None = None,
 ) -> WorkflowEnvironment:
     args = ["--ui-disable-news-fetch"] if ui else []
     if db_file is not None:
@@ -45,4 +47,5 @@ async def start_dev_server(
         ui=ui,
         ui_port=ui_port,
         dev_server_extra_args=args + (extra_args or []),
+        runtime=runtime,
     )

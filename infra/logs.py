@@ -11,6 +11,19 @@ import logging
 import sys
 
 import structlog
+from temporalio import activity, workflow
+
+from domain.review import BRIEF_NSA, CHECK_STANDARD, GRANT_ACCESS, VET_PARTNER
+from domain.status import Stage
+
+# The stage each activity serves, so an activity's lines carry it too (extend for new activities).
+ACTIVITY_STAGES: dict[str, str] = {
+    CHECK_STANDARD: Stage.STANDARDS_CHECK.value,
+    BRIEF_NSA: Stage.AWAITING_DETERMINATION.value,
+    VET_PARTNER: Stage.RELEASING.value,
+    GRANT_ACCESS: Stage.RELEASING.value,
+}
+AGENCY_QUEUE_PREFIX = "agency-"
 
 _CONTEXT_KEYS = ("review_id", "stage", "agency", "partner_id", "verdict", "covered", "actor", "reason")
 
@@ -27,8 +40,13 @@ def _lift_temporal_context(_: object, __: str, event: dict) -> dict:
                 event.setdefault("review_id", ctx["workflow_id"])
             if "activity_type" in ctx:
                 event.setdefault("activity", ctx["activity_type"])
+                if ctx["activity_type"] in ACTIVITY_STAGES:
+                    event.setdefault("stage", ACTIVITY_STAGES[ctx["activity_type"]])
             if "task_queue" in ctx:
                 event.setdefault("task_queue", ctx["task_queue"])
+                if ctx["task_queue"].startswith(AGENCY_QUEUE_PREFIX):
+                    # An agency's worker speaks for that agency.
+                    event.setdefault("agency", ctx["task_queue"].removeprefix(AGENCY_QUEUE_PREFIX))
     for key in _CONTEXT_KEYS:
         if hasattr(record, key):
             event.setdefault(key, getattr(record, key))
@@ -64,6 +82,9 @@ def configure(level: str = "INFO", *, json: bool | None = None, stream=None) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The workflow's and activity's context become fields (above), not a dict glued to the message.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
