@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import embedded, reviews
+from cli import audit, embedded, report, reviews
 from cli.reviews import BadInput
 
 
@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     embedded.add_commands(sub, common)
     reviews.add_commands(sub, common)
+    audit.add_commands(sub, common)
+    report.add_commands(sub, common)
     return root
 
 
