@@ -118,6 +118,7 @@ def write_png(r: TransparencyReport, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cap_days = STATUTORY_WINDOW_CAP.total_seconds() / DAY
     windows = [w.total_seconds() / DAY for f in r.figures if (w := f.window_used) is not None]
@@ -141,10 +142,22 @@ def write_png(r: TransparencyReport, path: Path) -> None:
     ax.set_xlim(0, top)
     ax.set_xlabel("days")
     ax.set_ylabel("reviews")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     scope = f"since {r.since:%Y-%m-%d}" if r.since else "all time"
+    if r.lab:
+        scope += f", {r.lab}"
     ax.set_title(f"Frontier model reviews: how long releases waited ({r.reviews} reviews, {scope})")
     held = "no release held past its window" if r.holds.ok else f"{len(r.holds.violations)} hold violation(s)"
-    ax.text(0.99, 0.80, held, transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    ax.text(
+        0.01,
+        0.78,
+        f"{held} ({r.holds.checked} checked)",
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        fontsize=9,
+        bbox={"facecolor": "white", "edgecolor": "grey", "boxstyle": "round"},
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
