@@ -425,9 +425,9 @@ class ModelReview:
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
         if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
-            lines.append(f"determination due: {self._determination_deadline.isoformat()}")
+            lines.append(f"determination due: {self._determination_deadline:%Y-%m-%d %H:%M} UTC")
         if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
-            lines.append(f"window closes: {self._window_deadline.isoformat()}")
+            lines.append(f"window closes: {self._window_deadline:%Y-%m-%d %H:%M} UTC")
         pending = self._pending()
         if pending:
             lines.append("pending: " + ", ".join(a.value for a in pending))
