@@ -53,13 +53,16 @@ async def cmd_up(args: argparse.Namespace) -> int:
 async def _wait_for(client: Client, rid: str, done: set[Stage], timeout: float = 120) -> ReviewStatus:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while True:
-        s = await status(client, rid)
-        if s.stage in done:
-            return s
-        if loop.time() > deadline:
-            raise TimeoutError(f"{rid} stayed at {s.stage.value} for {timeout:.0f} s")
-        await asyncio.sleep(0.2)
+    with console.status("waiting…") as spinner:
+        while True:
+            s = await status(client, rid)
+            if s.stage in done:
+                return s
+            if loop.time() > deadline:
+                raise TimeoutError(f"{rid} stayed at {s.stage.value} for {timeout:.0f} s")
+            pending = f"; pending: {', '.join(s.pending_agencies)}" if s.pending_agencies else ""
+            spinner.update(f"{s.stage.value}{pending}")
+            await asyncio.sleep(0.2)
 
 
 async def run_demo(client: Client, version_suffix: str = "") -> ReviewStatus:
@@ -119,6 +122,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         if external:
             client = await connect(Target(args.address, args.namespace, args.profile))
             final = await _with_workers(client, config, f"-demo-{uuid.uuid4().hex[:6]}")
+            console.print(f"its audit trail: frontier-review audit {final.review_id}")
         else:
             with console.status("starting the embedded Temporal dev server…"):
                 env = await start_dev_server()
@@ -133,7 +137,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 async def _with_workers(client: Client, config: WorkerConfig, suffix: str) -> ReviewStatus:
     stop = asyncio.Event()
-    running = asyncio.create_task(run_workers(build_workers(client, config=config), stop))
+    with console.status("starting the workers…"):
+        workers = build_workers(client, config=config)
+    running = asyncio.create_task(run_workers(workers, stop))
     try:
         return await run_demo(client, suffix)
     finally:
