@@ -154,6 +154,10 @@ async def test_any_workflow_type_gets_a_generic_timeline(client: Client, policy:
     assert "ModelReview started" in texts
     assert any("ReviewStage=AWAITING_DETERMINATION" in t for t in texts)
     assert any(t.startswith("NSA determination deadline: started") for t in texts)
+    # The review's own interpreter reads an open review too.
+    open_trail = await audit_workflow(client, rid)
+    assert open_trail.status == "RUNNING" and open_trail.record.stage == Stage.AWAITING_DETERMINATION
+    assert open_trail.record.determination_deadline is not None and failed_checks(open_trail) == []
     await LabClient(client).withdraw(rid, "test finished")
 
 
