@@ -7,9 +7,14 @@ Follow a disclosure: `cli/reviews.py` (disclose) -> `api/reviews.py` (start Mode
 
 from __future__ import annotations
 
-import sys
+from cli.main import main as _main
+from infra.process import exit_now
 
-from cli.main import main
+
+def main() -> None:
+    """The console script: run the CLI, then leave without finalizing (see infra/process.py)."""
+    exit_now(_main())
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
