@@ -7,14 +7,9 @@ Follow a disclosure: `cli/reviews.py` (disclose) -> `api/reviews.py` (start Mode
 
 from __future__ import annotations
 
-from cli.main import main as _main
-from infra.process import exit_now
+import sys
 
-
-def main() -> None:
-    """The console script: run the CLI, then leave without finalizing (see infra/process.py)."""
-    exit_now(_main())
-
+from cli.main import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -28,7 +28,6 @@ from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_a
 from infra import logs
 from infra.connection import Target, connect
 from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
-from infra.process import exit_now
 from workflows.review import ModelReview
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -157,4 +156,4 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_now(asyncio.run(main()))
+    sys.exit(asyncio.run(main()))
