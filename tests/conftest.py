@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api import reviews
 from api.reviews import status
 from domain.disclosure import Disclosure
 from domain.policy import Policy, load_policy
@@ -77,6 +78,11 @@ def client(env: WorkflowEnvironment, workers: None) -> Client:
 async def isolated(env: WorkflowEnvironment) -> Client:
     """A client on the isolated namespace, where no worker runs until the test starts some."""
     return await env.connect_client(namespace=ISOLATED_NAMESPACE, data_converter=data_converter())
+
+
+async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
+    """Open a review, as every test does."""
+    return await reviews.disclose(client, disclosure, policy)
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +18,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
-from api.reviews import disclose
 from audit import Interpreter, audit_export, audit_workflow
 from audit.history import decode, fetch
 from audit.markdown import to_markdown
@@ -27,7 +27,7 @@ from domain.policy import Policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
-from tests.conftest import mythos, quick_policy, running, wait_stage
+from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
 from tests.test_cli import CLI
 from worker import REVIEW, WorkerConfig, build_workers
 
@@ -50,7 +50,7 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
     await nsa.determine(rid, covered=True, agencies=["dod", "dhs"], rationale="offensive cyber capability")
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
     dod = AgencyClient(client, Agency.DOD)
-    await dod.submit_finding(rid, kind="vulnerability", severity="critical", summary="heap overflow exploit")
+    await dod.submit_finding(rid, kind="capability", severity="critical", summary="heap overflow exploit")
     # A refused message never reaches the history, so it is not in the trail either.
     with pytest.raises(Rejected):
         await AgencyClient(client, Agency.COMMERCE).submit_finding(rid, kind="capability", severity="low", summary="x")
@@ -161,8 +161,13 @@ async def test_any_workflow_type_gets_a_generic_timeline(client: Client, policy:
     await LabClient(client).withdraw(rid, "test finished")
 
 
+def cli_env() -> dict[str, str]:
+    """The CLI's environment: no profile file, and the session's FRONTIER_REVIEW_* settings."""
+    return {**ENV, **{k: v for k, v in os.environ.items() if k.startswith("FRONTIER_REVIEW_")}}
+
+
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=cli_env(), timeout=timeout)
 
 
 async def test_demo_review_audited_from_the_server_and_from_a_temporal_cli_export(

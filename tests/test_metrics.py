@@ -13,13 +13,13 @@ from pathlib import Path
 from temporalio.client import Client
 
 from api.agency import AgencyClient
-from api.reviews import disclose
 from domain import metrics
 from domain.agencies import Agency
 from domain.policy import Policy
 from domain.status import ReviewStatus, Stage
-from tests.conftest import ISOLATED_NAMESPACE, mythos, wait_stage
-from tests.test_embedded import ENV, free_port
+from tests.conftest import ISOLATED_NAMESPACE, disclose, mythos, wait_stage
+from tests.test_audit import cli_env
+from tests.test_embedded import free_port
 
 WORKER = str(Path(__file__).resolve().parent.parent / "worker.py")
 
@@ -48,7 +48,7 @@ async def test_the_worker_serves_runtime_and_review_metrics(
         sys.executable, WORKER, "--address", address, "--namespace", ISOLATED_NAMESPACE, "--metrics-port", str(port),
         "--metrics-host", "127.0.0.1",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**ENV, "FRONTIER_REVIEW_DATA_DIR": str(tmp_path / "records")},
+        env={**cli_env(), "FRONTIER_REVIEW_DATA_DIR": str(tmp_path / "records")},
     )  # fmt: skip
     try:
         for _ in range(100):

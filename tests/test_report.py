@@ -13,11 +13,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient, LabClient
 from api.report import ReviewFigures, check_holds, transparency_report
-from api.reviews import disclose
 from domain.agencies import Agency
 from domain.policy import Policy
 from domain.status import ReviewStatus, Stage
-from tests.conftest import mythos, wait_stage
+from tests.conftest import disclose, mythos, wait_stage
 from tests.test_audit import TEST_OUTPUT, run_cli
 
 NSA = Agency.NSA

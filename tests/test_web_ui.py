@@ -22,12 +22,11 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from api.agency import AgencyClient
-from api.reviews import disclose
 from cli.reviews import load_disclosure
 from domain.policy import load_policy
 from domain.status import Stage
 from infra.devserver import start_dev_server
-from tests.conftest import EXAMPLES, mythos, wait_stage
+from tests.conftest import EXAMPLES, disclose, mythos, wait_stage
 from tests.test_audit import TEST_OUTPUT
 from tests.test_embedded import free_port
 from worker import WorkerConfig, build_workers, run_workers
