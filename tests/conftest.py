@@ -74,15 +74,15 @@ def client(env: WorkflowEnvironment, workers: None) -> Client:
     return env.client
 
 
+async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
+    """Open a review, as every test does."""
+    return await reviews.disclose(client, disclosure, policy)
+
+
 @pytest_asyncio.fixture
 async def isolated(env: WorkflowEnvironment) -> Client:
     """A client on the isolated namespace, where no worker runs until the test starts some."""
     return await env.connect_client(namespace=ISOLATED_NAMESPACE, data_converter=data_converter())
-
-
-async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
-    """Open a review, as every test does."""
-    return await reviews.disclose(client, disclosure, policy)
 
 
 @asynccontextmanager
