@@ -32,6 +32,7 @@ from domain.policy import DEFAULT_POLICY, load_policy
 from infra import logs
 from infra.connection import Target, Unreachable, connect
 from infra.keys import KeyProblem
+from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
 from workflows.clearinghouse import Clearinghouse
 from workflows.review import ModelReview
 from workflows.sandbox import workflow_runner
@@ -161,6 +162,13 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--address", help="Temporal address (default: envconfig, then localhost:7233)")
     parser.add_argument("--namespace", help="Temporal namespace (default: envconfig, then default)")
     parser.add_argument("--profile", help="envconfig profile")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics_port_default(),
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: $FRONTIER_REVIEW_METRICS_PORT, else off)",
+    )
+    parser.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
     args = parser.parse_args(argv)
     logs.configure()
     log = logs.get_logger("worker")
@@ -174,17 +182,24 @@ async def main(argv: Sequence[str] | None = None) -> int:
         roles = [REVIEW]
     else:
         roles = [REVIEW, *(a.value for a in Agency)]
+    runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
-        client = await connect(Target(args.address, args.namespace, args.profile))
+        client = await connect(Target(args.address, args.namespace, args.profile), runtime=runtime)
         workers = build_workers(client, roles)
     except (ValueError, KeyProblem, Unreachable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log.info("workers started", queues=[w.task_queue for w in workers])
+    metrics_url = f"http://{args.metrics_host}:{args.metrics_port}/metrics" if args.metrics_port else None
+    log.info("workers started", queues=[w.task_queue for w in workers], metrics=metrics_url)
     await run_workers(workers, stop_on_signals())
     log.info("workers stopped")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    code = asyncio.run(main())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # As in starter.py: skip CPython's finalisation, which the SDK's Rust threads can abort
+    # (temporalio/sdk-python#300) after all the work is done.
+    os._exit(code)

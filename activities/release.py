@@ -9,6 +9,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.store import RecordStore
+from domain import metrics
 from domain.messages import AccessGrant, VettingResult
 from domain.review import GRANT_ACCESS, VET_PARTNER, PartnerRequest
 
@@ -42,6 +43,9 @@ class ReleaseDesk:
     @activity.defn(name=GRANT_ACCESS)
     def grant_access(self, request: PartnerRequest) -> AccessGrant:
         grant = self.store.grant(request.review_id, request.partner.partner_id)
+        if not grant.already_granted:
+            counter = activity.metric_meter().create_counter(metrics.GRANTS.name, metrics.GRANTS.description)
+            counter.add(1, {"sector": request.partner.sector.value})
         activity.logger.info(
             "access granted",
             extra={

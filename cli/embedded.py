@@ -27,6 +27,7 @@ from infra import logs
 from infra.connection import Target, connect
 from infra.devserver import ensure_free, start_dev_server
 from infra.keys import KeyDirectory
+from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
 from worker import WorkerConfig, build_workers, run_workers, stop_on_signals
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -44,8 +45,9 @@ async def cmd_up(args: argparse.Namespace) -> int:
     codec = await serve_codec(keys, "127.0.0.1", args.codec_port, [ui_origin, f"http://127.0.0.1:{args.ui_port}"])
     # The local UI has no login to carry a bearer token, so it gets the token-in-path endpoint.
     codec_for_ui = f"http://localhost:{args.codec_port}/t/{keys.codec_token()}"
+    runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
-        with console.status("starting the Temporal dev server…"):
+        with console.status("starting the Temporal dev server and its Web UI…"):
             env = await start_dev_server(
                 db_file=db,
                 port=args.port,
@@ -54,14 +56,18 @@ async def cmd_up(args: argparse.Namespace) -> int:
                 extra_args=["--ui-codec-endpoint", codec_for_ui],
                 keyring=keys.payload_keyring(),
                 log_file=db.with_suffix(".log"),
+                runtime=runtime,
             )
         try:
-            workers = build_workers(env.client, config=WorkerConfig())
+            with console.status("starting the workers…"):
+                workers = build_workers(env.client, config=WorkerConfig())
             console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db}, log {env.log_file})")
             console.print(f"Web UI           [bold]{ui_origin}[/bold]  (payloads decoded by the codec server)")
             console.print(f"codec server     http://localhost:{args.codec_port}  (bearer token in {keys.token_file})")
             console.print(f"keys             {keys.path}")
             console.print(f"workers          {', '.join(w.task_queue for w in workers)}")
+            if args.metrics_port:
+                console.print(f"metrics          [bold]http://{args.metrics_host}:{args.metrics_port}/metrics[/bold]")
             console.print("Ctrl-C stops everything.")
             await run_workers(workers, stop_on_signals())
         finally:
@@ -74,13 +80,16 @@ async def cmd_up(args: argparse.Namespace) -> int:
 async def _wait_for(client: Client, rid: str, done: set[Stage], timeout: float = 120) -> ReviewStatus:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while True:
-        s = await status(client, rid)
-        if s.stage in done:
-            return s
-        if loop.time() > deadline:
-            raise TimeoutError(f"{rid} stayed at {s.stage.value} for {timeout:.0f} s")
-        await asyncio.sleep(0.2)
+    with console.status("waiting…") as spinner:
+        while True:
+            s = await status(client, rid)
+            if s.stage in done:
+                return s
+            if loop.time() > deadline:
+                raise TimeoutError(f"{rid} stayed at {s.stage.value} for {timeout:.0f} s")
+            pending = f"; pending: {', '.join(s.pending_agencies)}" if s.pending_agencies else ""
+            spinner.update(f"{s.stage.value}{pending}")
+            await asyncio.sleep(0.2)
 
 
 async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "") -> ReviewStatus:
@@ -190,6 +199,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         if external:
             client = await connect(Target(args.address, args.namespace, args.profile), keys.payload_keyring())
             final = await _with_workers(client, config, keys, f"-demo-{uuid.uuid4().hex[:6]}")
+            console.print(f"its audit trail: frontier-review audit {final.review_id}")
         else:
             with console.status("starting the embedded Temporal dev server…"):
                 env = await start_dev_server(keyring=keys.payload_keyring(), log_file=Path(data_dir) / "temporal.log")
@@ -204,7 +214,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 async def _with_workers(client: Client, config: WorkerConfig, keys: KeyDirectory, suffix: str) -> ReviewStatus:
     stop = asyncio.Event()
-    running = asyncio.create_task(run_workers(build_workers(client, config=config), stop))
+    with console.status("starting the workers…"):
+        workers = build_workers(client, config=config)
+    running = asyncio.create_task(run_workers(workers, stop))
     try:
         return await run_demo(client, keys, suffix)
     finally:
@@ -223,6 +235,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--codec-port", type=int, default=8081)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics_port_default(),
+        help="serve the workers' Prometheus metrics on this port (default: $FRONTIER_REVIEW_METRICS_PORT, else off)",
+    )
+    p.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("demo", parents=[common], help="drive one sample review end to end and exit 0")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import embedded, keys, reviews, vuln
+from cli import audit, embedded, keys, report, reviews, vuln
 from cli.reviews import BadInput
 from infra.devserver import DevServerError
 from infra.keys import KeyProblem
@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     reviews.add_commands(sub, common)
     keys.add_commands(sub, common)
     vuln.add_commands(sub, common)
+    audit.add_commands(sub, common)
+    report.add_commands(sub, common)
     return root
 
 

@@ -11,7 +11,25 @@ COVERED = SearchAttributeKey.for_bool("Covered")
 WINDOW_DEADLINE = SearchAttributeKey.for_datetime("WindowDeadline")
 POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
 
-REVIEW_SEARCH_ATTRIBUTES = (REVIEW_STAGE, LAB, MODEL_NAME, COVERED, WINDOW_DEADLINE, POLICY_VERSION)
+# For the transparency report: how each review ended and how long its clocks ran, in whole
+# seconds from the workflow's start (StartTime): to the NSA's determination, and to the
+# release (the moment the review lifted its hold and entered RELEASING). Ints, not Datetimes:
+# the dev server's SQLite visibility allows only 3 Datetime attributes per namespace.
+OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+SECONDS_TO_DETERMINATION = SearchAttributeKey.for_int("SecondsToDetermination")
+SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
+
+REVIEW_SEARCH_ATTRIBUTES = (
+    REVIEW_STAGE,
+    LAB,
+    MODEL_NAME,
+    COVERED,
+    WINDOW_DEADLINE,
+    POLICY_VERSION,
+    OUTCOME,
+    SECONDS_TO_DETERMINATION,
+    SECONDS_TO_RELEASE,
+)
 
 # Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.
 CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from infra.codec import EncryptionCodec
 from infra.keys import KeyDirectory, PayloadKeyring
@@ -46,7 +47,9 @@ class Unreachable(ConnectionError):
     """No Temporal server answered at the configured address."""
 
 
-async def connect(target: Target = Target(), keyring: PayloadKeyring | None = None) -> Client:
+async def connect(
+    target: Target = Target(), keyring: PayloadKeyring | None = None, runtime: Runtime | None = None
+) -> Client:
     config = ClientConfig.load_client_connect_config(profile=target.profile)
     if target.address:
         config["target_host"] = target.address
@@ -55,7 +58,7 @@ async def connect(target: Target = Target(), keyring: PayloadKeyring | None = No
     config.setdefault("target_host", DEFAULT_ADDRESS)
     converter = data_converter(keyring)
     try:
-        return await Client.connect(**config, data_converter=converter)
+        return await Client.connect(**config, data_converter=converter, runtime=runtime)
     except RuntimeError as e:
         if "client connect" not in str(e).lower():
             raise

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
 from infra.connection import data_converter
@@ -80,6 +81,7 @@ async def start_dev_server(
     keyring: PayloadKeyring | None = None,
     log_file: Path | None = None,
     startup_timeout: float = 60,
+    runtime: Runtime | None = None,
 ) -> DevServer:
     port = port or free_port()
     ensure_free(port, "Temporal frontend")
@@ -109,7 +111,7 @@ async def start_dev_server(
         if process.returncode is not None:
             raise DevServerError(f"the Temporal dev server exited ({process.returncode}); see {log_file}")
         try:
-            client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(keyring))
+            client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(keyring), runtime=runtime)
             # Ready when the namespace answers (the frontend accepts connections a little earlier).
             await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
             if process.returncode is None:

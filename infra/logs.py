@@ -11,28 +11,58 @@ import logging
 import sys
 
 import structlog
+from temporalio import activity, workflow
 
-_CONTEXT_KEYS = ("review_id", "stage", "agency", "partner_id", "verdict", "covered", "actor", "reason")
+from domain.review import BRIEF_NSA, CHECK_STANDARD, GRANT_ACCESS, VET_PARTNER
+from domain.status import Stage
+
+# The stage each activity serves, so an activity's lines carry it too (extend for new activities).
+ACTIVITY_STAGES: dict[str, str] = {
+    CHECK_STANDARD: Stage.STANDARDS_CHECK.value,
+    BRIEF_NSA: Stage.AWAITING_DETERMINATION.value,
+    VET_PARTNER: Stage.RELEASING.value,
+    GRANT_ACCESS: Stage.RELEASING.value,
+}
+AGENCY_QUEUE_PREFIX = "agency-"
 
 
 def _lift_temporal_context(_: object, __: str, event: dict) -> dict:
-    """Bring the fields the SDK's loggers attach (temporal_workflow, temporal_activity) to the top."""
+    """Put review id, stage and agency first on every line logged inside a workflow or an activity.
+
+    The SDK's loggers attach their context as one nested dict (`temporal_workflow`,
+    `temporal_activity`); its useful parts become top-level fields here, and the three keys
+    a reader filters by are always present on such lines (null where they do not apply).
+    """
     record = event.get("_record")
     if record is None:
         return event
+    lifted: dict = {}
     for key in ("temporal_workflow", "temporal_activity"):
-        ctx = getattr(record, key, None)
-        if isinstance(ctx, dict):
-            if "workflow_id" in ctx:
-                event.setdefault("review_id", ctx["workflow_id"])
-            if "activity_type" in ctx:
-                event.setdefault("activity", ctx["activity_type"])
-            if "task_queue" in ctx:
-                event.setdefault("task_queue", ctx["task_queue"])
-    for key in _CONTEXT_KEYS:
-        if hasattr(record, key):
-            event.setdefault(key, getattr(record, key))
-    return event
+        ctx = event.pop(key, None) or getattr(record, key, None)
+        if not isinstance(ctx, dict):
+            continue
+        lifted.setdefault("review_id", ctx.get("workflow_id"))
+        activity_type = ctx.get("activity_type")
+        if activity_type:
+            lifted["activity"] = activity_type
+            lifted.setdefault("stage", ACTIVITY_STAGES.get(activity_type))
+        queue = ctx.get("task_queue", "")
+        if queue.startswith(AGENCY_QUEUE_PREFIX):
+            # An agency's worker speaks for that agency.
+            lifted.setdefault("agency", queue.removeprefix(AGENCY_QUEUE_PREFIX))
+        for field in ("task_queue", "namespace", "attempt"):
+            if field in ctx:
+                lifted.setdefault(field, ctx[field])
+        run_id = ctx.get("run_id") or ctx.get("workflow_run_id")
+        if run_id:
+            lifted.setdefault("run_id", run_id)
+        if ctx.get("update_id"):
+            lifted.setdefault("update_id", ctx["update_id"])
+    if not lifted:
+        return event
+    head = {k: event.pop(k) for k in ("timestamp", "level", "event") if k in event}
+    keys = {k: event.pop(k, None) or lifted.pop(k, None) for k in ("review_id", "stage", "agency")}
+    return {**head, **keys, **event, **lifted}
 
 
 def configure(level: str = "INFO", *, json: bool | None = None, stream=None) -> None:
@@ -64,6 +94,9 @@ def configure(level: str = "INFO", *, json: bool | None = None, stream=None) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The workflow's and activity's context become fields (above), not a dict glued to the message.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import urllib.request
 from pathlib import Path
 
 from temporalio.client import Client
@@ -46,7 +47,7 @@ async def test_demo_drives_a_review_to_release(tmp_path: Path) -> None:
 
 
 async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_path: Path) -> None:
-    port, ui_port, codec_port = free_port(), free_port(), free_port()
+    port, ui_port, codec_port, metrics_port = free_port(), free_port(), free_port(), free_port()
     db = tmp_path / "temporal.db"
     env = {
         **ENV,
@@ -55,6 +56,7 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
     }
     proc = await asyncio.create_subprocess_exec(
         CLI, "up", "--db", str(db), "--port", str(port), "--ui-port", str(ui_port), "--codec-port", str(codec_port),
+        "--metrics-port", str(metrics_port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
     )  # fmt: skip
     try:
@@ -80,6 +82,11 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("up's workers never ran the standards check")
+        # The workers' metrics: the runtime's own and ours.
+        assert f":{metrics_port}/metrics" in seen
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert "frontier_review_reviews_started{" in metrics and "temporal_" in metrics
     finally:
         proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(proc.wait(), timeout=60)

@@ -107,7 +107,10 @@ async def test_search_attributes_carry_only_unclassified_fields(client: Client, 
         "BuildIds",
         "TemporalChangeVersion",
     }  # the server's own
-    assert names <= {"ReviewStage", "Lab", "ModelName", "Covered", "WindowDeadline", "PolicyVersion"}
+    assert names <= {
+        "ReviewStage", "Lab", "ModelName", "Covered", "WindowDeadline", "PolicyVersion",
+        "Outcome", "SecondsToDetermination", "SecondsToRelease",
+    }  # fmt: skip
     assert SECRET_RATIONALE not in str(described.typed_search_attributes)
 
 

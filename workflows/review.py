@@ -12,16 +12,18 @@ policy, and silence (an agency's, the NSA's) has a defined outcome.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from domain import metrics
     from domain import search_attributes as sa
     from domain.agencies import LAB, STANDARDS_BODIES, Agency
     from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
@@ -69,6 +71,15 @@ class _Withdrawn(Exception):
     """Internal: the lab withdrew; unwinds whatever stage was running."""
 
 
+def _seconds_since_start() -> int:
+    return int((workflow.now() - workflow.info().workflow_start_time).total_seconds())
+
+
+def _count(counter: metrics.Counter, **labels: str) -> None:
+    """Add one to our counter; the workflow's metric meter skips replays."""
+    workflow.metric_meter().create_counter(counter.name, counter.description).add(1, labels)
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class ModelReview:
     @workflow.init
@@ -99,6 +110,7 @@ class ModelReview:
     @workflow.run
     async def run(self, review: ReviewInput) -> ReviewStatus:
         self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
+        _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
             covered = await self._nsa_determination()
@@ -115,6 +127,7 @@ class ModelReview:
         await asyncio.gather(*self._forwards)
         # Let an update that is mid-flight finish before the history closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        _count(metrics.REVIEWS_CLOSED, outcome=self._outcome.value)
         return self.status()
 
     async def _standards_check(self) -> None:
@@ -145,7 +158,7 @@ class ModelReview:
                 why = f"the agency's check failed: {err.cause.message if err.cause else err}"
             verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
         self._verdicts.append(verdict)
-        workflow.logger.info("standards verdict", extra={"agency": body.value, "verdict": verdict.verdict.value})
+        self._log("standards verdict", agency=body.value, verdict=verdict.verdict.value)
         self._publish_details()
 
     async def _nsa_determination(self) -> bool:
@@ -179,9 +192,13 @@ class ModelReview:
             await briefing
         except (ActivityError, asyncio.CancelledError):
             if superseded:
-                workflow.logger.info("NSA briefing superseded by the determination or the deadline")
+                self._log("NSA briefing superseded by the determination or the deadline", agency="nsa")
             else:
-                workflow.logger.warning("NSA briefing was never confirmed; the deadline applied regardless")
+                self._log(
+                    "NSA briefing was never confirmed; the deadline applied regardless",
+                    level=logging.WARNING,
+                    agency="nsa",
+                )
         if self._withdrawal is not None:
             raise _Withdrawn()
         if self._determination is None:
@@ -196,7 +213,12 @@ class ModelReview:
                 rationale=f"no determination by the deadline; policy {self._policy.version} default applies",
             )
         covered = self._determination.covered
-        workflow.upsert_search_attributes([sa.COVERED.value_set(covered)])
+        workflow.upsert_search_attributes(
+            [sa.COVERED.value_set(covered), sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start())]
+        )
+        _count(
+            metrics.DETERMINATIONS, covered=str(covered).lower(), by_default=str(self._determination_by_default).lower()
+        )
         return covered
 
     async def _review_window(self) -> Outcome:
@@ -216,9 +238,11 @@ class ModelReview:
                 timeout_summary=f"review window ({describe(self._policy.review_window)})",
             )
         except TimeoutError:
+            _count(metrics.WINDOWS_ELAPSED, policy_version=self._policy.version)
             return Outcome.WINDOW_ELAPSED
         if self._withdrawal is not None:
             raise _Withdrawn()
+        _count(metrics.WINDOWS_CLOSED_EARLY, policy_version=self._policy.version)
         return Outcome.CONCLUDED_EARLY
 
     async def _release(self) -> None:
@@ -268,7 +292,7 @@ class ModelReview:
     async def record_determination(self, determination: Determination) -> ReviewStatus:
         self._applied_messages.add(determination.message_id)
         self._determination = determination
-        workflow.logger.info("determination recorded", extra={"covered": determination.covered})
+        self._log("determination recorded", agency=determination.sender, covered=determination.covered)
         return self.status()
 
     @record_determination.validator
@@ -431,9 +455,22 @@ class ModelReview:
     def _enter(self, stage: Stage, actor: str, reason: str) -> None:
         self._stage = stage
         self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
-        workflow.upsert_search_attributes([sa.REVIEW_STAGE.value_set(stage.value)])
-        workflow.logger.info("stage %s", stage.value, extra={"actor": str(actor), "reason": reason})
+        workflow.upsert_search_attributes(self._visible_attributes())
+        self._log(f"stage {stage.value}", actor=str(actor), reason=reason)
         self._publish_details()
+
+    def _visible_attributes(self) -> list[SearchAttributeUpdate]:
+        """The stage, and the clocks the transparency report reads (one upsert per transition)."""
+        updates: list[SearchAttributeUpdate] = [sa.REVIEW_STAGE.value_set(self._stage.value)]
+        if self._outcome is not None:
+            updates.append(sa.OUTCOME.value_set(self._outcome.value))
+        if self._stage == Stage.RELEASING:
+            updates.append(sa.SECONDS_TO_RELEASE.value_set(_seconds_since_start()))
+        return updates
+
+    def _log(self, message: str, *, level: int = logging.INFO, **fields: object) -> None:
+        """workflow.logger (silent on replay), with the stage on every line."""
+        workflow.logger.log(level, message, extra={"stage": self._stage.value, **fields})
 
     def _publish_details(self) -> None:
         """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
@@ -441,9 +478,9 @@ class ModelReview:
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
         if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
-            lines.append(f"determination due: {self._determination_deadline.isoformat()}")
+            lines.append(f"determination due: {self._determination_deadline:%Y-%m-%d %H:%M} UTC")
         if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
-            lines.append(f"window closes: {self._window_deadline.isoformat()}")
+            lines.append(f"window closes: {self._window_deadline:%Y-%m-%d %H:%M} UTC")
         pending = self._pending()
         if pending:
             lines.append("pending: " + ", ".join(a.value for a in pending))

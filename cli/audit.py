@@ -1,0 +1,65 @@
+"""`audit`: a review's audit trail, rebuilt from its event history (on the server or exported)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markdown import Markdown
+
+from api.errors import UnknownReview
+from audit import HistoryFileError, UnknownWorkflow, audit_export, audit_workflow
+from audit.markdown import to_markdown
+from cli.reviews import BadInput
+from infra.connection import Target, connect
+
+
+async def cmd_audit(args: argparse.Namespace) -> int:
+    if args.history:
+        try:
+            trail = await audit_export(Path(args.history), args.review_id, namespace=args.namespace or "default")
+        except HistoryFileError as e:
+            raise BadInput(str(e)) from None
+    elif args.review_id:
+        client = await connect(Target(args.address, args.namespace, args.profile))
+        try:
+            trail = await audit_workflow(client, args.review_id, args.run_id)
+        except UnknownWorkflow as e:
+            raise UnknownReview(str(e)) from None
+    else:
+        raise BadInput("name a review id, or an exported history with --history FILE")
+    if args.json:
+        text = trail.model_dump_json(indent=2)
+    elif args.markdown or args.output:
+        text = to_markdown(trail)
+    else:
+        Console().print(Markdown(to_markdown(trail)))
+        return 0
+    if args.output:
+        Path(args.output).write_text(text if text.endswith("\n") else text + "\n")
+        print(f"audit trail of {trail.workflow_id} written to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="a review's audit trail, rebuilt from its event history",
+        description="Rebuild a review's timeline from its event history (decoded with the project's converter): "
+        "every transition with its time, actor and reason, each agency's verdict, the determination, findings, "
+        "conclusions and grants. Reads the server, or a history exported with "
+        "`temporal workflow show -w ID --output json`.",
+    )
+    p.add_argument("review_id", nargs="?", help="the review (workflow) id")
+    p.add_argument("--run-id", help="a particular run (default: the latest, e.g. after a withdraw-and-refile)")
+    p.add_argument("--history", metavar="FILE", help="read an exported history instead of the server")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the trail as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="the trail as a Markdown document")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (Markdown unless --json)")
+    p.set_defaults(func=cmd_audit)

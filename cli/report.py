@@ -1,0 +1,181 @@
+"""`report`: the public transparency report (aggregate, unclassified), with an optional PNG."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.report import DurationStats, TransparencyReport, transparency_report
+from cli.reviews import BadInput
+from domain.policy import STATUTORY_WINDOW_CAP, describe
+from infra.connection import Target, connect
+
+DAY = 86400.0
+
+
+def parse_since(text: str) -> datetime:
+    """A date (midnight UTC) or an ISO date-time; naive times are UTC."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--since {text!r}: not a date (YYYY-MM-DD) or ISO date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    since = parse_since(args.since) if args.since else None
+    if args.png and Path(args.png).suffix.lower() != ".png":
+        raise BadInput(f"--png {args.png}: the file name must end in .png")
+    client = await connect(Target(args.address, args.namespace, args.profile))
+    # Progress goes to stderr so that --json stays clean; rich hides it when not a terminal.
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("reading visibility"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reviews", total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = await transparency_report(client, since=since, lab=args.lab, progress=advance)
+    if args.png:
+        write_png(report, Path(args.png))
+        err.print(f"chart written to {args.png}")
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        show(report, Console())
+    return 0
+
+
+def show(r: TransparencyReport, console: Console) -> None:
+    scope = f"since {r.since:%Y-%m-%d %H:%M} UTC" if r.since else "all time"
+    if r.lab:
+        scope += f", lab {r.lab}"
+    console.rule(f"Transparency report: {r.reviews} reviews ({scope})")
+    counts = Table("stage", "reviews", box=None)
+    for stage, n in r.by_stage.items():
+        counts.add_row(stage, str(n))
+    outcomes = Table("outcome", "reviews", box=None)
+    for outcome, n in r.by_outcome.items():
+        outcomes.add_row(outcome, str(n))
+    console.print(counts)
+    console.print(outcomes)
+    share = f"{r.covered_share:.0%}" if r.covered_share is not None else "—"
+    console.print(f"covered: {r.covered} of {r.determined} determined ({share}); still open: {r.open}")
+    console.print(f"review windows: {r.windows_closed_early} closed early, {r.windows_elapsed} ran to the deadline")
+    times = Table("time", "reviews", "median", "p90", "max", box=None)
+    for label, stats in (
+        ("disclosure → determination", r.disclosure_to_determination),
+        ("disclosure → release", r.disclosure_to_release),
+        ("determination → release (covered)", r.determination_to_release_covered),
+    ):
+        times.add_row(label, str(stats.count), *_stats(stats))
+    console.print(times)
+    if r.holds.ok:
+        console.print(
+            f"[bold]no release waited longer than the policy allows[/bold] ({r.holds.checked} checked"
+            + (f", {r.holds.not_checkable} without timing attributes" if r.holds.not_checkable else "")
+            + ")"
+        )
+    else:
+        console.print(f"[bold red]{len(r.holds.violations)} hold violation(s)[/bold red]:")
+        for v in r.holds.violations:
+            console.print(f"  {v.review_id}: {v.rule}: {v.detail}")
+
+
+def _stats(stats: DurationStats) -> list[str]:
+    return [_human(s) for s in (stats.median_seconds, stats.p90_seconds, stats.max_seconds)]
+
+
+def _human(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds >= DAY:
+        return f"{seconds / DAY:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
+
+
+def write_png(r: TransparencyReport, path: Path) -> None:
+    """The distribution of review durations against the order's 30-day cap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    cap_days = STATUTORY_WINDOW_CAP.total_seconds() / DAY
+    windows = [w.total_seconds() / DAY for f in r.figures if (w := f.window_used) is not None]
+    totals = [t.total_seconds() / DAY for f in r.figures if (t := f.to_release) is not None]
+    top = max([cap_days * 1.15, *windows, *totals])
+    bins = [top * i / 40 for i in range(41)]
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    ax.hist(totals, bins=bins, alpha=0.45, label=f"disclosure → release, all released ({len(totals)})")
+    ax.hist(windows, bins=bins, alpha=0.75, label=f"determination → release, covered ({len(windows)})")
+    ax.axvline(cap_days, color="crimson", linestyle="--", linewidth=2)
+    ax.annotate(
+        f"the order's cap: {describe(STATUTORY_WINDOW_CAP)}",
+        xy=(cap_days, 0.95),
+        xycoords=("data", "axes fraction"),
+        ha="right",
+        va="top",
+        color="crimson",
+        xytext=(-6, 0),
+        textcoords="offset points",
+    )
+    ax.set_xlim(0, top)
+    ax.set_xlabel("days")
+    ax.set_ylabel("reviews")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    scope = f"since {r.since:%Y-%m-%d}" if r.since else "all time"
+    if r.lab:
+        scope += f", {r.lab}"
+    ax.set_title(f"Frontier model reviews: how long releases waited ({r.reviews} reviews, {scope})")
+    held = "no release held past its window" if r.holds.ok else f"{len(r.holds.violations)} hold violation(s)"
+    ax.text(
+        0.01,
+        0.78,
+        f"{held} ({r.holds.checked} checked)",
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        fontsize=9,
+        bbox={"facecolor": "white", "edgecolor": "grey", "boxstyle": "round"},
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="the public transparency report (aggregate, unclassified)",
+        description="Counts by stage and outcome, the share covered, time to determination and to release "
+        "(median, p90, max), windows closed early vs elapsed, and a check that no release waited longer than "
+        "the policy allows. Reads visibility only: search attributes and start/close times.",
+    )
+    p.add_argument("--since", help="only reviews disclosed on or after this date (YYYY-MM-DD) or ISO date-time")
+    p.add_argument("--lab", help="only this lab's reviews")
+    p.add_argument("--png", metavar="FILE", help="also draw the distribution of review durations to FILE.png")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,229 @@
+"""The audit trail, rebuilt from event histories: from the server, from the real `temporal`
+CLI's export, and through the console script, on reviews that took every path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api.agency import AgencyClient, LabClient
+from api.errors import Rejected
+from audit import Interpreter, audit_export, audit_workflow
+from audit.history import decode, fetch
+from audit.markdown import to_markdown
+from audit.review import ReviewRecord
+from domain.agencies import Agency
+from domain.policy import Policy
+from domain.status import Outcome, ReviewStatus, Stage
+from infra.connection import data_converter
+from infra.devserver import temporal_cli_path
+from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
+from tests.test_cli import CLI
+from worker import REVIEW, WorkerConfig, build_workers
+
+ENV = {"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"}
+TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+async def finish(client: Client, rid: str) -> ReviewStatus:
+    return await client.get_workflow_handle(rid, result_type=ReviewStatus).result()
+
+
+def failed_checks(trail) -> list[str]:
+    return [f"{c.name}: {c.detail}" for c in trail.checks if not c.ok]
+
+
+async def test_a_covered_review_reads_as_its_record(client: Client, policy: Policy) -> None:
+    rid = await disclose(client, mythos(), policy)
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    nsa = AgencyClient(client, Agency.NSA)
+    await nsa.determine(rid, covered=True, agencies=["dod", "dhs"], rationale="offensive cyber capability")
+    await wait_stage(client, rid, Stage.UNDER_REVIEW)
+    dod = AgencyClient(client, Agency.DOD)
+    await dod.submit_finding(rid, kind="capability", severity="critical", summary="heap overflow exploit")
+    # A refused message never reaches the history, so it is not in the trail either.
+    with pytest.raises(Rejected):
+        await AgencyClient(client, Agency.COMMERCE).submit_finding(rid, kind="capability", severity="low", summary="x")
+    await dod.conclude(rid, summary="done")
+    await AgencyClient(client, Agency.DHS).conclude(rid)
+    final = await finish(client, rid)
+
+    trail = await audit_workflow(client, rid)
+    assert trail.status == "COMPLETED" and trail.workflow_type == "ModelReview"
+    record = trail.record
+    assert isinstance(record, ReviewRecord)
+    assert [t.stage for t in record.transitions] == [t.stage for t in final.transitions]
+    # The same moments as the workflow's own log, rebuilt from the history alone.
+    for rebuilt, logged in zip(record.transitions, final.transitions, strict=True):
+        assert abs(rebuilt.at - logged.at) < timedelta(seconds=1)
+    under_review = record.transitions[3]
+    assert under_review.actor == "nsa" and "dod, dhs" in under_review.reason
+    assert "CONCLUDED_EARLY" in record.transitions[4].reason and "last: dhs" in record.transitions[4].reason
+    assert record.outcome == Outcome.CONCLUDED_EARLY
+    assert {v.agency for v in record.verdicts} == {"whitehouse", "dod", "dhs", "commerce", "treasury"}
+    assert next(v for v in record.verdicts if v.agency == "dod").verdict == "concern"
+    assert record.determination is not None and record.determination.by == "nsa"
+    assert record.determination.rationale == "offensive cyber capability"
+    assert record.determination.message and record.determination.message.sent_from, "the client it came from"
+    assert [(f.agency, f.summary) for f in record.findings] == [("dod", "heap overflow exploit")]
+    assert [c.agency for c in record.conclusions] == ["dod", "dhs"]
+    granted = {p.partner_id: p for p in record.partners}
+    assert granted["gridco"].granted and granted["gridco"].grant_id
+    assert not granted["shadyscan"].granted and "revoked" in granted["shadyscan"].reason
+    assert record.window_deadline == final.window_deadline
+    assert failed_checks(trail) == []
+    assert not any("commerce" == e.actor for e in trail.timeline if e.kind == "message")
+    texts = [e.text for e in trail.timeline]
+    assert any(t.startswith("DoD standards check: completed: concern") for t in texts)
+    assert any(t.startswith("review window (30 days): started") for t in texts)
+
+    markdown = to_markdown(trail)
+    assert "## Transitions" in markdown and "heap overflow exploit" in markdown
+    assert "never enters the event history" in markdown
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    (TEST_OUTPUT / "audit-covered-review.md").write_text(markdown)
+
+
+async def test_nsa_silence_and_an_elapsed_window(client: Client, env: WorkflowEnvironment) -> None:
+    strict = quick_policy(version="strict-audit.1", on_nsa_silence="covered", default_participants=[Agency.DHS])
+    rid = await disclose(client, mythos(), strict)
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    handle = client.get_workflow_handle(rid)
+    await env.fast_forward(handle, timedelta(days=15))
+    await wait_stage(client, rid, Stage.UNDER_REVIEW)
+    await env.fast_forward(handle, timedelta(days=31))
+    final = await finish(client, rid)
+    assert final.outcome == Outcome.WINDOW_ELAPSED
+
+    trail = await audit_workflow(client, rid)
+    record = trail.record
+    assert isinstance(record, ReviewRecord)
+    d = record.determination
+    assert d is not None and d.by_default and d.by == "policy" and d.agencies == ["dhs"]
+    under_review = next(t for t in record.transitions if t.stage == Stage.UNDER_REVIEW)
+    assert under_review.actor == "policy" and "policy's default" in under_review.reason
+    releasing = next(t for t in record.transitions if t.stage == Stage.RELEASING)
+    assert releasing.reason.startswith("WINDOW_ELAPSED") and "dhs had not concluded" in releasing.reason
+    assert releasing.at - record.window_deadline < timedelta(minutes=1)
+    fired = [e.text for e in trail.timeline if e.kind == "timer" and e.text.endswith("fired")]
+    assert fired == ["NSA determination deadline: fired", "review window (30 days): fired"]
+    assert failed_checks(trail) == []
+
+
+async def test_silence_and_withdrawal(isolated: Client, worker_config: WorkerConfig, policy: Policy) -> None:
+    quick = quick_policy(
+        version="quick-audit.1",
+        standards_check_timeout=timedelta(seconds=2),
+        standards_check_attempt_timeout=timedelta(seconds=1),
+    )
+    everyone_but_dod = [REVIEW, "whitehouse", "dhs", "commerce", "treasury", "nsa"]
+    async with running(build_workers(isolated, everyone_but_dod, worker_config)):
+        rid = await disclose(isolated, mythos(), quick)
+        await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION, timeout=20)
+        await LabClient(isolated).withdraw(rid, "leaving the program")
+        await finish(isolated, rid)
+    trail = await audit_workflow(isolated, rid)
+    record = trail.record
+    assert isinstance(record, ReviewRecord)
+    dod = next(v for v in record.verdicts if v.agency == "dod")
+    assert dod.verdict == "no_response" and "timeout" in dod.rationale.lower()
+    assert record.transitions[-1].stage == Stage.WITHDRAWN
+    assert record.transitions[-1].actor == "lab" and record.transitions[-1].reason == "leaving the program"
+    assert record.withdrawal and record.withdrawal.message.sender == "lab"
+    assert record.outcome == Outcome.WITHDRAWN and record.determination is None
+    assert failed_checks(trail) == []
+
+
+async def test_any_workflow_type_gets_a_generic_timeline(client: Client, policy: Policy) -> None:
+    rid = await disclose(client, mythos(), policy)
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    decoded = await decode(await fetch(client, rid), data_converter())
+    trail = Interpreter().interpret(decoded)
+    assert trail.status == "RUNNING" and trail.closed_at is None
+    texts = [e.text for e in trail.timeline]
+    assert "ModelReview started" in texts
+    assert any("ReviewStage=AWAITING_DETERMINATION" in t for t in texts)
+    assert any(t.startswith("NSA determination deadline: started") for t in texts)
+    # The review's own interpreter reads an open review too.
+    open_trail = await audit_workflow(client, rid)
+    assert open_trail.status == "RUNNING" and open_trail.record.stage == Stage.AWAITING_DETERMINATION
+    assert open_trail.record.determination_deadline is not None and failed_checks(open_trail) == []
+    await LabClient(client).withdraw(rid, "test finished")
+
+
+def cli_env() -> dict[str, str]:
+    """The CLI's environment: no profile file, and the session's FRONTIER_REVIEW_* settings."""
+    return {**ENV, **{k: v for k, v in os.environ.items() if k.startswith("FRONTIER_REVIEW_")}}
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=cli_env(), timeout=timeout)
+
+
+async def test_demo_review_audited_from_the_server_and_from_a_temporal_cli_export(
+    client: Client, tmp_path: Path
+) -> None:
+    address = client.service_client.config.target_host
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    demo = await asyncio.to_thread(run_cli, "demo", "--address", address)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    rid = re.search(r"review (review-\S+) under policy", demo.stdout).group(1)
+
+    from_server = await asyncio.to_thread(run_cli, "audit", rid, "--json", "--address", address)
+    assert from_server.returncode == 0, from_server.stderr
+    served = json.loads(from_server.stdout)
+    assert [t["stage"] for t in served["record"]["transitions"]][-1] == "RELEASED"
+    assert served["record"]["outcome"] == "CONCLUDED_EARLY"
+    assert {f["agency"] for f in served["record"]["findings"]} == {"dod", "dhs"}
+
+    # The same history, exported by the real `temporal` CLI, reads the same.
+    export = tmp_path / "history.json"
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [temporal_cli_path(), "workflow", "show", "-w", rid, "--address", address, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    export.write_text(shown.stdout)
+    from_file = await asyncio.to_thread(run_cli, "audit", "--history", str(export), "--json")
+    assert from_file.returncode == 0, from_file.stderr
+    exported = json.loads(from_file.stdout)
+    assert exported["workflow_id"] == rid
+    assert exported["record"] == served["record"] and exported["timeline"] == served["timeline"]
+    trail = await audit_export(export)
+    assert failed_checks(trail) == []
+
+    md = await asyncio.to_thread(run_cli, "audit", "--history", str(export), "--markdown")
+    assert md.returncode == 0 and md.stdout.startswith(f"# Audit trail: {rid}")
+    assert "| RELEASED | review |" in md.stdout
+
+    report = await asyncio.to_thread(run_cli, "report", "--since", since, "--json", "--address", address)
+    assert report.returncode == 0, report.stderr
+    figures = json.loads(report.stdout)
+    assert figures["reviews"] >= 1 and figures["by_outcome"]["CONCLUDED_EARLY"] >= 1
+    assert figures["holds"]["ok"], figures["holds"]
+
+
+async def test_audit_bad_input(client: Client, tmp_path: Path) -> None:
+    address = client.service_client.config.target_host
+    r = await asyncio.to_thread(run_cli, "audit", "--address", address)
+    assert r.returncode == 2 and "name a review id" in r.stderr
+    r = await asyncio.to_thread(run_cli, "audit", "--history", str(tmp_path / "nope.json"))
+    assert r.returncode == 2 and "no such file" in r.stderr
+    (tmp_path / "bad.json").write_text('{"events": []}')
+    r = await asyncio.to_thread(run_cli, "audit", "--history", str(tmp_path / "bad.json"))
+    assert r.returncode == 2 and "not a workflow history" in r.stderr
+    r = await asyncio.to_thread(run_cli, "audit", "review-no-such-thing-1", "--address", address)
+    assert r.returncode == 1 and "no workflow with id" in r.stderr
