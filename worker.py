@@ -58,7 +58,8 @@ class WorkerConfig:
         )
     )
 
-    # The policy the clearinghouse starts under when this worker relays the first report into it.
+    # Treasury's clearinghouse policy (name or TOML file): every run of the clearinghouse applies
+    # it, whoever started the workflow.
     clearinghouse_policy: str = field(
         default_factory=lambda: os.environ.get("FRONTIER_REVIEW_CLEARINGHOUSE_POLICY", DEFAULT_POLICY)
     )
@@ -127,6 +128,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadP
             desk.publish_advisory,
             desk.load_public_keys,
             forwarder.forward_vulnerability,
+            forwarder.load_clearinghouse_policy,
         ],
         activity_executor=executor,
     )

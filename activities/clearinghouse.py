@@ -24,6 +24,7 @@ from domain.agencies import Agency
 from domain.clearinghouse import (
     DISTRIBUTE_PATCH,
     FORWARD_VULNERABILITY,
+    LOAD_POLICY,
     LOAD_PUBLIC_KEYS,
     NOTIFY_OPERATORS,
     NOTIFY_VENDOR,
@@ -34,6 +35,7 @@ from domain.clearinghouse import (
     IntakeReceipt,
     Notice,
     NoticeReceipt,
+    TreasuryPolicy,
     Triage,
     Validation,
     VulnerabilityIntake,
@@ -201,6 +203,11 @@ class ClearinghouseForwarder:
         self.policy = policy
         self.keys = keys or KeyDirectory()
         self.signer = signer or self.keys.signer(TREASURY)
+
+    @activity.defn(name=LOAD_POLICY)
+    def load_clearinghouse_policy(self) -> TreasuryPolicy:
+        """Treasury's clearinghouse policy: what each run of the clearinghouse applies, whoever started it."""
+        return TreasuryPolicy(version=self.policy.version, policy=self.policy.clearinghouse)
 
     @activity.defn(name=FORWARD_VULNERABILITY)
     async def forward_vulnerability(self, request: ForwardRequest) -> IntakeReceipt:

@@ -48,10 +48,13 @@ DISTRIBUTE_PATCH = "distribute_patch"
 PUBLISH_ADVISORY = "publish_advisory"
 FORWARD_VULNERABILITY = "forward_vulnerability"
 LOAD_PUBLIC_KEYS = "load_public_keys"
+LOAD_POLICY = "load_clearinghouse_policy"
 
 # workflow.patched id: the clearinghouse and its cases load Treasury's public keyring and verify
 # every message's signature (runs and cases started before this change load it on demand).
 SIGNED_MESSAGES = "clearinghouse-signed-messages"
+# Each run takes its policy from Treasury's worker, never from whoever started the workflow.
+POLICY_FROM_TREASURY = "clearinghouse-policy-from-treasury"
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Versions = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1)]
@@ -109,6 +112,13 @@ class ExtensionRequest(Message):
 
 
 # ------------------------------------------------------------------ workflow inputs and activity I/O
+
+
+class TreasuryPolicy(BaseModel):
+    """The clearinghouse policy Treasury's worker runs under (from its own policy file)."""
+
+    version: str
+    policy: ClearinghousePolicy
 
 
 class ClearinghouseInput(BaseModel):

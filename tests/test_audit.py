@@ -27,7 +27,7 @@ from domain.policy import Policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
-from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
+from tests.conftest import ISOLATED_NAMESPACE, disclose, mythos, quick_policy, running, wait_stage
 from tests.test_cli import CLI
 from worker import REVIEW, WorkerConfig, build_workers
 
@@ -175,11 +175,14 @@ async def test_demo_review_audited_from_the_server_and_from_a_temporal_cli_expor
 ) -> None:
     address = client.service_client.config.target_host
     since = datetime.now(UTC).isoformat(timespec="seconds")
-    demo = await asyncio.to_thread(run_cli, "demo", "--address", address)
+    # The demo brings its own workers (Treasury's with the demo policy): on the isolated
+    # namespace they never meet the session's.
+    at = ("--address", address, "--namespace", ISOLATED_NAMESPACE)
+    demo = await asyncio.to_thread(run_cli, "demo", *at)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     rid = re.search(r"review (review-\S+) under policy", demo.stdout).group(1)
 
-    from_server = await asyncio.to_thread(run_cli, "audit", rid, "--json", "--address", address)
+    from_server = await asyncio.to_thread(run_cli, "audit", rid, "--json", *at)
     assert from_server.returncode == 0, from_server.stderr
     served = json.loads(from_server.stdout)
     assert [t["stage"] for t in served["record"]["transitions"]][-1] == "RELEASED"
@@ -190,7 +193,7 @@ async def test_demo_review_audited_from_the_server_and_from_a_temporal_cli_expor
     export = tmp_path / "history.json"
     shown = await asyncio.to_thread(
         subprocess.run,
-        [temporal_cli_path(), "workflow", "show", "-w", rid, "--address", address, "--output", "json"],
+        [temporal_cli_path(), "workflow", "show", "-w", rid, *at, "--output", "json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -209,7 +212,7 @@ async def test_demo_review_audited_from_the_server_and_from_a_temporal_cli_expor
     assert md.returncode == 0 and md.stdout.startswith(f"# Audit trail: {rid}")
     assert "| RELEASED | review |" in md.stdout
 
-    report = await asyncio.to_thread(run_cli, "report", "--since", since, "--json", "--address", address)
+    report = await asyncio.to_thread(run_cli, "report", "--since", since, "--json", *at)
     assert report.returncode == 0, report.stderr
     figures = json.loads(report.stdout)
     assert figures["reviews"] >= 1 and figures["by_outcome"]["CONCLUDED_EARLY"] >= 1

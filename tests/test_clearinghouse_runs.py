@@ -5,12 +5,21 @@ continues as new after every three reports."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
 
 from api.clearinghouse import case_status, clearinghouse_status
-from domain.clearinghouse import CLEARINGHOUSE_ID, CLEARINGHOUSE_WORKFLOW, VulnerabilityIntake
-from domain.policy import load_policy
+from domain.clearinghouse import (
+    CLEARINGHOUSE_ID,
+    CLEARINGHOUSE_TASK_QUEUE,
+    CLEARINGHOUSE_WORKFLOW,
+    ClearinghouseInput,
+    VulnerabilityIntake,
+)
+from domain.policy import POLICY_DIR, load_policy
 from tests.conftest import report_signed, running, vulnerability
 from worker import WorkerConfig, build_workers
 
@@ -22,9 +31,18 @@ async def accepted_updates(client: Client, run_id: str) -> int:
     return sum(e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events)
 
 
-async def test_reports_sent_across_continue_as_new_are_all_kept(isolated: Client, worker_config: WorkerConfig) -> None:
-    eo = load_policy("eo-2026")
-    policy = eo.model_copy(update={"clearinghouse": eo.clearinghouse.model_copy(update={"reports_per_run": 3})})
+async def test_reports_sent_across_continue_as_new_are_all_kept(
+    isolated: Client, worker_config: WorkerConfig, tmp_path: Path
+) -> None:
+    # Treasury's worker runs the clearinghouse under its own policy: one that continues as new
+    # after every three reports.
+    policy = load_policy("eo-2026")
+    small_runs = tmp_path / "small-runs.toml"
+    small_runs.write_text(
+        (POLICY_DIR / "eo-2026.toml").read_text().replace("reports_per_run = 1000", "reports_per_run = 3")
+    )
+    assert load_policy(small_runs).clearinghouse.reports_per_run == 3
+    treasury_config = dataclasses.replace(worker_config, clearinghouse_policy=str(small_runs))
     unique = [vulnerability(sectors=[]) for _ in range(12)]
     # Two of them reported twice more, by other parties: duplicates, whatever order they arrive in.
     reports = [("partner:shieldsec", r) for r in unique] + [
@@ -32,7 +50,7 @@ async def test_reports_sent_across_continue_as_new_are_all_kept(isolated: Client
         ("treasury", unique[0]),
         ("operator:water", unique[5]),
     ]
-    async with running(build_workers(isolated, ["treasury"], worker_config)):
+    async with running(build_workers(isolated, ["treasury"], treasury_config)):
         try:
             # All at once: more than the 10 updates one run may have in flight, and several
             # continue-as-new boundaries crossed while reports are in flight.
@@ -59,5 +77,30 @@ async def test_reports_sent_across_continue_as_new_are_all_kept(isolated: Client
             assert len(cases[receipts[0].case_id].reports) == 3
             assert len(cases[receipts[5].case_id].reports) == 2
             assert sum(len(c.reports) for c in cases.values()) == 15
+        finally:
+            await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+
+
+async def test_whoever_starts_the_clearinghouse_does_not_choose_its_policy(
+    isolated: Client, worker_config: WorkerConfig
+) -> None:
+    """Anyone with a client can start the workflow first, here with seconds-long embargoes: each
+    run still applies Treasury's policy, read on Treasury's worker."""
+    demo = load_policy("demo")
+    await isolated.start_workflow(
+        CLEARINGHOUSE_WORKFLOW,
+        ClearinghouseInput(policy_version=demo.version, policy=demo.clearinghouse),
+        id=CLEARINGHOUSE_ID,
+        task_queue=CLEARINGHOUSE_TASK_QUEUE,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    async with running(build_workers(isolated, ["treasury"], worker_config)):
+        try:
+            receipt = await report_signed(
+                isolated, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability()), demo
+            )
+            case = await case_status(isolated, receipt.case_id)
+            assert (await clearinghouse_status(isolated)).policy_version == "eo-2026.1"
+            assert case.policy_version == "eo-2026.1"
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")

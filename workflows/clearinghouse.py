@@ -15,6 +15,8 @@ workflow or sends it a message can add a key.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
@@ -25,9 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.clearinghouse import (
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
+        CLEARINGHOUSE_TASK_QUEUE,
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
         LINK_REPORT,
+        LOAD_POLICY,
+        POLICY_FROM_TREASURY,
         REFRESH_KEYS,
         REPORT_VULNERABILITY,
         SIGNED_MESSAGES,
@@ -35,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ClearinghouseInput,
         ClearinghouseView,
         IntakeReceipt,
+        TreasuryPolicy,
         VulnerabilityIntake,
     )
     from domain.signatures import KEYS_LOADING, PublicKeyring
@@ -50,6 +56,7 @@ class Clearinghouse:
     def __init__(self, state: ClearinghouseInput) -> None:
         self._state = state
         self._policy = state.policy
+        self._policy_version = state.policy_version
         self._reports = state.reports
         self._cases_opened = state.cases_opened
         self._duplicates = state.duplicates
@@ -64,6 +71,18 @@ class Clearinghouse:
 
     @workflow.run
     async def run(self, state: ClearinghouseInput) -> None:
+        if workflow.patched(POLICY_FROM_TREASURY):
+            # Whoever starts the clearinghouse (anyone with a client can) does not choose its
+            # embargo clocks: each run applies Treasury's policy, read on Treasury's worker.
+            # Reports are taken only once the keys are loaded, after this.
+            treasury = await workflow.execute_activity(
+                LOAD_POLICY,
+                result_type=TreasuryPolicy,
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="load Treasury's clearinghouse policy",
+            )
+            self._policy, self._policy_version = treasury.policy, treasury.version
         if self._signed:
             self._keys = await load_public_keys()
         self._publish_details()
@@ -75,7 +94,7 @@ class Clearinghouse:
         workflow.logger.info("continuing as new", extra={"reports": self._reports})
         workflow.continue_as_new(
             ClearinghouseInput(
-                policy_version=state.policy_version,
+                policy_version=self._policy_version,
                 policy=self._policy,
                 reports=self._reports,
                 cases_opened=self._cases_opened,
@@ -128,7 +147,7 @@ class Clearinghouse:
                     case_id=case_id,
                     fingerprint=fingerprint,
                     intake=intake,
-                    policy_version=self._state.policy_version,
+                    policy_version=self._policy_version,
                     policy=self._policy,
                 ),
                 id=case_id,
@@ -146,7 +165,7 @@ class Clearinghouse:
                     [
                         SearchAttributePair(sa.CASE_STATUS, "RECEIVED"),
                         SearchAttributePair(sa.SECTORS, [s.value for s in r.sectors]),
-                        SearchAttributePair(sa.POLICY_VERSION, self._state.policy_version),
+                        SearchAttributePair(sa.POLICY_VERSION, self._policy_version),
                     ]
                 ),
                 static_summary=f"{r.cwe} in {r.product} ({r.vendor})",
@@ -184,7 +203,7 @@ class Clearinghouse:
     @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
     def status(self) -> ClearinghouseView:
         return ClearinghouseView(
-            policy_version=self._state.policy_version,
+            policy_version=self._policy_version,
             runs=self._state.runs,
             reports=self._reports,
             cases_opened=self._cases_opened,
@@ -194,6 +213,6 @@ class Clearinghouse:
 
     def _publish_details(self) -> None:
         workflow.set_current_details(
-            f"**run {self._state.runs}** (policy {self._state.policy_version})\n\n"
+            f"**run {self._state.runs}** (policy {self._policy_version})\n\n"
             f"reports: {self._reports}\n\ncases opened: {self._cases_opened}\n\nduplicates: {self._duplicates}"
         )
