@@ -89,7 +89,7 @@ def build_workers(
                     task_queue=REVIEW_TASK_QUEUE,
                     workflows=[ModelReview],
                     workflow_runner=workflow_runner(),
-                    activities=[desk.vet_partner, desk.grant_access, *extra_activities],
+                    activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access, *extra_activities],
                     activity_executor=executor,
                 )
             )

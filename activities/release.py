@@ -7,16 +7,37 @@ retry after a crash finds the first grant and returns it, so no partner is grant
 from __future__ import annotations
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.store import RecordStore
 from domain import metrics
 from domain.messages import AccessGrant, VettingResult
-from domain.review import GRANT_ACCESS, VET_PARTNER, PartnerRequest
+from domain.review import GRANT_ACCESS, LOAD_REVIEW_KEYS, VET_PARTNER, PartnerRequest
+from domain.signatures import PublicKeyring
+from infra.keys import KeyDirectory, KeyProblem, public_key_b64
 
 
 class ReleaseDesk:
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, keys: KeyDirectory | None = None) -> None:
         self.store = store
+        self.keys = keys or KeyDirectory()
+
+    @activity.defn(name=LOAD_REVIEW_KEYS)
+    def load_review_keys(self) -> PublicKeyring:
+        """The parties' public keys, from the review office's own key directory: the only place a
+        review takes the keys it verifies messages with (neither its start input nor a message
+        can add one). Recorded in the review's history, so replay needs no key directory."""
+        try:
+            published = self.keys.public_keys()
+        except KeyProblem as e:
+            raise ApplicationError(str(e), type="KeyProblem") from None  # retried until the directory is fixed
+        keyring: PublicKeyring = {}
+        for party, key in sorted(published.items()):
+            try:
+                keyring[party] = public_key_b64(key)
+            except KeyProblem as e:
+                activity.logger.warning("public key skipped", extra={"party": party, "reason": str(e)})
+        return keyring
 
     @activity.defn(name=VET_PARTNER)
     def vet_partner(self, request: PartnerRequest) -> VettingResult:

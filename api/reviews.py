@@ -25,7 +25,7 @@ from domain.ids import review_id_for
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
-from domain.signatures import PublicKeyring, Signer
+from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
 NOT_READY_RETRIES = 6
@@ -135,6 +135,10 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
             return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
+            # A review that has just started is loading its keyring: nothing was recorded, send again.
+            if getattr(cause, "type", None) == KEYS_LOADING and attempt < NOT_READY_RETRIES:
+                await asyncio.sleep(0.1 * 2**attempt)
+                continue
             raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:

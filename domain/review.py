@@ -19,6 +19,7 @@ CHECK_STANDARD = "check_standard"  # agency-<body>, one per standards body
 BRIEF_NSA = "brief_nsa"  # agency-nsa
 VET_PARTNER = "vet_partner"  # review
 GRANT_ACCESS = "grant_access"  # review
+LOAD_REVIEW_KEYS = "load_review_keys"  # review: the review office's public keyring
 
 # Update and query names (the interface contract).
 RECORD_DETERMINATION = "record_determination"
@@ -36,8 +37,9 @@ class ReviewInput(BaseModel):
     review_id: str
     disclosure: Disclosure
     policy: Policy
-    # Every party's Ed25519 public key, fixed for the life of the review, so that the
-    # update validators verify signatures deterministically.
+    # Superseded: a review now loads the parties' public keys from the review office's key
+    # directory (an activity, recorded in history), since anyone who can start a workflow
+    # could put their own keys here. Read only by reviews started before that change.
     public_keys: PublicKeyring = Field(default_factory=dict)
 
 

@@ -66,7 +66,7 @@ async def test_a_retried_grant_is_one_grant(isolated: Client, worker_config: Wor
         task_queue=REVIEW_TASK_QUEUE,
         workflows=[ModelReview],
         workflow_runner=workflow_runner(),
-        activities=[desk.vet_partner, desk.grant_access],
+        activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
         activity_executor=ThreadPoolExecutor(4),
     )
     agencies = build_workers(isolated, [a.value for a in Agency], worker_config)

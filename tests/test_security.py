@@ -129,7 +129,13 @@ async def test_key_rotation_mid_review(env, isolated: Client, worker_config: Wor
     assert final.stage == Stage.RELEASED
 
     history = await second.get_workflow_handle(rid).fetch_history()
-    key_ids = {p.metadata["encryption-key-id"] for e in history.events for p in payloads(e)}
+    # Patch markers (`workflow.patched`) carry only the patch's name, written by the SDK unencoded.
+    key_ids = {
+        p.metadata["encryption-key-id"]
+        for e in history.events
+        if not e.HasField("marker_recorded_event_attributes")
+        for p in payloads(e)
+    }
     assert key_ids == {b"k1", b"k2"}, "old payloads under k1, new ones under k2"
     only_k2 = EncryptionCodec(PayloadKeyring(current="k2", keys={"k2": k2.keys["k2"]}))
     start_input = next(payloads(history.events[0]))
@@ -297,3 +303,29 @@ async def test_the_temporal_cli_decodes_through_the_codec_server(
     assert b"binary/encrypted" not in encodings
     assert SECRET_RATIONALE.encode() in data
     assert SECRET_FINDING.encode() in data
+
+
+async def test_a_review_started_with_someone_elses_keys_still_verifies_against_the_review_office(
+    client: Client, policy: Policy
+) -> None:
+    """Anyone with a Temporal client can start a `ModelReview` whose input lists their own key as
+    the NSA's. The review verifies with the keys it loads from the review office, so a
+    determination signed with that key is refused."""
+    from domain.review import WORKFLOW_TYPE, ReviewInput
+
+    mallory = Signer("nsa", Ed25519PrivateKey.generate())
+    d = mythos()
+    rid = f"review-forged-{d.model_version}"
+    await client.start_workflow(
+        WORKFLOW_TYPE,
+        ReviewInput(review_id=rid, disclosure=d, policy=policy, public_keys={"nsa": mallory.public_key_b64()}),
+        id=rid,
+        task_queue="review",
+    )
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    forged = mallory.sign(rid, RECORD_DETERMINATION, Determination(sender="nsa", covered=False, rationale="r"))
+    with pytest.raises(Rejected, match="signature does not verify for nsa"):
+        await send_raw(client, rid, RECORD_DETERMINATION, forged)
+    assert forged.message_id not in await update_events(client, rid)
+    assert (await status(client, rid)).stage == Stage.AWAITING_DETERMINATION
+    await LabClient(client).withdraw(rid, "test finished")

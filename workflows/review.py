@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         CHECK_STANDARD,
         CONCLUDE_REVIEW,
         GRANT_ACCESS,
+        LOAD_REVIEW_KEYS,
         RECORD_DETERMINATION,
         STATUS_QUERY,
         SUBMIT_FINDING,
@@ -56,15 +57,17 @@ with workflow.unsafe.imports_passed_through():
         PartnerRequest,
         ReviewInput,
     )
-    from domain.signatures import signature_problem
+    from domain.signatures import PublicKeyring
     from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
-    from workflows.messages import reject_unless
+    from workflows.messages import authenticate, reject_unless
 
 T = TypeVar("T")
 
 AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
 # Vulnerability findings go to Treasury's clearinghouse (added after the first release of this workflow).
 FORWARD_TO_CLEARINGHOUSE = "forward-vulnerabilities-to-clearinghouse"
+# Public keys from the review office, not from the start input (anyone can start a workflow).
+KEYS_FROM_REVIEW_OFFICE = "review-keys-from-review-office"
 
 
 class _Withdrawn(Exception):
@@ -103,12 +106,24 @@ class ModelReview:
         self._released: list[PartnerRelease] = []
         self._disclosed_at = workflow.now()
         self._forwards: list[asyncio.Task[None]] = []
+        # The keys messages are verified with: loaded from the review office at the start of run()
+        # (until then, messages are turned away to be sent again). Reviews started before that
+        # change used the keys in their input.
+        self._keys_from_office = workflow.patched(KEYS_FROM_REVIEW_OFFICE)
+        self._keys: PublicKeyring | None = None if self._keys_from_office else review.public_keys
         self._cases: dict[str, str] = {}
 
     # ----------------------------------------------------------------- the story
 
     @workflow.run
     async def run(self, review: ReviewInput) -> ReviewStatus:
+        if self._keys_from_office:
+            self._keys = await workflow.execute_activity(
+                LOAD_REVIEW_KEYS,
+                result_type=dict[str, str],
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="load the parties' public keys (review office)",
+            )
         self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
@@ -150,6 +165,8 @@ class ModelReview:
                 summary=f"{body.title} standards check",
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                return  # the lab withdrew while the check was in flight: no verdict, not a failure
             # Silence (or an agency-side failure) is never a block: it is recorded as such
             # and the review moves on.
             if isinstance(err.cause, ActivityTimeout):
@@ -265,15 +282,15 @@ class ModelReview:
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
                 )
                 continue
-            grant = await self._unless_withdrawn(
-                workflow.execute_activity(
-                    GRANT_ACCESS,
-                    request,
-                    result_type=AccessGrant,
-                    activity_id=f"grant-{partner.partner_id}",
-                    start_to_close_timeout=self._policy.release_activity_timeout,
-                    summary=f"grant access to {partner.name}",
-                )
+            # A grant is never cancelled half-way: it completes and is recorded, and a withdrawal
+            # that arrived meanwhile stops the release before the next partner.
+            grant = await workflow.execute_activity(
+                GRANT_ACCESS,
+                request,
+                result_type=AccessGrant,
+                activity_id=f"grant-{partner.partner_id}",
+                start_to_close_timeout=self._policy.release_activity_timeout,
+                summary=f"grant access to {partner.name}",
             )
             self._released.append(
                 PartnerRelease(
@@ -281,6 +298,8 @@ class ModelReview:
                 )
             )
             self._publish_details()
+            if self._withdrawal is not None:
+                raise _Withdrawn()
         granted = sum(1 for r in self._released if r.granted)
         self._enter(
             Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
@@ -408,8 +427,7 @@ class ModelReview:
         reject_unless(
             message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
         )
-        problem = signature_problem(self._review.public_keys, self._review.review_id, update, message)
-        reject_unless(problem is None, problem or "")
+        authenticate(self._keys, self._review.review_id, update, message, target="review")
 
     def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
         reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
