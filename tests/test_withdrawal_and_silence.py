@@ -4,20 +4,28 @@ workers on the isolated namespace, so that an agency can be made silent."""
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.release import ReleaseDesk
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
-from domain.agencies import Agency
-from domain.messages import Verdict
+from domain.agencies import REVIEW_TASK_QUEUE, Agency
+from domain.messages import Verdict, VettingResult
 from domain.policy import Policy
+from domain.review import VET_PARTNER, PartnerRequest
 from domain.status import Outcome, ReviewStatus, Stage
 from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
 from worker import REVIEW, WorkerConfig, build_workers
+from workflows.review import ModelReview
+from workflows.sandbox import workflow_runner
 
 EVERYONE_BUT_DOD = [REVIEW, "whitehouse", "dhs", "commerce", "treasury", "nsa"]
 
@@ -111,3 +119,41 @@ async def test_withdraw_after_release_is_rejected(client: Client, policy: Policy
     with pytest.raises(Rejected):
         await LabClient(client).withdraw(rid, "too late")
     assert (await result(client, rid)).stage == Stage.RELEASED
+
+
+class SlowVetting(ReleaseDesk):
+    """Vetting that takes a moment, so the lab can withdraw while the release is under way."""
+
+    @activity.defn(name=VET_PARTNER)
+    def vet_partner(self, request: PartnerRequest) -> VettingResult:
+        time.sleep(1.0)
+        return super().vet_partner(request)
+
+
+async def test_withdraw_during_release_stops_before_the_next_partner(
+    isolated: Client, worker_config: WorkerConfig, policy: Policy
+) -> None:
+    store = worker_config.store("review")
+    desk = SlowVetting(store)
+    review_worker = Worker(
+        isolated,
+        task_queue=REVIEW_TASK_QUEUE,
+        workflows=[ModelReview],
+        workflow_runner=workflow_runner(),
+        activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
+        activity_executor=ThreadPoolExecutor(4),
+    )
+    agencies = build_workers(isolated, [a.value for a in Agency], worker_config)
+    async with running([review_worker, *agencies]):
+        rid = await disclose(isolated, mythos(), policy)
+        await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION)
+        await AgencyClient(isolated, "nsa").determine(rid, covered=False, rationale="r")
+        await wait_stage(isolated, rid, Stage.RELEASING)
+        await LabClient(isolated).withdraw(rid, "pulled during release")
+        final = await result(isolated, rid)
+    assert final.outcome == Outcome.WITHDRAWN
+    assert Stage.RELEASING in [t.stage for t in final.transitions]
+    assert Stage.RELEASED not in [t.stage for t in final.transitions]
+    assert len(final.partners_granted) < 2, "the release stopped before every partner was granted"
+    # The ledger and the review agree: a grant is either whole and reported, or never made.
+    assert sorted(g.partner_id for g in store.grants(rid)) == sorted(final.partners_granted)
