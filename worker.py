@@ -188,7 +188,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = await connect(Target(args.address, args.namespace, args.profile), runtime=runtime)
         workers = build_workers(client, roles)
-    except (ValueError, KeyProblem, Unreachable) as e:
+    except (ValueError, KeyProblem, Unreachable) as e:  # ClientConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     metrics_url = f"http://{args.metrics_host}:{args.metrics_port}/metrics" if args.metrics_port else None
@@ -199,7 +199,11 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = asyncio.run(main())
+    try:
+        code = asyncio.run(main())
+    except ValueError as e:  # a bad FRONTIER_REVIEW_* setting read while building the parser
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
     sys.stdout.flush()
     sys.stderr.flush()
     # As in starter.py: skip CPython's finalisation, which the SDK's Rust threads can abort

@@ -11,11 +11,14 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
 from cli import audit, embedded, keys, report, reviews, vuln
 from cli.reviews import BadInput
+from domain.policy import one_line
+from infra.connection import ClientConfigError
 from infra.devserver import DevServerError
 from infra.keys import KeyProblem
 
@@ -42,10 +45,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except ValueError as e:  # a bad FRONTIER_REVIEW_* default read while building the parser
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(args.func(args))
     except (BadInput, KeyProblem) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:  # a message that never reached Temporal (e.g. an empty --reason)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except ClientConfigError as e:  # envconfig: unknown profile, unreadable config file
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ReviewError as e:

@@ -43,6 +43,10 @@ class Target:
     profile: str | None = None
 
 
+class ClientConfigError(ValueError):
+    """The Temporal client configuration (envconfig profile or file) cannot be used."""
+
+
 class Unreachable(ConnectionError):
     """No Temporal server answered at the configured address."""
 
@@ -50,7 +54,10 @@ class Unreachable(ConnectionError):
 async def connect(
     target: Target = Target(), keyring: PayloadKeyring | None = None, runtime: Runtime | None = None
 ) -> Client:
-    config = ClientConfig.load_client_connect_config(profile=target.profile)
+    try:
+        config = ClientConfig.load_client_connect_config(profile=target.profile)
+    except RuntimeError as e:  # the SDK's ConfigError (unknown profile, malformed file)
+        raise ClientConfigError(f"Temporal client configuration: {e}") from None
     if target.address:
         config["target_host"] = target.address
     if target.namespace:

@@ -25,7 +25,11 @@ def prometheus_runtime(port: int, host: str = DEFAULT_METRICS_HOST) -> Runtime:
 def metrics_port_default() -> int | None:
     """The port from the environment, if set (a flag overrides it)."""
     value = os.environ.get(METRICS_PORT_ENV)
-    return int(value) if value else None
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{METRICS_PORT_ENV}={value!r} is not a port number")
+    return int(value)
 
 
 def metrics_host_default() -> str:
