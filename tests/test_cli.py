@@ -137,6 +137,10 @@ async def test_bad_input_and_rejections(cli, client: Client, tmp_path: Path) -> 
     assert r.err.count("\n") == 1
     assert (await status(client, rid)).stage == Stage.AWAITING_DETERMINATION, "nothing recorded changed"
 
+    r = await cli("withdraw", rid, "--reason", "")
+    assert r.code == 2 and "reason: String should have at least 1 character" in r.err and r.err.count("\n") == 1
+    r = await cli("list", "--profile", "no-such-profile")
+    assert r.code == 2 and "Temporal client configuration" in r.err and r.err.count("\n") == 1
     r = await cli("withdraw", rid, "--reason", "leaving the program")
     assert r.code == 0, r.err
     final = await wait_stage(client, rid, Stage.WITHDRAWN)
