@@ -175,7 +175,8 @@ class ModelReview:
                 why = f"the agency's check failed: {err.cause.message if err.cause else err}"
             verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
         self._verdicts.append(verdict)
-        self._log("standards verdict", agency=body.value, verdict=verdict.verdict.value)
+        # The verdict itself stays in the (encrypted) history: logs are plaintext.
+        self._log("standards check answered", agency=body.value)
         self._publish_details()
 
     async def _nsa_determination(self) -> bool:
@@ -474,7 +475,8 @@ class ModelReview:
         self._stage = stage
         self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
         workflow.upsert_search_attributes(self._visible_attributes())
-        self._log(f"stage {stage.value}", actor=str(actor), reason=reason)
+        # The reason (a withdrawal's words, the participants) stays in the encrypted history.
+        self._log(f"stage {stage.value}", actor=str(actor))
         self._publish_details()
 
     def _visible_attributes(self) -> list[SearchAttributeUpdate]:
