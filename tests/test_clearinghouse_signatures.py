@@ -13,10 +13,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
+from activities.clearinghouse import ClearinghouseForwarder
 from api import reviews
-from api.agency import AgencyClient
+from api.agency import AgencyClient, LabClient
 from api.clearinghouse import CaseParty, UnknownCase, VendorClient, case_status, clearinghouse_status
 from api.errors import Rejected
 from cli.main import main as cli_main
@@ -31,10 +34,12 @@ from domain.clearinghouse import (
     CaseInput,
     CaseStatus,
     FixReady,
+    ForwardRequest,
     VulnerabilityIntake,
 )
-from domain.messages import Message
+from domain.messages import Message, ReviewFinding
 from domain.policy import Policy, load_policy
+from domain.review import SUBMIT_FINDING
 from domain.sectors import CRITICAL_INFRASTRUCTURE
 from domain.signatures import Signer
 from domain.status import Stage
@@ -234,32 +239,30 @@ async def test_a_case_started_outside_the_clearinghouse_refuses_to_run(
 
 
 async def test_treasury_relays_only_findings_it_can_verify(client: Client, policy: Policy, keys: KeyDirectory) -> None:
-    """A review started with someone's own keys for `nsa` and `dod` accepts their messages; its
-    vulnerability finding still never reaches the clearinghouse: Treasury verifies the finding's
-    signature against its own keyring before it signs the report."""
+    """Someone's own keys for `nsa` and `dod` get nowhere: the review verifies with the review
+    office's keys (so their determination is refused), and Treasury, as a second line, verifies
+    a finding's signature against its own keyring before it relays and signs a report."""
     nsa = Signer("nsa", Ed25519PrivateKey.generate())
     dod = Signer("dod", Ed25519PrivateKey.generate())
     ring = {**keys.public_keys(), "nsa": nsa.public_key_b64(), "dod": dod.public_key_b64()}
     rid = await reviews.disclose(client, mythos(), policy, ring)
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
-    await AgencyClient(client, "nsa", nsa).determine(rid, covered=True, agencies=["dod"], rationale="r")
-    await wait_stage(client, rid, Stage.UNDER_REVIEW)
-    s = await AgencyClient(client, "dod", dod).submit_finding(
-        rid, kind="vulnerability", severity="critical", summary="s", vulnerability=vulnerability()
+    with pytest.raises(Rejected, match="signature does not verify for nsa"):
+        await AgencyClient(client, "nsa", nsa).determine(rid, covered=True, agencies=["dod"], rationale="r")
+    await LabClient(client).withdraw(rid, "test finished")
+
+    finding = dod.sign(
+        rid,
+        SUBMIT_FINDING,
+        ReviewFinding(
+            sender="dod", kind="vulnerability", severity="critical", summary="s", vulnerability=vulnerability()
+        ),
     )
-    await AgencyClient(client, "dod", dod).conclude(rid)
-    await client.get_workflow_handle(rid).result()
-    assert (await reviews.status(client, rid)).clearinghouse_cases == {}, "nothing was relayed"
-    history = await client.get_workflow_handle(rid).fetch_history()
-    failures = [
-        await client.data_converter.decode_failure(e.activity_task_failed_event_attributes.failure)
-        for e in history.events
-        if e.HasField("activity_task_failed_event_attributes")
-    ]
-    assert len(failures) == 1, "refused at once, not retried"
-    assert "not relayed: signature does not verify for dod" in str(failures[0])
+    forwarder = ClearinghouseForwarder(client, policy, keys=keys)
+    with pytest.raises(ApplicationError, match="not relayed: signature does not verify for dod"):
+        await ActivityEnvironment().run(forwarder.forward_vulnerability, ForwardRequest(review_id=rid, finding=finding))
     with pytest.raises(UnknownCase):
-        await case_status(client, case_id_for(s.findings[0].vulnerability.fingerprint))
+        await case_status(client, case_id_for(finding.vulnerability.fingerprint))
 
 
 # ---------------------------------------------------------------- keys
