@@ -123,6 +123,8 @@ def visibility_query(since: datetime | None = None, lab: str | None = None) -> s
     if since is not None:
         query += f' AND StartTime >= "{since.astimezone(UTC).isoformat().replace("+00:00", "Z")}"'
     if lab:
+        if any(c in lab for c in "\"\\'"):
+            raise ValueError(f"lab {lab!r}: quotes and backslashes cannot be part of a visibility query")
         query += f' AND Lab = "{lab}"'
     return query
 

@@ -31,6 +31,8 @@ def parse_since(text: str) -> datetime:
 
 async def cmd_report(args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
+    if args.lab and any(c in args.lab for c in "\"\\'"):
+        raise BadInput(f"--lab {args.lab!r}: quotes and backslashes are not allowed in a lab name")
     if args.png and Path(args.png).suffix.lower() != ".png":
         raise BadInput(f"--png {args.png}: the file name must end in .png")
     client = await connect(Target(args.address, args.namespace, args.profile))

@@ -130,3 +130,11 @@ async def test_report_bad_input(client: Client) -> None:
     assert r.returncode == 2 and "--since 'last tuesday'" in r.stderr
     r = await asyncio.to_thread(run_cli, "report", "--png", "chart.jpg", "--address", address)
     assert r.returncode == 2 and "must end in .png" in r.stderr
+
+
+def test_a_lab_filter_cannot_rewrite_the_visibility_query() -> None:
+    from api.report import visibility_query
+
+    assert visibility_query(lab="Anthropic").endswith('AND Lab = "Anthropic"')
+    with pytest.raises(ValueError, match="quotes and backslashes"):
+        visibility_query(lab='x" OR WorkflowType = "VulnerabilityCase')
