@@ -48,8 +48,9 @@ class ReviewSummary(BaseModel):
 async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
     """Start a review; one open review per lab+model+version. Returns the review id.
 
-    `public_keys` (every party's signing key) is fixed into the review's input: the
-    review accepts messages only from those keys."""
+    `public_keys` is recorded in the review's input for the record (and for reviews started
+    before keys were loaded by the review itself); a review verifies messages with the keys it
+    loads from the review office's key directory when it starts."""
     rid = review_id_for(disclosure)
     previous = await _describe_or_none(client, rid)
     if previous is not None:
