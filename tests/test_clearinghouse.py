@@ -417,6 +417,19 @@ async def test_recorded_histories_replay(client: Client, policy: Policy) -> None
     closed = await case_status(client, case_id)
     assert [r.sender for r in closed.reports] == ["treasury", "operator:energy"]
 
+    # The case's audit trail (the generic interpreter: a case has no record of its own yet):
+    # every message with its sender, every status change, decoded from the history.
+    from audit import audit_workflow
+
+    trail = await audit_workflow(client, case_id)
+    assert (trail.workflow_type, trail.status) == ("VulnerabilityCase", "COMPLETED")
+    messages = [(e.actor, e.text.split(":")[0]) for e in trail.timeline if e.kind == "message"]
+    assert ("vendor:tlskit-foundation", "fix_ready") in messages
+    assert ("operator:energy", "patch_deployed") in messages
+    statuses = " ".join(e.text for e in trail.timeline if e.kind == "visibility")
+    for case_stage in ("TRIAGED", "VENDOR_NOTIFIED", "FIX_READY", "DISCLOSED", "CLOSED"):
+        assert case_stage in statuses
+
     replayer = Replayer(
         workflows=[ModelReview, Clearinghouse, VulnerabilityCase],
         data_converter=data_converter(),
