@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Rejected, ReviewError
+from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
 from domain.clearinghouse import (
     CASE_STATUS_QUERY,
@@ -151,7 +152,7 @@ async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[
                 raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
-                closed = await _describe_or_none(client, target)
+                closed = await describe_or_none(client, target)
                 if closed is None:
                     raise UnknownCase(f"no case with id {target!r}") from None
                 status = closed.typed_search_attributes.get(sa.CASE_STATUS) or closed.status.name
@@ -175,13 +176,7 @@ async def _refresh_keys(client: Client, target: str, party: str) -> None:
 
 
 def _transient(e: RPCError) -> bool:
-    return e.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or _workflow_not_ready(e)
-
-
-def _workflow_not_ready(e: RPCError) -> bool:
-    return e.status == RPCStatusCode.FAILED_PRECONDITION and any(
-        d.type_url.endswith("WorkflowNotReadyFailure") for d in e.grpc_status.details
-    )
+    return e.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or workflow_not_ready(e)
 
 
 # ------------------------------------------------------------------ reading
@@ -189,7 +184,7 @@ def _workflow_not_ready(e: RPCError) -> bool:
 
 async def case_status(client: Client, case_id: str) -> CaseView:
     """A case's status: from the query while it runs, from its result once closed."""
-    description = await _describe_or_none(client, case_id)
+    description = await describe_or_none(client, case_id)
     if description is None or description.workflow_type != CASE_WORKFLOW:
         raise UnknownCase(f"no case with id {case_id!r}")
     handle = client.get_workflow_handle(case_id, result_type=CaseView)
@@ -231,15 +226,6 @@ async def list_cases(
             started_at=wf.start_time,
             closed_at=wf.close_time,
         )
-
-
-async def _describe_or_none(client: Client, workflow_id: str):
-    try:
-        return await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
 
 
 # ------------------------------------------------------------------ the parties

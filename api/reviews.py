@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import DuplicateDisclosure, Rejected, UnknownReview
+from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
@@ -52,7 +53,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     before keys were loaded by the review itself); a review verifies messages with the keys it
     loads from the review office's key directory when it starts."""
     rid = review_id_for(disclosure)
-    previous = await _describe_or_none(client, rid)
+    previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
         if previous.status == WorkflowExecutionStatus.RUNNING:
@@ -95,7 +96,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
 
 async def status(client: Client, review_id: str) -> ReviewStatus:
     """A review's status: from the query while it runs, from its result once closed."""
-    description = await _describe_or_none(client, review_id)
+    description = await describe_or_none(client, review_id)
     if description is None:
         raise UnknownReview(f"no review with id {review_id!r}")
     handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
@@ -143,7 +144,7 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
             raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
-                closed = await _describe_or_none(client, review_id)
+                closed = await describe_or_none(client, review_id)
                 if closed is None:
                     raise UnknownReview(f"no review with id {review_id!r}") from None
                 stage = closed.typed_search_attributes.get(sa.REVIEW_STAGE) or closed.status.name
@@ -151,22 +152,7 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
             # The server refuses an update whose workflow task was failed under it, e.g.
             # an UnhandledCommand race with an activity completing at the same moment. The
             # message was not applied; sending it again (same id) is safe.
-            if not _workflow_not_ready(e) or attempt == NOT_READY_RETRIES:
+            if not workflow_not_ready(e) or attempt == NOT_READY_RETRIES:
                 raise
             await asyncio.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")
-
-
-def _workflow_not_ready(e: RPCError) -> bool:
-    return e.status == RPCStatusCode.FAILED_PRECONDITION and any(
-        d.type_url.endswith("WorkflowNotReadyFailure") for d in e.grpc_status.details
-    )
-
-
-async def _describe_or_none(client: Client, review_id: str):
-    try:
-        return await client.get_workflow_handle(review_id).describe()
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
