@@ -72,24 +72,24 @@ def build_workers(
     client: Client,
     roles: Iterable[str] = (REVIEW, *(a.value for a in Agency)),
     config: WorkerConfig | None = None,
-    extra_activities: Sequence[object] = (),
+    release_desk: ReleaseDesk | None = None,
 ) -> list[Worker]:
-    """One worker per queue for the given roles (`review` and/or agency ids)."""
+    """One worker per queue for the given roles (`review` and/or agency ids). `release_desk`
+    replaces the review office's vetting and grants (tests use it to inject faults)."""
     config = config or WorkerConfig()
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity")
     workers: list[Worker] = []
     for role in roles:
         if role == REVIEW:
-            store = config.store(REVIEW)
-            store.load_registry(config.registry_file)
-            desk = ReleaseDesk(store)
+            desk = release_desk or ReleaseDesk(config.store(REVIEW))
+            desk.store.load_registry(config.registry_file)
             workers.append(
                 Worker(
                     client,
                     task_queue=REVIEW_TASK_QUEUE,
                     workflows=[ModelReview],
                     workflow_runner=workflow_runner(),
-                    activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access, *extra_activities],
+                    activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
                     activity_executor=executor,
                 )
             )
@@ -186,7 +186,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
         roles = [REVIEW, *(a.value for a in Agency)]
     runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
-        client = await connect(Target(args.address, args.namespace, args.profile), runtime=runtime)
+        client = await connect(Target.from_args(args), runtime=runtime)
         workers = build_workers(client, roles)
     except (ValueError, KeyProblem, Unreachable) as e:  # ClientConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)

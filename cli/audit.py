@@ -23,7 +23,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         except HistoryFileError as e:
             raise BadInput(str(e)) from None
     elif args.review_id:
-        client = await connect(Target(args.address, args.namespace, args.profile))
+        client = await connect(Target.from_args(args))
         try:
             trail = await audit_workflow(client, args.review_id, args.run_id)
         except UnknownWorkflow as e:

@@ -197,7 +197,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="frontier-review-demo-") as data_dir:
         config = WorkerConfig(data_dir=Path(data_dir), clearinghouse_policy="demo")
         if external:
-            client = await connect(Target(args.address, args.namespace, args.profile), keys.payload_keyring())
+            client = await connect(Target.from_args(args), keys.payload_keyring())
             final = await _with_workers(client, config, keys, f"-demo-{uuid.uuid4().hex[:6]}")
             console.print(f"its audit trail: frontier-review audit {final.review_id}")
         else:

@@ -35,7 +35,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         raise BadInput(f"--lab {args.lab!r}: quotes and backslashes are not allowed in a lab name")
     if args.png and Path(args.png).suffix.lower() != ".png":
         raise BadInput(f"--png {args.png}: the file name must end in .png")
-    client = await connect(Target(args.address, args.namespace, args.profile))
+    client = await connect(Target.from_args(args))
     # Progress goes to stderr so that --json stays clean; rich hides it when not a terminal.
     err = Console(stderr=True)
     with Progress(

@@ -45,10 +45,6 @@ def load_disclosure(path: str) -> Disclosure:
         raise BadInput(f"{path}: invalid disclosure: {one_line(e)}") from None
 
 
-def _target(args: argparse.Namespace) -> Target:
-    return Target(args.address, args.namespace, args.profile)
-
-
 def _signer(args: argparse.Namespace, party: str) -> Signer:
     """The sender's private key: --key FILE, else the party's key in the key directory."""
     if args.key is None:
@@ -85,14 +81,14 @@ async def cmd_disclose(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     public_keys = KeyDirectory().public_keys()
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     rid = await disclose(client, disclosure, policy, public_keys)
     print(rid)
     return 0
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     _print_status(args, await status(client, args.review_id))
     return 0
 
@@ -104,7 +100,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             stage = Stage(args.stage.upper()).value
         except ValueError:
             raise BadInput(f"unknown stage {args.stage!r} (known: {', '.join(s.value for s in Stage)})") from None
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     rows = [r async for r in list_reviews(client, stage, limit=args.limit)]
     if args.json:
         print(as_json(rows))
@@ -114,7 +110,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_determine(args: argparse.Namespace) -> int:
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     nsa = AgencyClient(client, args.agency, _signer(args, args.agency))
     s = await nsa.determine(
         args.review_id, covered=args.covered, agencies=_agencies(args.agencies), rationale=args.rationale
@@ -135,7 +131,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         raise BadInput("a vulnerability finding needs --details FILE.json (see examples/vulnerabilities/)")
     if args.kind != FindingKind.VULNERABILITY and details is not None:
         raise BadInput(f"--details applies only to --kind vulnerability, not {args.kind}")
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     s = await AgencyClient(client, agency, _signer(args, agency.value)).submit_finding(
         args.review_id,
         kind=FindingKind(args.kind),
@@ -152,7 +148,7 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
         agency = parse_agency(args.agency)
     except ValueError as e:
         raise BadInput(str(e)) from None
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     s = await AgencyClient(client, agency, _signer(args, agency.value)).conclude(
         args.review_id, summary=args.summary or ""
     )
@@ -161,7 +157,7 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
 
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     s = await LabClient(client, _signer(args, LAB)).withdraw(args.review_id, args.reason)
     _print_status(args, s)
     return 0

@@ -68,10 +68,6 @@ def _party(text: str, *, kind: str | None = None) -> str:
     return party
 
 
-def _target(args: argparse.Namespace) -> Target:
-    return Target(args.address, args.namespace, args.profile)
-
-
 def _print(args: argparse.Namespace, value: BaseModel) -> None:
     if args.json:
         print(as_json(value))
@@ -140,7 +136,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     signer = signer_for(args, sender)
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     intake = VulnerabilityIntake(sender=sender, report=details, reference=args.reference)
     receipt = await report(client, intake, policy, signer)
     if args.json:
@@ -162,7 +158,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
         sector = Sector(args.sector.lower()) if args.sector else None
     except ValueError:
         raise BadInput(f"unknown sector {args.sector!r} (known: {', '.join(s.value for s in Sector)})") from None
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     rows = [r async for r in list_cases(client, status, sector, limit=args.limit)]
     rows.sort(key=lambda r: (r.priority or 9, -(r.started_at.timestamp() if r.started_at else 0)))
     if args.json:
@@ -173,13 +169,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     _print(args, await case_status(client, args.case_id))
     return 0
 
 
 async def cmd_clearinghouse(args: argparse.Namespace) -> int:
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     _print(args, await clearinghouse_status(client))
     return 0
 
@@ -190,7 +186,7 @@ async def cmd_fix_ready(args: argparse.Namespace) -> int:
     if not versions:
         raise BadInput("--fixed-in needs at least one version")
     signer = signer_for(args, vendor)
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     _print(args, await VendorClient(client, vendor, signer).fix_ready(args.case_id, versions, args.advisory or ""))
     return 0
 
@@ -198,7 +194,7 @@ async def cmd_fix_ready(args: argparse.Namespace) -> int:
 async def cmd_patch_deployed(args: argparse.Namespace) -> int:
     party = _party(args.sender)
     signer = signer_for(args, party)
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     _print(args, await CaseParty(client, party, signer).patch_deployed(args.case_id, args.note or ""))
     return 0
 
@@ -206,7 +202,7 @@ async def cmd_patch_deployed(args: argparse.Namespace) -> int:
 async def cmd_exploitation(args: argparse.Namespace) -> int:
     party = _party(args.sender)
     signer = signer_for(args, party)
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     _print(args, await CaseParty(client, party, signer).exploitation_observed(args.case_id, args.evidence))
     return 0
 
@@ -216,7 +212,7 @@ async def cmd_extension(args: argparse.Namespace) -> int:
     if args.days <= 0:
         raise BadInput("--days must be positive")
     signer = signer_for(args, vendor)
-    client = await connect(_target(args))
+    client = await connect(Target.from_args(args))
     extension = timedelta(days=args.days)
     case = await VendorClient(client, vendor, signer).request_extension(args.case_id, extension, args.reason)
     _print(args, case)

@@ -42,6 +42,11 @@ class Target:
     namespace: str | None = None
     profile: str | None = None
 
+    @classmethod
+    def from_args(cls, args: object) -> Target:
+        """From the `--address`, `--namespace`, `--profile` options every command shares."""
+        return cls(getattr(args, "address", None), getattr(args, "namespace", None), getattr(args, "profile", None))
+
 
 class ClientConfigError(ValueError):
     """The Temporal client configuration (envconfig profile or file) cannot be used."""

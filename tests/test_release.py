@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.release import ReleaseDesk
 from api.agency import AgencyClient
-from domain.agencies import REVIEW_TASK_QUEUE, Agency
+from domain.agencies import Agency
 from domain.disclosure import TrustedPartner
 from domain.messages import AccessGrant
 from domain.policy import Policy
@@ -18,8 +15,6 @@ from domain.review import GRANT_ACCESS, PartnerRequest
 from domain.status import ReviewStatus, Stage
 from tests.conftest import disclose, mythos, running, wait_stage
 from worker import WorkerConfig, build_workers
-from workflows.review import ModelReview
-from workflows.sandbox import workflow_runner
 
 PARTNERS = [
     TrustedPartner(partner_id="gridco", name="GridCo Transmission", sector="energy"),
@@ -61,16 +56,7 @@ class CrashAfterRecording(ReleaseDesk):
 async def test_a_retried_grant_is_one_grant(isolated: Client, worker_config: WorkerConfig, policy: Policy) -> None:
     store = worker_config.store("review")
     desk = CrashAfterRecording(store)
-    review_worker = Worker(
-        isolated,
-        task_queue=REVIEW_TASK_QUEUE,
-        workflows=[ModelReview],
-        workflow_runner=workflow_runner(),
-        activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
-        activity_executor=ThreadPoolExecutor(4),
-    )
-    agencies = build_workers(isolated, [a.value for a in Agency], worker_config)
-    async with running([review_worker, *agencies]):
+    async with running(build_workers(isolated, config=worker_config, release_desk=desk)):
         final = await release(isolated, policy)
     assert final.partners_granted == ["gridco", "firstnational"]
     ledger = store.grants(final.review_id)

@@ -5,27 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.release import ReleaseDesk
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
-from domain.agencies import REVIEW_TASK_QUEUE, Agency
+from domain.agencies import Agency
 from domain.messages import Verdict, VettingResult
 from domain.policy import Policy
 from domain.review import VET_PARTNER, PartnerRequest
 from domain.status import Outcome, ReviewStatus, Stage
 from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
 from worker import REVIEW, WorkerConfig, build_workers
-from workflows.review import ModelReview
-from workflows.sandbox import workflow_runner
 
 EVERYONE_BUT_DOD = [REVIEW, "whitehouse", "dhs", "commerce", "treasury", "nsa"]
 
@@ -135,16 +131,7 @@ async def test_withdraw_during_release_stops_before_the_next_partner(
 ) -> None:
     store = worker_config.store("review")
     desk = SlowVetting(store)
-    review_worker = Worker(
-        isolated,
-        task_queue=REVIEW_TASK_QUEUE,
-        workflows=[ModelReview],
-        workflow_runner=workflow_runner(),
-        activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
-        activity_executor=ThreadPoolExecutor(4),
-    )
-    agencies = build_workers(isolated, [a.value for a in Agency], worker_config)
-    async with running([review_worker, *agencies]):
+    async with running(build_workers(isolated, config=worker_config, release_desk=desk)):
         rid = await disclose(isolated, mythos(), policy)
         await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION)
         await AgencyClient(isolated, "nsa").determine(rid, covered=False, rationale="r")
