@@ -72,6 +72,11 @@ class Policy(BaseModel):
     default_participants: list[Agency] = Field(default_factory=lambda: list(STANDARDS_BODIES))
     # Review window, from the determination.
     review_window: Positive
+    # The longest a review may hold the model from its disclosure, whatever stage it is in. Every
+    # stage's clock is cut to what is left of it; at the bound the review releases, whatever is
+    # pending. Unset: every clock together (standards check + NSA deadline + window), i.e. no
+    # bound beyond the stages' own.
+    max_hold: Positive | None = None
     # Release.
     release_activity_timeout: Positive = timedelta(minutes=5)
     # Treasury's vulnerability clearinghouse (defaults: CERT/CC's 45-day embargo).
@@ -87,6 +92,37 @@ class Policy(BaseModel):
         if bad:
             raise ValueError(f"default_participants must be standards bodies, not {bad}")
         return self
+
+    @property
+    def every_clock(self) -> timedelta:
+        """The stages' clocks end to end: the longest hold if no stage is cut."""
+        return self.standards_check_timeout + self.determination_deadline + self.review_window
+
+    @property
+    def hold_bound(self) -> timedelta:
+        """The longest this policy may hold a model from its disclosure."""
+        return self.max_hold if self.max_hold is not None else self.every_clock
+
+
+def clocks_fit(policy: Policy) -> str | None:
+    """Why the policy's clocks cannot fit its bound on the whole hold (None when they do).
+
+    The stages before the review (standards check, the NSA's deadline) must leave some of the
+    bound for a covered model's review window; and a bound longer than every clock together
+    would never bind, so publishing it would promise nothing."""
+    before_review = policy.standards_check_timeout + policy.determination_deadline
+    if policy.hold_bound <= before_review:
+        return (
+            f"max_hold {describe(policy.hold_bound)} leaves no review window after the standards check "
+            f"({describe(policy.standards_check_timeout)}) and the NSA's deadline "
+            f"({describe(policy.determination_deadline)})"
+        )
+    if policy.hold_bound > policy.every_clock:
+        return (
+            f"max_hold {describe(policy.hold_bound)} is longer than every clock together "
+            f"({describe(policy.every_clock)}) and would never bind"
+        )
+    return None
 
 
 class PolicyError(ValueError):
@@ -106,9 +142,13 @@ def load_policy(name_or_path: str | Path = DEFAULT_POLICY) -> Policy:
     except tomllib.TOMLDecodeError as e:
         raise PolicyError(f"policy {path}: malformed TOML: {e}") from None
     try:
-        return Policy.model_validate(data.get("policy", data))
+        policy = Policy.model_validate(data.get("policy", data))
     except ValidationError as e:
         raise PolicyError(f"policy {path}: {one_line(e)}") from None
+    problem = clocks_fit(policy)
+    if problem:
+        raise PolicyError(f"policy {path}: {problem}")
+    return policy
 
 
 def one_line(e: ValidationError) -> str:

@@ -19,6 +19,16 @@ OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 SECONDS_TO_DETERMINATION = SearchAttributeKey.for_int("SecondsToDetermination")
 SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
 
+# The clocks a lab can plan on (domain/clocks.py), for the report's mission-creep meter: the
+# agencies taking part in a covered review's window, the clock that ended the hold (a policy field
+# name: determination_deadline, review_window, max_hold; unset when someone decided), and the delay
+# imposed on the lab's intended release date in whole seconds. A Double, not an Int: the dev
+# server's SQLite visibility allows only 3 Int (and 3 Datetime) attributes per namespace, and
+# SecondsToDetermination, SecondsToRelease and CasePriority hold them.
+PARTICIPANTS = SearchAttributeKey.for_keyword_list("Participants")
+CLOCK_RAN_OUT = SearchAttributeKey.for_keyword("ClockRanOut")
+SECONDS_DELAYED = SearchAttributeKey.for_float("SecondsDelayed")
+
 REVIEW_SEARCH_ATTRIBUTES = (
     REVIEW_STAGE,
     LAB,
@@ -29,6 +39,9 @@ REVIEW_SEARCH_ATTRIBUTES = (
     OUTCOME,
     SECONDS_TO_DETERMINATION,
     SECONDS_TO_RELEASE,
+    PARTICIPANTS,
+    CLOCK_RAN_OUT,
+    SECONDS_DELAYED,
 )
 
 # Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.

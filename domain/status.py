@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -68,3 +68,47 @@ class ReviewStatus(BaseModel):
     withdrawal_reason: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
+    # The clocks a lab can plan on (domain/clocks.py): the policy's bound on the whole hold, the
+    # earliest and latest release under the policy, and the lab's own date.
+    hold_deadline: datetime | None = None
+    earliest_release: datetime | None = None
+    latest_release: datetime | None = None
+    intended_release_date: date | None = None
+    past_intended_release: str | None = Field(default=None, description="no, possibly or yes")
+    # Once the hold is over (release began, or the lab withdrew): when, which clock ran out (a
+    # policy field: determination_deadline, review_window, max_hold; none when someone decided),
+    # and the delay imposed on the lab's date in whole seconds (0 when it let go before it).
+    hold_ended_at: datetime | None = None
+    clock_ran_out: str | None = None
+    delay_seconds: int | None = None
+
+
+class LabView(BaseModel):
+    """What a lab may know of its own review: where it stands and the clocks it can plan on,
+    never an agency's verdict, finding or rationale."""
+
+    review_id: str
+    lab: str
+    model_name: str
+    model_version: str
+    stage: Stage
+    outcome: Outcome | None = None
+    covered: bool | None = None
+    policy_version: str
+    disclosed_at: datetime
+    determination_deadline: datetime | None = None
+    window_deadline: datetime | None = None
+    hold_deadline: datetime | None = None
+    participating_agencies: list[Agency] = Field(default_factory=list)
+    earliest_release: datetime | None = None
+    latest_release: datetime | None = None
+    intended_release_date: date | None = None
+    past_intended_release: str | None = None
+    clock_ran_out: str | None = None
+    delay_seconds: int | None = None
+    partners_granted: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, status: ReviewStatus) -> LabView:
+        # Field by field from the status, so nothing new there leaks here by default.
+        return cls.model_validate({name: getattr(status, name) for name in cls.model_fields})

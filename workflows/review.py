@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from domain import metrics
+    from domain import clocks, metrics
     from domain import search_attributes as sa
     from domain.agencies import LAB, STANDARDS_BODIES, Agency
     from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
@@ -68,6 +68,10 @@ AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 FORWARD_TO_CLEARINGHOUSE = "forward-vulnerabilities-to-clearinghouse"
 # Public keys from the review office, not from the start input (anyone can start a workflow).
 KEYS_FROM_REVIEW_OFFICE = "review-keys-from-review-office"
+# A clock cut by the policy's bound on the whole hold says so in the record.
+_LEFT_OF_HOLD = " (what was left of the policy's max_hold)"
+# A timeout of zero means "none" to Temporal: a clock with nothing left still gets this long.
+_LEAST_CLOCK = timedelta(seconds=1)
 
 
 class _Withdrawn(Exception):
@@ -104,7 +108,8 @@ class ModelReview:
         self._applied_messages: set[str] = set()
         self._withdrawal: Withdrawal | None = None
         self._released: list[PartnerRelease] = []
-        self._disclosed_at = workflow.now()
+        # The disclosure is the workflow's start: every clock the lab can plan on counts from it.
+        self._disclosed_at = workflow.info().workflow_start_time
         self._forwards: list[asyncio.Task[None]] = []
         # The keys messages are verified with: loaded from the review office at the start of run()
         # (until then, messages are turned away to be sent again). Reviews started before that
@@ -112,6 +117,9 @@ class ModelReview:
         self._keys_from_office = workflow.patched(KEYS_FROM_REVIEW_OFFICE)
         self._keys: PublicKeyring | None = None if self._keys_from_office else review.public_keys
         self._cases: dict[str, str] = {}
+        # The whole hold (domain/clocks.py): when it ended, and which policy clock ended it.
+        self._hold_ended_at: datetime | None = None
+        self._clock_ran_out: str | None = None
 
     # ----------------------------------------------------------------- the story
 
@@ -137,6 +145,7 @@ class ModelReview:
         except _Withdrawn:
             assert self._withdrawal is not None
             self._outcome = Outcome.WITHDRAWN
+            self._end_hold()
             self._enter(Stage.WITHDRAWN, LAB, self._withdrawal.reason)
         # Findings still on their way to the clearinghouse get there; the release has already happened.
         await asyncio.gather(*self._forwards)
@@ -152,6 +161,7 @@ class ModelReview:
 
     async def _check_standard(self, body: Agency) -> None:
         """One body's classified standard, judged on that body's own worker and queue."""
+        timeout, cut = self._within_hold(self._policy.standards_check_timeout)
         try:
             verdict = await workflow.execute_activity(
                 CHECK_STANDARD,
@@ -159,8 +169,8 @@ class ModelReview:
                 result_type=StandardsVerdict,
                 task_queue=body.task_queue,
                 activity_id=f"standards-{body.value}",
-                schedule_to_close_timeout=self._policy.standards_check_timeout,
-                start_to_close_timeout=self._policy.standards_check_attempt_timeout,
+                schedule_to_close_timeout=timeout,
+                start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, timeout),
                 retry_policy=AGENCY_RETRY,
                 summary=f"{body.title} standards check",
             )
@@ -170,7 +180,7 @@ class ModelReview:
             # Silence (or an agency-side failure) is never a block: it is recorded as such
             # and the review moves on.
             if isinstance(err.cause, ActivityTimeout):
-                why = f"no answer within {describe(self._policy.standards_check_timeout)}"
+                why = f"no answer within {describe(timeout)}" + (_LEFT_OF_HOLD if cut else "")
             else:
                 why = f"the agency's check failed: {err.cause.message if err.cause else err}"
             verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
@@ -180,7 +190,8 @@ class ModelReview:
         self._publish_details()
 
     async def _nsa_determination(self) -> bool:
-        deadline = workflow.now() + self._policy.determination_deadline
+        clock, cut = self._within_hold(self._policy.determination_deadline)
+        deadline = workflow.now() + clock
         self._determination_deadline = deadline
         self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
         briefing = workflow.start_activity(
@@ -189,15 +200,15 @@ class ModelReview:
             result_type=BriefingReceipt,
             task_queue=Agency.NSA.task_queue,
             activity_id="nsa-briefing",
-            schedule_to_close_timeout=self._policy.determination_deadline,
-            start_to_close_timeout=self._policy.standards_check_attempt_timeout,
+            schedule_to_close_timeout=clock,
+            start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, clock),
             retry_policy=AGENCY_RETRY,
             summary="NSA briefing",
         )
         try:
             await workflow.wait_condition(
                 lambda: self._determination is not None or self._withdrawal is not None,
-                timeout=self._policy.determination_deadline,
+                timeout=clock,
                 timeout_summary="NSA determination deadline",
             )
         except TimeoutError:
@@ -223,12 +234,14 @@ class ModelReview:
             # The NSA was silent past its deadline: the policy's default applies.
             covered = self._policy.on_nsa_silence == "covered"
             self._determination_by_default = True
+            self._clock_ran_out = clocks.HOLD_CLOCK if cut else clocks.DETERMINATION_CLOCK
             self._determination = Determination(
                 sender="policy",
                 message_id="policy-default",
                 covered=covered,
                 agencies=list(self._policy.default_participants) if covered else [],
-                rationale=f"no determination by the deadline; policy {self._policy.version} default applies",
+                rationale=f"no determination by the deadline{_LEFT_OF_HOLD if cut else ''}; "
+                f"policy {self._policy.version} default applies",
             )
         covered = self._determination.covered
         workflow.upsert_search_attributes(
@@ -242,30 +255,38 @@ class ModelReview:
     async def _review_window(self) -> Outcome:
         assert self._determination is not None
         self._participants = list(dict.fromkeys(self._determination.agencies))
-        self._window_deadline = workflow.now() + self._policy.review_window
-        workflow.upsert_search_attributes([sa.WINDOW_DEADLINE.value_set(self._window_deadline)])
+        window, cut = self._within_hold(self._policy.review_window)
+        self._window_deadline = workflow.now() + window
+        workflow.upsert_search_attributes(
+            [sa.WINDOW_DEADLINE.value_set(self._window_deadline), sa.PARTICIPANTS.value_set(self._participants)]
+        )
         self._enter(
             Stage.UNDER_REVIEW,
             self._determination.sender,
-            f"covered; review window of {describe(self._policy.review_window)} with {', '.join(self._participants)}",
+            f"covered; review window of {describe(window)}{_LEFT_OF_HOLD if cut else ''} "
+            f"with {', '.join(self._participants)}",
         )
         try:
             await workflow.wait_condition(
                 lambda: self._withdrawal is not None or not self._pending_reviewers(),
-                timeout=self._policy.review_window,
-                timeout_summary=f"review window ({describe(self._policy.review_window)})",
+                timeout=window,
+                timeout_summary=f"review window ({describe(window)})",
             )
         except TimeoutError:
+            self._clock_ran_out = clocks.HOLD_CLOCK if cut else clocks.WINDOW_CLOCK
             _count(metrics.WINDOWS_ELAPSED, policy_version=self._policy.version)
             return Outcome.WINDOW_ELAPSED
         if self._withdrawal is not None:
             raise _Withdrawn()
+        self._clock_ran_out = None  # every agency concluded: no clock ended this hold
         _count(metrics.WINDOWS_CLOSED_EARLY, policy_version=self._policy.version)
         return Outcome.CONCLUDED_EARLY
 
     async def _release(self) -> None:
         assert self._outcome is not None
-        self._enter(Stage.RELEASING, "review", f"{self._outcome.value}: release to trusted partners")
+        self._end_hold()
+        ran_out = f" ({self._clock_ran_out} ran out)" if self._clock_ran_out else ""
+        self._enter(Stage.RELEASING, "review", f"{self._outcome.value}{ran_out}: release to trusted partners")
         for partner in self._review.disclosure.partners:
             request = PartnerRequest(review_id=self._review.review_id, partner=partner)
             vetting = await self._unless_withdrawn(
@@ -421,7 +442,53 @@ class ModelReview:
             transitions=self._transitions,
             withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
             clearinghouse_cases=self._cases,
+            **self._release_outlook(),
         )
+
+    # ----------------------------------------------------------------- the clocks a lab can plan on
+
+    def _hold_deadline(self) -> datetime:
+        """The policy's bound on the whole hold, from the disclosure (the workflow's start)."""
+        return clocks.hold_deadline(self._policy, self._disclosed_at)
+
+    def _within_hold(self, clock: timedelta) -> tuple[timedelta, bool]:
+        """A stage's clock cut to what is left of the whole hold, and whether the bound cut it."""
+        duration, cut = clocks.cut(clock, workflow.now(), self._hold_deadline())
+        return max(duration, _LEAST_CLOCK), cut
+
+    def _end_hold(self) -> None:
+        """The model is no longer held (release began, or the lab withdrew): record when, once."""
+        if self._hold_ended_at is None:
+            self._hold_ended_at = workflow.now()
+
+    def _release_outlook(self) -> dict[str, object]:
+        now = workflow.now()
+        stage_started = self._transitions[-1].at if self._transitions else now
+        hold_deadline = self._hold_deadline()
+        latest = clocks.latest_release(
+            self._policy,
+            self._stage,
+            now=now,
+            hold_deadline=hold_deadline,
+            stage_started_at=stage_started,
+            determination_deadline=self._determination_deadline,
+            window_deadline=self._window_deadline,
+            hold_ended_at=self._hold_ended_at,
+        )
+        earliest = clocks.earliest_release(self._stage, now=now, hold_ended_at=self._hold_ended_at)
+        intended = self._review.disclosure.intended_release_date
+        released = self._hold_ended_at is not None and self._stage != Stage.WITHDRAWN
+        past = clocks.past_intended(intended, earliest, latest, released=released)
+        return {
+            "hold_deadline": hold_deadline,
+            "earliest_release": earliest,
+            "latest_release": latest,
+            "intended_release_date": intended,
+            "past_intended_release": past.value if past else None,
+            "hold_ended_at": self._hold_ended_at,
+            "clock_ran_out": self._clock_ran_out,
+            "delay_seconds": clocks.delay_seconds(intended, self._hold_ended_at) if self._hold_ended_at else None,
+        }
 
     def _authenticate(self, update: str, message: Message) -> None:
         """Who sent it, proven: a fresh message id and a signature by the sender's key."""
@@ -486,6 +553,11 @@ class ModelReview:
             updates.append(sa.OUTCOME.value_set(self._outcome.value))
         if self._stage == Stage.RELEASING:
             updates.append(sa.SECONDS_TO_RELEASE.value_set(_seconds_since_start()))
+        if self._stage in (Stage.RELEASING, Stage.WITHDRAWN) and self._hold_ended_at is not None:
+            delay = clocks.delay_seconds(self._review.disclosure.intended_release_date, self._hold_ended_at)
+            updates.append(sa.SECONDS_DELAYED.value_set(float(delay)))
+            if self._clock_ran_out:
+                updates.append(sa.CLOCK_RAN_OUT.value_set(self._clock_ran_out))
         return updates
 
     def _log(self, message: str, *, level: int = logging.INFO, **fields: object) -> None:
@@ -501,6 +573,14 @@ class ModelReview:
             lines.append(f"determination due: {self._determination_deadline:%Y-%m-%d %H:%M} UTC")
         if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
             lines.append(f"window closes: {self._window_deadline:%Y-%m-%d %H:%M} UTC")
+        outlook = self._release_outlook()
+        if self._stage not in (Stage.RELEASED, Stage.WITHDRAWN) and outlook["latest_release"]:
+            lines.append(f"latest release: {outlook['latest_release']:%Y-%m-%d %H:%M} UTC")
+        intended = f"lab's date: {outlook['intended_release_date']}"
+        if outlook["past_intended_release"]:
+            lines.append(f"{intended} (past it: {outlook['past_intended_release']})")
+        if outlook["delay_seconds"] is not None:
+            lines.append(f"delay to the lab's date: {describe(timedelta(seconds=outlook['delay_seconds']))}")
         pending = self._pending()
         if pending:
             lines.append("pending: " + ", ".join(a.value for a in pending))
