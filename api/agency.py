@@ -10,12 +10,12 @@ from collections.abc import Iterable
 
 from temporalio.client import Client
 
-from api.reviews import send
+from api.reviews import send, status
 from domain.agencies import LAB, Agency, parse_agency
 from domain.messages import Conclusion, Determination, FindingKind, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.signatures import Signer
-from domain.status import ReviewStatus
+from domain.status import LabView, ReviewStatus
 from domain.vulnerability import VulnerabilityReport
 from infra.keys import KeyDirectory
 
@@ -69,6 +69,11 @@ class LabClient:
     def __init__(self, client: Client, signer: Signer | None = None) -> None:
         self.client = client
         self.signer = signer or KeyDirectory().signer(LAB)
+
+    async def status(self, review_id: str) -> LabView:
+        """The lab's own view of its review: stage, deadlines, covered or not, participating
+        agencies, earliest and latest release; never an agency's verdict, finding or rationale."""
+        return LabView.of(await status(self.client, review_id))
 
     async def withdraw(self, review_id: str, reason: str) -> ReviewStatus:
         return await send(self.client, review_id, WITHDRAW, Withdrawal(sender=LAB, reason=reason), self.signer)

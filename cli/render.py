@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import timedelta
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
 from api.reviews import ReviewSummary
-from domain.status import ReviewStatus
+from domain.policy import describe
+from domain.status import LabView, ReviewStatus
 
 console = Console()
 
@@ -38,6 +40,7 @@ def status_view(s: ReviewStatus) -> None:
         table.add_row("participating", ", ".join(s.participating_agencies))
     if s.pending_agencies:
         table.add_row("pending", ", ".join(s.pending_agencies))
+    _clock_rows(table, s)
     for v in s.standards:
         table.add_row(f"standard: {v.agency.value}", f"{v.verdict.value}  {v.rationale}")
     for f in s.findings:
@@ -51,6 +54,45 @@ def status_view(s: ReviewStatus) -> None:
     if s.withdrawal_reason:
         table.add_row("withdrawn", s.withdrawal_reason)
     console.print(table)
+
+
+def lab_view(s: LabView) -> None:
+    """A lab's own view: no verdict, finding or rationale is in a LabView to show."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("review", s.review_id)
+    table.add_row("model", f"{s.lab} {s.model_name} {s.model_version}")
+    table.add_row("stage", f"[bold]{s.stage.value}[/bold]" + (f"  ({s.outcome.value})" if s.outcome else ""))
+    table.add_row("policy", s.policy_version)
+    table.add_row("covered", "not yet determined" if s.covered is None else ("yes" if s.covered else "no"))
+    if s.determination_deadline:
+        table.add_row("determination due", s.determination_deadline.isoformat(timespec="seconds"))
+    if s.window_deadline:
+        table.add_row("window closes", s.window_deadline.isoformat(timespec="seconds"))
+    if s.participating_agencies:
+        table.add_row("participating", ", ".join(s.participating_agencies))
+    _clock_rows(table, s)
+    if s.partners_granted:
+        table.add_row("granted", ", ".join(s.partners_granted))
+    console.print(table)
+
+
+def _clock_rows(table: Table, s: ReviewStatus | LabView) -> None:
+    """The clocks a lab can plan on (domain/clocks.py)."""
+    if s.hold_deadline:
+        table.add_row("longest hold", f"until {s.hold_deadline.isoformat(timespec='seconds')} (policy max_hold)")
+    if s.earliest_release and s.latest_release:
+        table.add_row(
+            "release",
+            f"earliest {s.earliest_release.isoformat(timespec='seconds')}, "
+            f"latest {s.latest_release.isoformat(timespec='seconds')}",
+        )
+    if s.intended_release_date:
+        past = f"  (review reaches past it: {s.past_intended_release})" if s.past_intended_release else ""
+        table.add_row("lab's date", f"{s.intended_release_date}{past}")
+    if s.clock_ran_out:
+        table.add_row("clock ran out", s.clock_ran_out)
+    if s.delay_seconds is not None:
+        table.add_row("delay to lab's date", describe(timedelta(seconds=s.delay_seconds)))
 
 
 def list_view(rows: list[ReviewSummary]) -> None:

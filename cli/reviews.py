@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,13 +14,14 @@ from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
 from api.reviews import disclose, list_reviews, status
-from cli.render import as_json, list_view, status_view
+from cli.render import as_json, lab_view, list_view, status_view
 from domain.agencies import LAB, Agency, parse_agency
+from domain.clocks import intended_release_at
 from domain.disclosure import Disclosure
 from domain.messages import FindingKind, Severity
-from domain.policy import DEFAULT_POLICY, load_policy, one_line
+from domain.policy import DEFAULT_POLICY, Policy, describe, load_policy, one_line
 from domain.signatures import Signer
-from domain.status import ReviewStatus, Stage
+from domain.status import LabView, ReviewStatus, Stage
 from infra.connection import Target, connect
 from infra.keys import KeyDirectory
 
@@ -84,12 +87,34 @@ async def cmd_disclose(args: argparse.Namespace) -> int:
     client = await connect(Target.from_args(args))
     rid = await disclose(client, disclosure, policy, public_keys)
     print(rid)
+    _warn_if_past_intended(disclosure, policy)
     return 0
 
 
+def _warn_if_past_intended(disclosure: Disclosure, policy: Policy) -> None:
+    """Participation is voluntary: a lab whose date the policy may overrun is told, not refused."""
+    latest = datetime.now(UTC) + policy.hold_bound
+    if intended_release_at(disclosure.intended_release_date) < latest:
+        print(
+            f"warning: the intended release date {disclosure.intended_release_date} is earlier than the latest "
+            f"release under policy {policy.version} ({latest:%Y-%m-%d %H:%M} UTC, {describe(policy.hold_bound)} "
+            "after disclosure): the review may hold the model past it",
+            file=sys.stderr,
+        )
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
+    party = (args.party or "operator").strip().lower()
+    if party != "operator" and party != LAB and not party.startswith(f"{LAB}:"):
+        raise BadInput(f"--as {args.party!r}: status is read as the operator (default) or as the lab (--as lab)")
     client = await connect(Target.from_args(args))
-    _print_status(args, await status(client, args.review_id))
+    s = await status(client, args.review_id)
+    if party == "operator":
+        _print_status(args, s)
+    elif args.json:
+        print(as_json(LabView.of(s)))
+    else:
+        lab_view(LabView.of(s))
     return 0
 
 
@@ -172,6 +197,11 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("status", parents=[common], help="where a review stands")
     p.add_argument("review_id")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--as",
+        dest="party",
+        help="lab: the lab's own view (stage, deadlines, covered, agencies, release dates; no verdict or rationale)",
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", parents=[common], help="list reviews")

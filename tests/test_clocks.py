@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.agency import AgencyClient
+from api.agency import AgencyClient, LabClient
 from domain import search_attributes as sa
 from domain.agencies import Agency
 from domain.clocks import intended_release_at
@@ -19,6 +20,8 @@ from domain.messages import Verdict
 from domain.policy import POLICY_DIR, PolicyError, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
 from tests.conftest import disclose, mythos, quick_policy, running, wait_stage
+from tests.test_audit import run_cli
+from tests.test_cli import Run, disclosure_file
 from worker import REVIEW, WorkerConfig, build_workers
 
 EVERYONE_BUT_DOD = [REVIEW, "whitehouse", "dhs", "commerce", "treasury", "nsa"]
@@ -136,3 +139,41 @@ async def visible(client: Client, rid: str, key: object) -> object:
             return attrs
         await asyncio.sleep(0.1)
     raise AssertionError(f"{rid}: {key} never became visible")
+
+
+async def test_the_cli_warns_a_lab_whose_date_the_policy_may_overrun_and_shows_it_its_own_view(
+    client: Client, tmp_path: Path
+) -> None:
+    address = client.service_client.config.target_host
+
+    async def cli(*args: str) -> Run:
+        r = await asyncio.to_thread(run_cli, *args, "--address", address)
+        return Run(r.returncode, r.stdout, r.stderr)
+
+    soon = disclosure_file(tmp_path, intended_release_date=(date.today() + timedelta(days=20)).isoformat())
+    r = await cli("disclose", str(soon), "--policy", "eo-2026")
+    assert r.code == 0, r.err  # participation is voluntary: a warning, never a refusal
+    assert "warning: the intended release date" in r.err and "eo-2026.1" in r.err
+    rid = r.out.strip()
+    later = disclosure_file(tmp_path, intended_release_date=(date.today() + timedelta(days=60)).isoformat())
+    r = await cli("disclose", str(later), "--policy", "eo-2026")
+    assert r.code == 0 and r.err == "", r.err
+
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    secret = "classified-rationale-" + rid[-6:]
+    await AgencyClient(client, Agency.NSA).determine(rid, covered=True, agencies=["dod"], rationale=secret)
+    await AgencyClient(client, Agency.DOD).submit_finding(rid, kind="capability", severity="low", summary=secret)
+    r = await cli("status", rid, "--as", "lab", "--json")
+    assert r.code == 0, r.err
+    view = json.loads(r.out)
+    assert view["stage"] == "UNDER_REVIEW" and view["covered"] is True
+    assert view["participating_agencies"] == ["dod"] and view["window_deadline"]
+    assert view["earliest_release"] <= view["latest_release"] and view["past_intended_release"] == "possibly"
+    assert secret not in r.out and not {"standards", "determination", "findings", "transitions"} & view.keys()
+    # The same view from Python (the earliest release is "now", so it moves between the two reads).
+    same = (await LabClient(client).status(rid)).model_dump(mode="json")
+    assert {**same, "earliest_release": None} == {**view, "earliest_release": None}
+    r = await cli("status", rid, "--as", "lab")
+    assert r.code == 0 and "UNDER_REVIEW" in r.out and secret not in r.out and "latest" in r.out
+    r = await cli("status", rid, "--as", "nsa")
+    assert r.code == 2 and "--as 'nsa'" in r.err
