@@ -7,10 +7,12 @@ message at this stage and rejects it with the reason otherwise.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from temporalio.client import Client
 
 from api.reviews import send, status
+from domain import clocks
 from domain.agencies import LAB, Agency, parse_agency
 from domain.messages import Conclusion, Determination, FindingKind, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
@@ -73,7 +75,7 @@ class LabClient:
     async def status(self, review_id: str) -> LabView:
         """The lab's own view of its review: stage, deadlines, covered or not, participating
         agencies, earliest and latest release; never an agency's verdict, finding or rationale."""
-        return LabView.of(await status(self.client, review_id))
+        return LabView.of(clocks.as_of(await status(self.client, review_id), datetime.now(UTC)))
 
     async def withdraw(self, review_id: str, reason: str) -> ReviewStatus:
         return await send(self.client, review_id, WITHDRAW, Withdrawal(sender=LAB, reason=reason), self.signer)

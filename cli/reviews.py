@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from api.agency import AgencyClient, LabClient
 from api.reviews import disclose, list_reviews, status
 from cli.render import as_json, lab_view, list_view, status_view
+from domain import clocks
 from domain.agencies import LAB, Agency, parse_agency
 from domain.clocks import intended_release_at
 from domain.disclosure import Disclosure
@@ -108,7 +109,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
     if party != "operator" and party != LAB and not party.startswith(f"{LAB}:"):
         raise BadInput(f"--as {args.party!r}: status is read as the operator (default) or as the lab (--as lab)")
     client = await connect(Target.from_args(args))
-    s = await status(client, args.review_id)
+    s = clocks.as_of(await status(client, args.review_id), datetime.now(UTC))
     if party == "operator":
         _print_status(args, s)
     elif args.json:

@@ -100,8 +100,10 @@ def delay_seconds(intended: date, hold_ended_at: datetime) -> int:
 
 def as_of(status: ReviewStatus, now: datetime) -> ReviewStatus:
     """The status with its earliest release brought up to `now`. A workflow's clock in a query is
-    the time of its last event, so a review that has waited quietly for days would otherwise show
-    an earliest release in the past (and miss that the lab's date has gone by)."""
+    the time of its last event, so the status query says "as of the review's last event" (and
+    stays the same between two reads); what a reader is shown (the CLI, `LabClient.status`) is
+    brought up to the time of reading, or a review that waited quietly for days would show an
+    earliest release in the past and miss that the lab's date has gone by."""
     if status.hold_ended_at is not None or status.earliest_release is None or status.latest_release is None:
         return status
     earliest = min(max(status.earliest_release, now), status.latest_release)

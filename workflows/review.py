@@ -462,8 +462,11 @@ class ModelReview:
             self._hold_ended_at = workflow.now()
 
     def _release_outlook(self) -> dict[str, object]:
-        now = workflow.now()
-        stage_started = self._transitions[-1].at if self._transitions else now
+        # As of the last stage change, not workflow.now(): that moves with every activation (a
+        # rejected update's too), and a status read twice with nothing recorded must not change.
+        # Readers bring the earliest release up to the time of reading (clocks.as_of).
+        stage_started = self._transitions[-1].at if self._transitions else self._disclosed_at
+        now = stage_started
         hold_deadline = self._hold_deadline()
         latest = clocks.latest_release(
             self._policy,
