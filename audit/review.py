@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from audit.history import Event
 from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
 from domain.agencies import STANDARDS_BODIES, Agency
+from domain.clearinghouse import FORWARD_VULNERABILITY
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from domain.review import (
     BRIEF_NSA,
@@ -93,6 +94,17 @@ class FindingRecord(BaseModel):
     message: MessageRecord
 
 
+class ForwardRecord(BaseModel):
+    """A vulnerability finding's way to Treasury's clearinghouse."""
+
+    finding_id: str
+    agency: str
+    status: str  # forwarding, undelivered (held past the policy's forward timeout), delivered, refused
+    case_id: str | None = None
+    reason: str = ""
+    at: datetime | None = None
+
+
 class ConclusionRecord(BaseModel):
     agency: str
     summary: str
@@ -134,6 +146,7 @@ class ReviewRecord(BaseModel):
     nsa_briefed_at: datetime | None = None
     determination: DeterminationRecord | None = None
     findings: list[FindingRecord] = Field(default_factory=list)
+    forwards: list[ForwardRecord] = Field(default_factory=list)
     conclusions: list[ConclusionRecord] = Field(default_factory=list)
     withdrawal: WithdrawalRecord | None = None
     partners: list[PartnerRecord] = Field(default_factory=list)
@@ -168,6 +181,7 @@ class ModelReviewInterpreter(Interpreter):
         self.message_texts: dict[int, str] = {}
         self.timer_purpose: dict[str, str] = {}
         self.fired: set[str] = set()
+        self._forward_by_activity: dict[str, str] = {}  # forward activity id -> finding id
         stage: Stage | None = None
         last_conclusion: MessageRecord | None = None
         for e in history.events:
@@ -188,6 +202,8 @@ class ModelReviewInterpreter(Interpreter):
                 deadline = e.values[0].get("determination_deadline") if isinstance(e.values[0], dict) else None
                 if deadline:
                     self.rec.determination_deadline = _DATETIME.validate_python(deadline)
+            elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == FORWARD_VULNERABILITY:
+                self._forward_scheduled(e)
             elif e.type in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT"):
                 self._activity_result(e)
             elif e.type == "TIMER_STARTED":
@@ -286,6 +302,8 @@ class ModelReviewInterpreter(Interpreter):
                 )
         elif e.name == BRIEF_NSA and e.type == "ACTIVITY_TASK_COMPLETED":
             self.rec.nsa_briefed_at = e.at
+        elif e.name == FORWARD_VULNERABILITY:
+            self._forward_result(e, value)
         elif e.name == VET_PARTNER and e.type == "ACTIVITY_TASK_COMPLETED":
             partner = self._partner(str(value.get("partner_id", "?")))
             partner.vetted = bool(value.get("approved"))
@@ -297,6 +315,32 @@ class ModelReviewInterpreter(Interpreter):
             partner.grant_id = value.get("grant_id")
             partner.granted_at = _DATETIME.validate_python(value["granted_at"]) if value.get("granted_at") else None
             partner.at = e.at
+
+    def _forward_scheduled(self, e: Event) -> None:
+        request = e.values[0] if e.values and isinstance(e.values[0], dict) else {}
+        finding = request.get("finding") or {}
+        fid = str(finding.get("message_id", e.ref))
+        self._forward_by_activity[e.ref] = fid
+        existing = next((f for f in self.rec.forwards if f.finding_id == fid), None)
+        if existing is None:
+            self.rec.forwards.append(
+                ForwardRecord(finding_id=fid, agency=str(finding.get("sender", "?")), status="forwarding", at=e.at)
+            )
+
+    def _forward_result(self, e: Event, value: dict[str, Any]) -> None:
+        fid = self._forward_by_activity.get(e.ref, e.ref)
+        forward = next((f for f in self.rec.forwards if f.finding_id == fid), None)
+        if forward is None:
+            return
+        forward.at = e.at
+        if e.type == "ACTIVITY_TASK_COMPLETED":
+            forward.status, forward.case_id, forward.reason = "delivered", value.get("case_id"), ""
+        elif e.type == "ACTIVITY_TASK_TIMED_OUT":
+            # The workflow holds it and schedules it again with no deadline (or, before that
+            # change, dropped it: the check below fails either way until it is delivered).
+            forward.status, forward.reason = "undelivered", e.failure or "timed out"
+        else:
+            forward.status, forward.reason = "refused", e.failure or ""
 
     def _partner(self, partner_id: str) -> PartnerRecord:
         for p in self.rec.partners:
@@ -513,6 +557,27 @@ class ModelReviewInterpreter(Interpreter):
                         detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
                     )
                 )
+        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
+        if vulnerabilities:
+            delivered = {f.finding_id for f in rec.forwards if f.status == "delivered"}
+            missing = [f for f in vulnerabilities if f.message.update_id not in delivered]
+            by_id = {f.finding_id: f for f in rec.forwards}
+            why = [
+                f"{f.agency}'s {f.message.update_id}: "
+                + (
+                    f"{by_id[f.message.update_id].status} ({by_id[f.message.update_id].reason})"
+                    if f.message.update_id in by_id
+                    else "never forwarded"
+                )
+                for f in missing
+            ]
+            checks.append(
+                AuditCheck(
+                    name="every vulnerability finding reached Treasury's clearinghouse",
+                    ok=not missing,
+                    detail=f"{len(vulnerabilities)} delivered" if not missing else "; ".join(why),
+                )
+            )
         granted = [p.partner_id for p in rec.partners if p.granted]
         grant_events = [
             e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS
@@ -605,6 +670,13 @@ class ModelReviewInterpreter(Interpreter):
             ]
         else:
             out.append("None.")
+        if r.forwards:
+            out += ["", "## Vulnerability findings to Treasury's clearinghouse", ""]
+            out += ["| finding | agency | status | case | at | note |", "| --- | --- | --- | --- | --- | --- |"]
+            out += [
+                f"| {f.finding_id} | {f.agency} | {f.status} | {f.case_id or ''} | {_iso(f.at)} | {_cell(f.reason)} |"
+                for f in r.forwards
+            ]
         out += ["", "## Conclusions", ""]
         if r.conclusions:
             out += ["| at | agency | summary |", "| --- | --- | --- |"]

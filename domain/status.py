@@ -68,3 +68,7 @@ class ReviewStatus(BaseModel):
     withdrawal_reason: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
+    # Vulnerability findings not yet delivered (finding message id -> why): the review stays open,
+    # after its release if need be, until each is delivered. And those the clearinghouse refused.
+    clearinghouse_pending: dict[str, str] = Field(default_factory=dict)
+    clearinghouse_refused: dict[str, str] = Field(default_factory=dict)
