@@ -373,13 +373,13 @@ class ModelReviewInterpreter(Interpreter):
             actor = d.by
             window = describe(self._policy_duration("review_window", timedelta(0)))
             closes = f", closes {_iso(rec.window_deadline)}" if rec.window_deadline else ""
-            by = " by the policy's default on the NSA's silence" if d.by_default else ""
+            by = f" by the policy's default {self._why_default()}" if d.by_default else ""
             reason = f"covered{by}; review window of {window} with {', '.join(d.agencies)}{closes}"
         elif stage == Stage.RELEASING:
             outcome = rec.outcome or self._inferred_outcome(releasing=True)
             if outcome == Outcome.NOT_COVERED:
                 d = rec.determination
-                by = "the policy's default on the NSA's silence" if d is None or d.by_default else d.by
+                by = f"the policy's default {self._why_default()}" if d is None or d.by_default else d.by
                 reason = f"NOT_COVERED ({by}): release to trusted partners"
             elif outcome == Outcome.CONCLUDED_EARLY:
                 last = f" (last: {last_conclusion.sender})" if last_conclusion else ""
@@ -399,6 +399,13 @@ class ModelReviewInterpreter(Interpreter):
             reason = rec.withdrawal.reason if rec.withdrawal else "withdrawn"
         return TransitionRecord(stage=stage, at=e.workflow_time, actor=actor, reason=reason, event_id=e.id)
 
+    def _silence(self) -> str:
+        """Silence is the NSA's only if it was briefed: a briefing its worker never took is not."""
+        return "the NSA was silent" if self.rec.nsa_briefed_at else "the briefing never reached the NSA"
+
+    def _why_default(self) -> str:
+        return "on the NSA's silence" if self.rec.nsa_briefed_at else "(the briefing never reached the NSA)"
+
     def _default_determination(self) -> None:
         covered = self.policy.get("on_nsa_silence") == "covered"
         agencies = [str(a) for a in self.policy.get("default_participants", [])] if covered else []
@@ -406,7 +413,8 @@ class ModelReviewInterpreter(Interpreter):
         self.rec.determination = DeterminationRecord(
             covered=covered,
             agencies=agencies,
-            rationale=f"no determination by the deadline; policy {self.rec.policy_version} default applies",
+            rationale=f"no determination by the deadline; {self._silence()}; policy {self.rec.policy_version} default "
+            "applies",
             by="policy",
             at=at,
             by_default=True,
@@ -509,7 +517,7 @@ class ModelReviewInterpreter(Interpreter):
         if d is not None:
             if d.by_default:
                 ok = rec.determination_deadline is None or "determination" in self.fired
-                detail = "the NSA was silent; the policy's default applied when the deadline timer fired"
+                detail = f"{self._silence()}; the policy's default applied when the deadline timer fired"
             else:
                 ok = d.by == Agency.NSA.value and (
                     rec.determination_deadline is None or d.at <= rec.determination_deadline
@@ -655,7 +663,7 @@ class ModelReviewInterpreter(Interpreter):
                 f"- **{'covered' if d.covered else 'not covered'}**"
                 + (f", participating: {', '.join(d.agencies)}" if d.agencies else ""),
                 f"- by **{d.by}**"
-                + (" (policy default on the NSA's silence)" if d.by_default else "")
+                + (f" (policy default: {self._silence()})" if d.by_default else "")
                 + f", {_iso(d.at)}",
                 f"- rationale: {_cell(d.rationale)}",
             ]

@@ -57,6 +57,9 @@ class ReviewStatus(BaseModel):
     determination_deadline: datetime | None = None
     determination: Determination | None = None
     determination_by_default: bool = False
+    # Whether the NSA's worker confirmed its briefing (None before it is briefed): a default on
+    # a briefing that never arrived is not the NSA's silence.
+    nsa_briefed: bool | None = None
     window_deadline: datetime | None = None
     participating_agencies: list[Agency] = Field(default_factory=list)
     pending_agencies: list[Agency] = Field(default_factory=list)

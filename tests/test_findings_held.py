@@ -68,7 +68,9 @@ async def test_a_finding_outlives_a_treasury_outage_longer_than_forward_timeout(
         held = await wait_for(
             isolated,
             rid,
-            lambda s: s.stage == Stage.RELEASED and s.clearinghouse_pending.get(finding_id, "").startswith("undelivered"),
+            lambda s: (
+                s.stage == Stage.RELEASED and s.clearinghouse_pending.get(finding_id, "").startswith("undelivered")
+            ),
         )
         await asyncio.sleep(1)  # well past the forward timeout: still held, not dropped
         still = await wait_for(isolated, rid, lambda s: True)

@@ -97,6 +97,9 @@ class ModelReview:
         self._determination: Determination | None = None
         self._determination_by_default = False
         self._determination_deadline = None
+        # Whether the NSA's worker confirmed the briefing: a default applied on a briefing that
+        # never arrived is not the NSA's silence, and the record says which.
+        self._nsa_briefed: bool | None = None
         self._window_deadline = None
         self._participants: list[Agency] = []
         self._concluded: list[Agency] = []
@@ -187,6 +190,7 @@ class ModelReview:
     async def _nsa_determination(self) -> bool:
         deadline = workflow.now() + self._policy.determination_deadline
         self._determination_deadline = deadline
+        self._nsa_briefed = False
         self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
         briefing = workflow.start_activity(
             BRIEF_NSA,
@@ -199,6 +203,7 @@ class ModelReview:
             retry_policy=AGENCY_RETRY,
             summary="NSA briefing",
         )
+        briefing.add_done_callback(self._briefing_done)
         try:
             await workflow.wait_condition(
                 lambda: self._determination is not None or self._withdrawal is not None,
@@ -233,7 +238,11 @@ class ModelReview:
                 message_id="policy-default",
                 covered=covered,
                 agencies=list(self._policy.default_participants) if covered else [],
-                rationale=f"no determination by the deadline; policy {self._policy.version} default applies",
+                rationale=(
+                    "no determination by the deadline; "
+                    + ("the NSA was silent" if self._nsa_briefed else "the briefing never reached the NSA")
+                    + f"; policy {self._policy.version} default applies"
+                ),
             )
         covered = self._determination.covered
         workflow.upsert_search_attributes(
@@ -243,6 +252,9 @@ class ModelReview:
             metrics.DETERMINATIONS, covered=str(covered).lower(), by_default=str(self._determination_by_default).lower()
         )
         return covered
+
+    def _briefing_done(self, briefing: asyncio.Future[BriefingReceipt]) -> None:
+        self._nsa_briefed = not briefing.cancelled() and briefing.exception() is None
 
     async def _review_window(self) -> Outcome:
         assert self._determination is not None
@@ -325,6 +337,10 @@ class ModelReview:
         self._authenticate(RECORD_DETERMINATION, determination)
         reject_unless(
             determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}"
+        )
+        reject_unless(
+            not self._determination_by_default,
+            "the determination deadline passed: the policy default was already applied",
         )
         reject_unless(self._determination is None, "the determination has already been recorded")
         self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
@@ -445,6 +461,7 @@ class ModelReview:
             determination_deadline=self._determination_deadline,
             determination=self._determination,
             determination_by_default=self._determination_by_default,
+            nsa_briefed=self._nsa_briefed,
             window_deadline=self._window_deadline,
             participating_agencies=self._participants,
             pending_agencies=self._pending(),
