@@ -1,9 +1,11 @@
 """The transparency report: how the process behaves, from visibility alone.
 
 Only unclassified fields are read: the search attributes (stage, outcome, covered, policy
-version, window deadline, seconds to determination and to release) and the workflows'
-start and close times. Nothing here reads a history, a query or a payload, so nothing
-classified can reach the report.
+version, window deadline, seconds to determination and to release, the clock that ran out, the
+delay to the lab's date, the participating agencies) and the workflows' start and close times
+and execution status; for the mission-creep meter (api/meter.py), the *shape* of each history
+too (event types and times, update and activity names). Nothing here reads a payload or a
+query, so nothing classified can reach the report, and it needs no key.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from functools import cache
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from api.meter import Meter, case_runs, meter, review_runs
 from domain import search_attributes as sa
+from domain.clearinghouse import CASE_WORKFLOW
 from domain.policy import POLICY_DIR, STATUTORY_WINDOW_CAP, Policy, load_policy
 from domain.review import WORKFLOW_TYPE
 from domain.status import Outcome, Stage
@@ -112,14 +116,16 @@ class TransparencyReport(BaseModel):
     windows_closed_early: int
     windows_elapsed: int
     holds: HoldCheck
+    # The mission-creep meter (api/meter.py): per policy version and quarter, and the flags.
+    meter: Meter | None = None
     figures: list[ReviewFigures] = Field(default_factory=list, exclude=True)
 
 
 Progress = Callable[[int, int | None], None]
 
 
-def visibility_query(since: datetime | None = None, lab: str | None = None) -> str:
-    query = f'WorkflowType = "{WORKFLOW_TYPE}"'
+def visibility_query(since: datetime | None = None, lab: str | None = None, workflow_type: str = WORKFLOW_TYPE) -> str:
+    query = f'WorkflowType = "{workflow_type}"'
     if since is not None:
         query += f' AND StartTime >= "{since.astimezone(UTC).isoformat().replace("+00:00", "Z")}"'
     if lab:
@@ -169,7 +175,13 @@ async def transparency_report(
 ) -> TransparencyReport:
     query = visibility_query(since, lab)
     rows = await collect(client, query, progress)
-    return summarise(rows, query=query, since=since, lab=lab, now=now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    report = summarise(rows, query=query, since=since, lab=lab, now=now)
+    runs = await review_runs(client, [wf async for wf in client.list_workflows(query)])
+    # Cases belong to no lab: a lab's report leaves the clearinghouse out.
+    cases = [] if lab else await case_runs(client, visibility_query(since, None, CASE_WORKFLOW))
+    report.meter = meter(runs, cases, _policies(), now)
+    return report
 
 
 def summarise(

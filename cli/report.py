@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.meter import DayStats, Meter
 from api.report import DurationStats, TransparencyReport, transparency_report
 from cli.reviews import BadInput
 from domain.policy import STATUTORY_WINDOW_CAP, describe
@@ -86,6 +87,8 @@ def show(r: TransparencyReport, console: Console) -> None:
     ):
         times.add_row(label, str(stats.count), *_stats(stats))
     console.print(times)
+    if r.meter is not None:
+        show_meter(r.meter, console)
     if r.holds.ok:
         console.print(
             f"[bold]no release waited longer than the policy allows[/bold] ({r.holds.checked} checked"
@@ -96,6 +99,65 @@ def show(r: TransparencyReport, console: Console) -> None:
         console.print(f"[bold red]{len(r.holds.violations)} hold violation(s)[/bold red]:")
         for v in r.holds.violations:
             console.print(f"  {v.review_id}: {v.rule}: {v.detail}")
+
+
+def show_meter(m: Meter, console: Console) -> None:
+    """The mission-creep meter: one row per policy version and quarter, never mixed."""
+    console.rule(f"Mission-creep meter (cells of fewer than {m.small_cell} reviews suppressed)")
+    table = Table(
+        "policy", "quarter", "reviews", "covered", "NSA / default", "days held (median, p90, max)",
+        "delay to labs' dates (median, max; delayed)", "withdrawn / refiled", "windows elapsed / early",
+        "ended by max_hold", "agencies", box=None,
+    )  # fmt: skip
+    for c in m.reviews:
+        if c.suppressed:
+            table.add_row(c.policy_version, c.quarter, str(c.reviews), *(["suppressed"] + [""] * 7))
+            continue
+        held, delay = c.days_held, c.delay_days
+        table.add_row(
+            c.policy_version,
+            c.quarter,
+            str(c.reviews),
+            f"{c.covered}/{c.determined}" + (f" ({c.covered_share:.0%})" if c.covered_share is not None else ""),
+            f"{c.decided_by_nsa} / {c.policy_defaults}",
+            _days(held, "median_days", "p90_days", "max_days"),
+            _days(delay, "median_days", "max_days") + (f"; {c.delayed}" if c.delayed is not None else ""),
+            f"{c.withdrawals} / {c.refilings}",
+            f"{c.windows_elapsed} / {c.windows_concluded_early}",
+            str(c.ended_by_max_hold),
+            ", ".join(f"{a} {n}" for a, n in (c.agency_participation or {}).items()) or "—",
+        )
+    console.print(table)
+    if m.clearinghouse:
+        cases = Table(
+            "policy", "quarter", "cases", "by priority", "days to fix (median)", "embargoes kept / overrun",
+            "extensions", box=None,
+        )  # fmt: skip
+        for c in m.clearinghouse:
+            cases.add_row(
+                c.policy_version,
+                c.quarter,
+                str(c.cases),
+                ", ".join(f"{p} {n}" for p, n in c.by_priority.items()),
+                _days(c.days_to_fix, "median_days"),
+                f"{c.embargoes_kept} / {c.embargoes_overrun}",
+                str(c.extensions),
+            )
+        console.print(cases)
+    if m.flags:
+        console.print(f"[bold red]{len(m.flags)} review(s) flagged[/bold red]:")
+        for f in m.flags:
+            console.print(f"  {f.review_id} (run {f.run_id}): {'; '.join(f.reasons)}")
+    else:
+        console.print("[bold]no review flagged[/bold] (held past its policy, cancelled, terminated or reset)")
+
+
+def _days(stats: DayStats | None, *fields: str) -> str:
+    if stats is None or stats.count == 0:
+        return "—"
+    if stats.suppressed:
+        return f"suppressed ({stats.count})"
+    return ", ".join(f"{getattr(stats, f):.1f}" for f in fields)
 
 
 def _stats(stats: DurationStats) -> list[str]:
@@ -127,7 +189,7 @@ def write_png(r: TransparencyReport, path: Path) -> None:
     totals = [t.total_seconds() / DAY for f in r.figures if (t := f.to_release) is not None]
     top = max([cap_days * 1.15, *windows, *totals])
     bins = [top * i / 40 for i in range(41)]
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    fig, (ax, trend) = plt.subplots(1, 2, figsize=(15, 5.2), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
     ax.hist(totals, bins=bins, alpha=0.45, label=f"disclosure → release, all released ({len(totals)})")
     ax.hist(windows, bins=bins, alpha=0.75, label=f"determination → release, covered ({len(windows)})")
     ax.axvline(cap_days, color="crimson", linestyle="--", linewidth=2)
@@ -161,10 +223,34 @@ def write_png(r: TransparencyReport, path: Path) -> None:
         bbox={"facecolor": "white", "edgecolor": "grey", "boxstyle": "round"},
     )
     ax.legend(loc="upper left", fontsize=8)
+    draw_trend(trend, r)
+    fig.suptitle(f"generated {r.generated_at:%Y-%m-%d %H:%M} UTC", fontsize=8, x=0.99, ha="right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def draw_trend(ax, r: TransparencyReport) -> None:  # type: ignore[no-untyped-def]
+    """The trend, quarter by quarter, one line per policy version (never mixed): the median and
+    longest hold, and the median delay to the labs' dates. Suppressed cells are left out."""
+    cells = [c for c in (r.meter.reviews if r.meter else []) if not c.suppressed]
+    quarters = sorted({c.quarter for c in cells})
+    for version in sorted({c.policy_version for c in cells}):
+        mine = {c.quarter: c for c in cells if c.policy_version == version}
+        xs = [quarters.index(q) for q in sorted(mine)]
+        for field, style, label in (("median_days", "-o", "median hold"), ("max_days", ":^", "longest hold")):
+            ys = [getattr(mine[q].days_held, field) if mine[q].days_held else None for q in sorted(mine)]
+            ax.plot(xs, [y if y is not None else float("nan") for y in ys], style, label=f"{version}: {label}")
+        delays = [mine[q].delay_days.median_days if mine[q].delay_days else None for q in sorted(mine)]
+        ax.plot(xs, [y if y is not None else float("nan") for y in delays], "--s", label=f"{version}: median delay")
+    ax.set_xticks(range(len(quarters)), quarters)
+    ax.set_ylabel("days")
+    ax.set_title("Trend by quarter and policy version")
+    if not cells:
+        ax.text(0.5, 0.5, "no cell of 3 or more reviews yet", transform=ax.transAxes, ha="center", va="center")
+    else:
+        ax.legend(fontsize=7, loc="upper left")
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -9,15 +9,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient, LabClient
 from api.report import ReviewFigures, check_holds, transparency_report
+from api.reviews import status
 from domain.agencies import Agency
 from domain.policy import Policy
 from domain.status import ReviewStatus, Stage
-from tests.conftest import disclose, mythos, wait_stage
+from tests.conftest import disclose, mythos, quick_policy, wait_stage
 from tests.test_audit import TEST_OUTPUT, run_cli
 
 NSA = Agency.NSA
@@ -72,6 +76,14 @@ async def test_the_report_counts_and_times_one_labs_reviews(
     longest = timedelta(seconds=report.determination_to_release_covered.max_seconds)
     assert timedelta(days=30) <= longest < timedelta(days=30, minutes=1)
     assert report.holds.ok and report.holds.checked == 3, report.holds
+    # The meter: one cell (one policy version, this quarter), no flag.
+    assert report.meter is not None and not report.meter.flags
+    [cell] = report.meter.reviews
+    assert (cell.policy_version, cell.reviews, cell.suppressed) == ("eo-2026.1", 5, False)
+    assert (cell.covered, cell.determined, cell.decided_by_nsa, cell.policy_defaults) == (2, 3, 3, 0)
+    assert (cell.withdrawals, cell.refilings, cell.windows_elapsed, cell.windows_concluded_early) == (1, 0, 1, 1)
+    assert cell.days_held.count == 3 and cell.days_held.max_days >= 30
+    assert cell.agency_participation == {"dod": 2}
     # Unclassified fields only: nothing from a payload, a query or a history.
     text = report.model_dump_json()
     for classified in ("rationale", "below the thresholds", "leaving the program", "concern"):
@@ -139,3 +151,47 @@ def test_a_lab_filter_cannot_rewrite_the_visibility_query() -> None:
     assert visibility_query(lab="Anthropic").endswith('AND Lab = "Anthropic"')
     with pytest.raises(ValueError, match="quotes and backslashes"):
         visibility_query(lab='x" OR WorkflowType = "VulnerabilityCase')
+
+
+async def test_the_meter_flags_runs_cut_short_or_rewritten_and_suppresses_small_cells(client: Client) -> None:
+    lab = f"MeterLab-{uuid.uuid4().hex[:8]}"
+    tiny, single = (quick_policy(version=f"{name}-{uuid.uuid4().hex[:6]}.1") for name in ("tiny", "single"))
+    reset_me, refile_me = [await disclose(client, mythos(lab=lab), tiny) for _ in range(2)]
+    cancel_me = await disclose(client, mythos(lab=lab), single)
+    for rid in (reset_me, refile_me, cancel_me):
+        await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    # Withdrawn and refiled: a new run under the same id.
+    await LabClient(client).withdraw(refile_me, "not yet")
+    await finish(client, refile_me)
+    refiled = mythos(lab=lab, model_version=(await status(client, refile_me)).model_version)
+    assert await disclose(client, refiled, tiny) == refile_me
+    # Reset (the old run is terminated, a new one replays from the first workflow task), and cancelled.
+    handle = client.get_workflow_handle(reset_me)
+    first_task = next(
+        e.event_id for e in (await handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )  # fmt: skip
+    await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=reset_me),
+            reason="test: someone with namespace access rewrites a review", request_id=str(uuid.uuid4()),
+            workflow_task_finish_event_id=first_task,
+        )
+    )  # fmt: skip
+    await client.get_workflow_handle(cancel_me).cancel()
+
+    for _ in range(150):
+        report = await transparency_report(client, lab=lab)
+        cells = {c.policy_version: c for c in report.meter.reviews}
+        flags = {(f.review_id, tuple(f.reasons)) for f in report.meter.flags}
+        if sum(c.reviews for c in cells.values()) == 5 and len(flags) == 3:
+            break
+        await asyncio.sleep(0.2)
+    assert cells[tiny.version].reviews == 4 and not cells[tiny.version].suppressed
+    assert (cells[tiny.version].withdrawals, cells[tiny.version].refilings) == (1, 1)
+    # One review under its own policy version: only the count is published.
+    assert cells[single.version].suppressed and cells[single.version].reviews == 1
+    assert cells[single.version].days_held is None and cells[single.version].covered is None
+    reasons = {r for _, rs in flags for r in rs}
+    assert {(reset_me, ("run terminated",)), (reset_me, ("run reset",))} <= flags, flags
+    assert reasons & {"run cancelled", "cancellation requested"}, flags
