@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from activities.clearinghouse import ClearinghouseDesk, ClearinghouseForwarder, Outbox
 from activities.nsa import NsaBriefingDesk
+from activities.publication import ReportDesk
 from activities.release import ReleaseDesk
 from activities.standards import StandardsBody, load_standard
 from activities.store import RecordStore
@@ -35,6 +36,7 @@ from infra.connection import Target, Unreachable, connect
 from infra.keys import KeyProblem
 from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
 from workflows.clearinghouse import Clearinghouse
+from workflows.publication import PublishTransparencyReport
 from workflows.review import ModelReview
 from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
@@ -71,6 +73,16 @@ class WorkerConfig:
         default_factory=lambda: os.environ.get("FRONTIER_REVIEW_CLEARINGHOUSE_POLICY", DEFAULT_POLICY)
     )
 
+    # Where the review office publishes the weekly transparency report (default: <data_dir>/reports),
+    # and where it finds the standards bodies' public summaries to publish with it.
+    report_dir: Path | None = field(
+        default_factory=lambda: Path(d) if (d := os.environ.get("FRONTIER_REVIEW_REPORT_DIR")) else None
+    )
+
+    @property
+    def reports(self) -> Path:
+        return self.report_dir or self.data_dir / "reports"
+
     def store(self, owner: str) -> RecordStore:
         return RecordStore(self.data_dir / f"{owner}.db")
 
@@ -93,9 +105,14 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=REVIEW_TASK_QUEUE,
-                    workflows=[ModelReview],
+                    workflows=[ModelReview, PublishTransparencyReport],
                     workflow_runner=workflow_runner(),
-                    activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
+                    activities=[
+                        desk.load_review_keys,
+                        desk.vet_partner,
+                        desk.grant_access,
+                        ReportDesk(client, config.reports, config.standards_dir).publish_transparency_report,
+                    ],
                     **activity_slots(REVIEW),
                 )
             )

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.agency import AgencyClient
 from api.clearinghouse import OperatorClient, VendorClient, case_status
+from api.publication import ensure_report_schedule
 from api.reviews import disclose, status
 from cli.keys import ensure_development_keys, serve_codec
 from cli.render import console, status_view
@@ -22,6 +23,7 @@ from domain.agencies import Agency
 from domain.clearinghouse import CaseStatus, CaseView
 from domain.messages import FindingKind, Severity
 from domain.policy import describe, load_policy
+from domain.publication import SCHEDULE_ID
 from domain.status import Outcome, ReviewStatus, Stage
 from infra import logs
 from infra.connection import Target, connect
@@ -59,13 +61,16 @@ async def cmd_up(args: argparse.Namespace) -> int:
                 runtime=runtime,
             )
         try:
+            config = WorkerConfig()
             with console.status("starting the workers…"):
-                workers = build_workers(env.client, config=WorkerConfig())
+                workers = build_workers(env.client, config=config)
+                await ensure_report_schedule(env.client)
             console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db}, log {env.log_file})")
             console.print(f"Web UI           [bold]{ui_origin}[/bold]  (payloads decoded by the codec server)")
             console.print(f"codec server     http://localhost:{args.codec_port}  (bearer token in {keys.token_file})")
             console.print(f"keys             {keys.path}")
             console.print(f"workers          {', '.join(w.task_queue for w in workers)}")
+            console.print(f"report           weekly (Mondays 06:00 UTC, schedule {SCHEDULE_ID}) into {config.reports}")
             if args.metrics_port:
                 console.print(f"metrics          [bold]http://{args.metrics_host}:{args.metrics_port}/metrics[/bold]")
             console.print("Ctrl-C stops everything.")

@@ -1,0 +1,22 @@
+"""The weekly publication of the transparency report: names shared by the schedule, its
+workflow and the review office's worker that runs it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+PUBLISH_WORKFLOW = "PublishTransparencyReport"
+PUBLISH_ACTIVITY = "publish_transparency_report"
+SCHEDULE_ID = "transparency-report-weekly"
+# The workflow id of each scheduled run (the server appends the scheduled time).
+PUBLISH_WORKFLOW_ID = "transparency-report"
+
+
+class Publication(BaseModel):
+    """What one publication wrote (the directory is the worker's, never the caller's)."""
+
+    generated_at: datetime
+    reviews: int
+    files: list[str]
