@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -116,6 +117,8 @@ async def test_earliest_and_latest_release_at_each_stage(client: Client) -> None
     assert s.disclosed_at <= s.earliest_release <= s.latest_release
     assert s.past_intended_release == "possibly"
 
+    assert f"latest release: {s.latest_release:%Y-%m-%d %H:%M} UTC" in await current_details(client, rid)
+
     await AgencyClient(client, Agency.NSA).determine(rid, covered=True, agencies=["dod"], rationale="r")
     s = await wait_stage(client, rid, Stage.UNDER_REVIEW)
     assert s.latest_release == s.window_deadline
@@ -129,6 +132,12 @@ async def test_earliest_and_latest_release_at_each_stage(client: Client) -> None
     assert final.earliest_release == final.latest_release == final.hold_ended_at == releasing.at
     assert final.clock_ran_out is None, "every agency concluded: no clock ended the hold"
     assert final.delay_seconds == 0 and final.past_intended_release == "no"
+
+
+async def current_details(client: Client, rid: str) -> str:
+    """What a watcher reads under Current Details in the Web UI."""
+    metadata = await client.get_workflow_handle(rid).query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return metadata.current_details
 
 
 async def visible(client: Client, rid: str, key: object) -> object:
