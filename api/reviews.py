@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
@@ -23,6 +23,7 @@ from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
+from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
@@ -52,7 +53,8 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     `public_keys` is recorded in the review's input for the record (and for reviews started
     before keys were loaded by the review itself); a review verifies messages with the keys it
     loads from the review office's key directory when it starts."""
-    rid = review_id_for(disclosure)
+    review = admissible(disclosure, policy, public_keys)
+    rid = review.review_id
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
@@ -74,7 +76,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy, public_keys=public_keys),
+            review,
             id=rid,
             task_queue=REVIEW_TASK_QUEUE,
             search_attributes=attrs,
@@ -92,6 +94,29 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     except WorkflowAlreadyStartedError:
         raise DuplicateDisclosure(f"review {rid} is already open; withdraw it before refiling") from None
     return rid
+
+
+def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> ReviewInput:
+    """The review's input, if the door admits it; else `Refused` (nothing was started).
+
+    The disclosure must read back as itself (as the workflow will decode it: a model made with
+    `model_copy` may carry what validation would refuse), name only the policy's evaluations, and
+    plan a release that is not already past (a day's grace for time zones)."""
+    disclosure = round_trips(disclosure, "disclosure", max_bytes=MAX_FILE_BYTES)
+    problem = policy.unknown_evaluations(disclosure.evaluations)
+    if problem:
+        raise Refused(f"disclosure: {problem}")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    if disclosure.intended_release_date < yesterday:
+        raise Refused(
+            f"disclosure: intended_release_date {disclosure.intended_release_date} is in the past "
+            "(a review comes before the release)"
+        )
+    review = ReviewInput(
+        review_id=review_id_for(disclosure), disclosure=disclosure, policy=policy, public_keys=public_keys
+    )
+    # The whole start input, as the SDK will carry it (well under Temporal's 2 MB payload limit).
+    return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
 
 
 async def status(client: Client, review_id: str) -> ReviewStatus:
@@ -129,7 +154,9 @@ async def list_reviews(
 
 
 async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id: a retry applies once."""
+    """Sign and send one message as an update. The message id is the update id: a retry applies once.
+    A message that would not read back as itself in the workflow is `Refused` before anything is sent."""
+    message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
     message = signer.sign(review_id, update, message)
     handle: WorkflowHandle = client.get_workflow_handle(review_id)
     for attempt in range(NOT_READY_RETRIES + 1):
