@@ -8,16 +8,17 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
-from api.reviews import disclose, list_reviews, status
+from api.reviews import admissible, disclose, list_reviews, status
 from cli import args as arg
 from cli.render import as_json, list_view, status_view
 from domain.agencies import LAB, Agency, parse_agency
 from domain.disclosure import Disclosure
-from domain.inputs import Refused, load_model, read_file
-from domain.messages import FindingKind, Severity
-from domain.policy import DEFAULT_POLICY, load_policy
+from domain.inputs import MAX_MESSAGE_BYTES, Refused, load_model, read_file, round_trips
+from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
+from domain.policy import DEFAULT_POLICY, load_policy, one_line
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
 from infra.connection import Target, connect
@@ -57,6 +58,14 @@ def _agencies(text: str | None) -> list[Agency]:
         raise BadInput(str(e)) from None
 
 
+def _valid(model: type[Message], **fields: object) -> None:
+    """The message the command will send, checked before connecting: a refusal never waits on Temporal."""
+    try:
+        round_trips(model(**fields), model.__name__.lower(), max_bytes=MAX_MESSAGE_BYTES)
+    except ValidationError as e:
+        raise BadInput(one_line(e)) from None
+
+
 def _print_status(args: argparse.Namespace, s: ReviewStatus) -> None:
     if getattr(args, "json", False):
         print(as_json(s))
@@ -84,6 +93,7 @@ async def cmd_disclose(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     public_keys = KeyDirectory().public_keys()
+    admissible(disclosure, policy, public_keys)  # the policy's vocabulary, the date: before connecting
     client = await connect(Target.from_args(args))
     rid = await disclose(client, disclosure, policy, public_keys)
     print(json.dumps({"review_id": rid}) if args.json else rid)
@@ -113,11 +123,12 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_determine(args: argparse.Namespace) -> int:
+    agencies = _agencies(args.agencies)
+    _valid(Determination, sender=args.agency, covered=args.covered, agencies=agencies, rationale=args.rationale)
+    signer = _signer(args, args.agency)
     client = await connect(Target.from_args(args))
-    nsa = AgencyClient(client, args.agency, _signer(args, args.agency))
-    s = await nsa.determine(
-        args.review_id, covered=args.covered, agencies=_agencies(args.agencies), rationale=args.rationale
-    )
+    nsa = AgencyClient(client, args.agency, signer)
+    s = await nsa.determine(args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale)
     _print_status(args, await _after(client, args.review_id, s, Stage.AWAITING_DETERMINATION))
     return 0
 
@@ -134,8 +145,13 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         raise BadInput("a vulnerability finding needs --details FILE.json (see examples/vulnerabilities/)")
     if args.kind != FindingKind.VULNERABILITY and details is not None:
         raise BadInput(f"--details applies only to --kind vulnerability, not {args.kind}")
+    _valid(
+        ReviewFinding, sender=agency.value, kind=args.kind, severity=args.severity, summary=args.summary,
+        vulnerability=details,
+    )  # fmt: skip
+    signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, _signer(args, agency.value)).submit_finding(
+    s = await AgencyClient(client, agency, signer).submit_finding(
         args.review_id,
         kind=FindingKind(args.kind),
         severity=Severity(args.severity),
@@ -151,10 +167,10 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
         agency = parse_agency(args.agency)
     except ValueError as e:
         raise BadInput(str(e)) from None
+    _valid(Conclusion, sender=agency.value, summary=args.summary or "")
+    signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, _signer(args, agency.value)).conclude(
-        args.review_id, summary=args.summary or ""
-    )
+    s = await AgencyClient(client, agency, signer).conclude(args.review_id, summary=args.summary or "")
     if not s.pending_agencies and s.stage == Stage.UNDER_REVIEW:  # the last conclusion closes the window
         s = await _after(client, args.review_id, s, Stage.UNDER_REVIEW)
     _print_status(args, s)
@@ -162,8 +178,10 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
 
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
+    _valid(Withdrawal, sender=LAB, reason=args.reason)
+    signer = _signer(args, LAB)
     client = await connect(Target.from_args(args))
-    s = await LabClient(client, _signer(args, LAB)).withdraw(args.review_id, args.reason)
+    s = await LabClient(client, signer).withdraw(args.review_id, args.reason)
     _print_status(args, await _after(client, args.review_id, s, s.stage))
     return 0
 
@@ -181,7 +199,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", parents=[common], help="list reviews")
-    p.add_argument("--stage", help="only reviews at this stage")
+    p.add_argument("--stage", type=arg.text, help="only reviews at this stage")
     p.add_argument("--limit", type=arg.count(1, 100_000, "--limit"), default=None, help="at most this many")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
@@ -191,35 +209,39 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--covered", dest="covered", action="store_true")
     group.add_argument("--not-covered", dest="covered", action="store_false")
-    p.add_argument("--agencies", help="participating agencies, comma-separated (covered only)")
-    p.add_argument("--rationale", required=True)
-    p.add_argument("--as", dest="agency", default=Agency.NSA.value, help="the party you speak for (default nsa)")
+    p.add_argument("--agencies", type=arg.text, help="participating agencies, comma-separated (covered only)")
+    p.add_argument("--rationale", type=arg.text, required=True)
+    p.add_argument(
+        "--as", dest="agency", type=arg.text, default=Agency.NSA.value, help="the party you speak for (default nsa)"
+    )
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
+    p.add_argument(
+        "--key", type=arg.text, help="sign with this Ed25519 private key (PEM) instead of the key directory's"
+    )
     p.set_defaults(func=cmd_determine)
 
     p = sub.add_parser("finding", parents=[common], help="a participating agency's finding")
     p.add_argument("review_id", type=arg.review_id)
-    p.add_argument("--agency", required=True)
+    p.add_argument("--agency", type=arg.text, required=True)
     p.add_argument("--kind", required=True, choices=[k.value for k in FindingKind])
     p.add_argument("--severity", required=True, choices=[s.value for s in Severity])
-    p.add_argument("--summary", required=True)
+    p.add_argument("--summary", type=arg.text, required=True)
     p.add_argument("--details", help="vulnerability details JSON, required with --kind vulnerability")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_finding)
 
     p = sub.add_parser("conclude", parents=[common], help="a participating agency concludes its review")
     p.add_argument("review_id", type=arg.review_id)
-    p.add_argument("--agency", required=True)
-    p.add_argument("--summary")
+    p.add_argument("--agency", type=arg.text, required=True)
+    p.add_argument("--summary", type=arg.text)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_conclude)
 
     p = sub.add_parser("withdraw", parents=[common], help="the lab withdraws from the review")
     p.add_argument("review_id", type=arg.review_id)
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", type=arg.text, required=True)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_withdraw)

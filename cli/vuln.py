@@ -228,50 +228,57 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
             p.add_argument("case_id", type=arg.case_id)
         p.add_argument("--json", action="store_true")
         if signed:
-            p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
+            p.add_argument(
+                "--key", type=arg.text, help="sign with this Ed25519 private key (PEM) instead of the key directory's"
+            )
         p.set_defaults(func=func)
         return p
 
     p = command("report", "report a vulnerability (JSON, see examples/vulnerabilities/)", cmd_report, case=False)
     p.add_argument("file", type=arg.text, help="`frontier-review schema report` describes it")
-    p.add_argument("--as", dest="sender", default=TREASURY, help="reporting party (default treasury)")
-    p.add_argument("--reference", default="", help="your own reference for the report")
+    p.add_argument("--as", dest="sender", type=arg.text, default=TREASURY, help="reporting party (default treasury)")
+    p.add_argument("--reference", type=arg.text, default="", help="your own reference for the report")
     p.add_argument(
         "--policy",
+        type=arg.text,
         help="recorded in the clearinghouse's start input when this report starts it; the clearinghouse "
         "runs under Treasury's policy, read on Treasury's worker, whatever this says "
         f"(default {DEFAULT_POLICY})",
     )
 
     p = command("list", "list cases, most urgent first", cmd_list, case=False, signed=False)
-    p.add_argument("--status", help="only cases in this status")
-    p.add_argument("--sector", help="only cases affecting this sector")
+    p.add_argument("--status", type=arg.text, help="only cases in this status")
+    p.add_argument("--sector", type=arg.text, help="only cases affecting this sector")
     p.add_argument("--limit", type=arg.count(1, 100_000, "--limit"), default=None, help="at most this many")
 
     command("status", "one case", cmd_status, signed=False)
     command("clearinghouse", "the clearinghouse's totals", cmd_clearinghouse, case=False, signed=False)
 
     p = command("fix-ready", "the vendor: a fix is ready", cmd_fix_ready)
-    p.add_argument("--as", dest="sender", required=True, help="vendor:<id>")
-    p.add_argument("--fixed-in", required=True, help="fixed versions, comma-separated")
-    p.add_argument("--advisory", help="the vendor's advisory text")
+    p.add_argument("--as", dest="sender", type=arg.text, required=True, help="vendor:<id>")
+    p.add_argument("--fixed-in", type=arg.text, required=True, help="fixed versions, comma-separated")
+    p.add_argument("--advisory", type=arg.text, help="the vendor's advisory text")
 
     p = command(
         "patch-deployed", "operators of a sector (or the vendor, treasury): the patch is deployed", cmd_patch_deployed
     )
-    p.add_argument("--as", dest="sender", required=True, help="operator:<sector>, vendor:<id> or treasury")
-    p.add_argument("--note")
+    p.add_argument(
+        "--as", dest="sender", type=arg.text, required=True, help="operator:<sector>, vendor:<id> or treasury"
+    )
+    p.add_argument("--note", type=arg.text)
 
     p = command("exploitation-observed", "exploitation seen in the wild: shortens the embargo", cmd_exploitation)
-    p.add_argument("--as", dest="sender", required=True, help="operator:<sector>, vendor:<id> or treasury")
-    p.add_argument("--evidence", required=True)
+    p.add_argument(
+        "--as", dest="sender", type=arg.text, required=True, help="operator:<sector>, vendor:<id> or treasury"
+    )
+    p.add_argument("--evidence", type=arg.text, required=True)
 
     p = command("request-extension", "the vendor asks for more time (capped by policy)", cmd_extension)
-    p.add_argument("--as", dest="sender", required=True, help="vendor:<id>")
+    p.add_argument("--as", dest="sender", type=arg.text, required=True, help="vendor:<id>")
     p.add_argument(
         "--days",
         type=arg.count(1, MAX_EXTENSION_REQUEST.days, "--days"),
         required=True,
         help="the policy caps the total",
     )
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", type=arg.text, required=True)

@@ -38,7 +38,7 @@ def slug(text: str) -> str:
 def name_hash(*names: str) -> str:
     """A short hash of the canonical names, in order (the list keeps the boundaries between them)."""
     key = json.dumps([canonical_name(n) for n in names], ensure_ascii=False)
-    return hashlib.sha256(key.encode()).hexdigest()[:HASH_DIGITS]
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_DIGITS]
 
 
 def review_id(lab: str, model_name: str, model_version: str) -> str:
