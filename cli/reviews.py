@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
-from api.reviews import admissible, disclose, list_reviews, status
+from api.reviews import admissible, close, disclose, list_reviews, status
 from cli import args as arg
 from cli.render import as_json, list_view, status_view
 from domain.agencies import LAB, Agency, parse_agency
@@ -186,6 +186,16 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_close(args: argparse.Namespace) -> int:
+    client = await connect(Target.from_args(args))
+    run_id = await close(client, args.review_id, args.reason)
+    if args.json:
+        print(json.dumps({"review_id": args.review_id, "run_id": run_id, "closed": True}))
+    else:
+        print(f"{args.review_id} (run {run_id}) closed; the lab may refile it")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("disclose", parents=[common], help="validate a lab's disclosure and start its review")
     p.add_argument("file", type=arg.text, help="disclosure JSON (`frontier-review schema disclosure`; examples/)")
@@ -245,3 +255,16 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_withdraw)
+
+    p = sub.add_parser(
+        "close",
+        parents=[common],
+        help="an operator closes a review that cannot go on (terminated, with the reason recorded)",
+        description="Terminate a review's run that cannot go on (e.g. a workflow task failing for good), with a "
+        "reason that its history records. The lab may then disclose the same model version again, unless the "
+        "release had begun; the new run's record names the closed one.",
+    )
+    p.add_argument("review_id", type=arg.review_id)
+    p.add_argument("--reason", type=arg.text, required=True, help="why (recorded in the history)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_close)
