@@ -66,7 +66,8 @@ def count(low: int, high: int, what: str = "number"):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number") from None
         if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"{number} is out of range ({what}: {low} to {high})")
+            floor = "positive" if low == 1 else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{number} is out of range: {what} must be {floor} and at most {high}")
         return number
 
     parse.__name__ = what

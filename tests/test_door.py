@@ -138,7 +138,7 @@ def test_bad_flags_and_files_are_refused_at_the_door(
         (["vuln", "list", "--limit", "0"], "0 is out of range"),
         (
             ["vuln", "request-extension", "case-x", "--as", "vendor:tlskit-foundation", "--days", "1000000000"],
-            "1000000000 is out of range (--days: 1 to 3650)",
+            "1000000000 is out of range: --days must be positive and at most 3650",
         ),
         (
             ["finding", "review-x", "--agency", "dod", "--kind", "vulnerability", "--severity", "low",

@@ -37,7 +37,7 @@ CONVERTER = data_converter(PayloadKeyring.generate()).payload_converter
 POLICY = load_policy("eo-2026")
 DISCLOSURE = json.loads((EXAMPLES / "mythos-2.json").read_text())
 REPORT = json.loads((EXAMPLES / "vulnerabilities" / "tls-heap-overflow.json").read_text())
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Anything JSON can say, and what Python's json writes beyond it (NaN, Infinity), lone surrogates included.
 scalars = (
