@@ -20,8 +20,7 @@ from temporalio.service import RPCError
 from api.errors import ReviewError
 from cli import audit, embedded, keys, report, reviews, schema, vuln
 from cli.args import OneLineParser, address
-from domain.inputs import Refused
-from domain.policy import one_line
+from domain.inputs import Refused, one_line
 from infra.connection import ClientConfigError
 from infra.devserver import DevServerError
 from infra.keys import KeyProblem
@@ -55,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0), or a flag refused by the parser (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     except ValueError as e:  # a bad FRONTIER_REVIEW_* default read while building the parser
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 2
     try:
         return asyncio.run(args.func(args))
@@ -64,33 +63,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except (Refused, KeyProblem) as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 2
     except ValidationError as e:  # a message that never reached Temporal (e.g. an empty --reason)
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        _say(one_line(e))
         return 2
     except ClientConfigError as e:  # envconfig: unknown profile, unreadable config file
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 2
     except ReviewError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 1
     except RPCError as e:
-        print(f"error: Temporal: {e.message}", file=sys.stderr)
+        _say(f"Temporal: {e.message}")
         return 1
     except (ConnectionError, TimeoutError, DevServerError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 1
     except OSError as e:  # a file or directory named on the command line: missing, not writable, ...
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        _say(f"{where}{e.strerror or e}")
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001  a bug, but still one line: the contract is never a traceback
-        first = str(e).splitlines()[0] if str(e) else ""
-        print(f"error: unexpected {type(e).__name__}: {first[:300]} (please report this)", file=sys.stderr)
+        _say(f"unexpected {type(e).__name__}: {str(e)[:300]} (please report this)")
         return 1
+
+
+def _say(error: object) -> None:
+    """The one line: whatever the error's text holds (an input's newline), it is printed as one line."""
+    print("error: " + " ".join(str(error).split()), file=sys.stderr)
 
 
 def _silence_stdout() -> None:

@@ -42,6 +42,10 @@ M = TypeVar("M", bound=BaseModel)
 class Refused(ValueError):
     """Input refused at the door: one line naming what is wrong; nothing was sent or recorded."""
 
+    def __init__(self, reason: str) -> None:
+        # One line, whatever the input put into the reason (a key with a newline, say).
+        super().__init__(" ".join(str(reason).split("\n")).replace("\r", " "))
+
 
 def read_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """A file's bytes, or Refused: missing, a directory, unreadable, too large."""
@@ -138,7 +142,7 @@ def one_line(e: ValidationError) -> str:
     """A pydantic error as one line naming each bad field."""
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        loc = ".".join(str(x) if str(x).isprintable() else repr(str(x)) for x in err["loc"]) or "(root)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
 
