@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.agencies import Agency
+from domain.attestation import UnverifiedResult
 from domain.messages import Determination, ReviewFinding, StandardsVerdict
 
 
@@ -68,3 +69,6 @@ class ReviewStatus(BaseModel):
     withdrawal_reason: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
+    # Activity results the review did not believe (not signed by the party that should have produced
+    # them: a forgery completed by id, a rogue poller, a payload the codec refused).
+    unverified_results: list[UnverifiedResult] = Field(default_factory=list)
