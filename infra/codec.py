@@ -45,9 +45,10 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
 JSON = b"json/plain"
+JSON_PROTOBUF = b"json/protobuf"  # the SDK's own messages (the Web UI's workflow metadata query)
 NULL = b"binary/null"
 # What the converter of this project writes inside the seal: nothing else is accepted out of it.
-SEALED_ENCODINGS = (JSON, NULL)
+SEALED_ENCODINGS = (JSON, JSON_PROTOBUF, NULL)
 
 
 class CodecError(Exception):
@@ -105,7 +106,7 @@ class EncryptionCodec(PayloadCodec):
         inner = plain.metadata.get("encoding")
         if inner not in SEALED_ENCODINGS:
             return refused("sealed content is not in this project's encoding")
-        if inner == JSON:
+        if inner in (JSON, JSON_PROTOBUF):
             try:
                 json.loads(plain.data)
             except ValueError:

@@ -36,6 +36,8 @@ def test_only_sealed_payloads_nulls_and_patch_markers_pass(keys: KeyDirectory) -
     sealed = codec.encrypt(plain)
     tampered = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
     assert is_refused(opened(codec, tampered))
+    metadata = codec.encrypt(Payload(metadata={"encoding": b"json/protobuf", "messageType": b"x"}, data=b"{}"))
+    assert opened(codec, metadata) == {}, "the SDK's own messages (workflow metadata) open"
     protobuf = codec.encrypt(Payload(metadata={"encoding": b"binary/protobuf"}, data=b"\x08\x01"))
     assert is_refused(opened(codec, protobuf)) == "sealed content is not in this project's encoding"
     not_json = codec.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b"{nope"))
