@@ -17,8 +17,8 @@ from activities.store import RecordStore
 from api.agency import AgencyClient, LabClient
 from api.errors import DuplicateDisclosure, Rejected, UnknownReview
 from api.reviews import close, status
+from domain.attestation import Attested
 from domain.ids import review_id_for
-from domain.messages import AccessGrant, VettingResult
 from domain.policy import Policy
 from domain.review import GRANT_ACCESS, VET_PARTNER, WORKFLOW_TYPE, PartnerRequest
 from domain.status import Outcome, ReviewStatus, Stage
@@ -35,7 +35,7 @@ class HeldGrant(ReleaseDesk):
         self.proceed = threading.Event()
 
     @activity.defn(name=GRANT_ACCESS)
-    def grant_access(self, request: PartnerRequest) -> AccessGrant:
+    def grant_access(self, request: PartnerRequest) -> Attested:
         self.started.set()
         self.proceed.wait(timeout=30)
         return super().grant_access(request)
@@ -79,7 +79,7 @@ class HeldVetting(ReleaseDesk):
         self.proceed = threading.Event()
 
     @activity.defn(name=VET_PARTNER)
-    def vet_partner(self, request: PartnerRequest) -> VettingResult:
+    def vet_partner(self, request: PartnerRequest) -> Attested:
         self.started.set()
         self.proceed.wait(timeout=30)
         return super().vet_partner(request)
