@@ -61,7 +61,7 @@ async def test_a_withdrawal_racing_the_first_grant_is_refused(
             await LabClient(isolated).withdraw(rid, "pulled while granting")
         desk.proceed.set()
         final = await result(isolated, rid)
-        with pytest.raises(Rejected, match="closed \(stage RELEASED\)"):
+        with pytest.raises(Rejected, match=r"closed \(stage RELEASED\)"):
             await LabClient(isolated).withdraw(rid, "too late")
     assert final.stage == Stage.RELEASED and final.outcome == Outcome.NOT_COVERED
     assert final.withdrawal_reason is None
