@@ -19,13 +19,14 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from domain import clocks, metrics
     from domain import search_attributes as sa
     from domain.agencies import LAB, STANDARDS_BODIES, Agency
+    from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
     from domain.messages import (
         AccessGrant,
@@ -59,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.signatures import PublicKeyring
     from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
+    from domain.vulnerability import REVIEW_OFFICE, TREASURY
+    from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, reject_unless
 
 T = TypeVar("T")
@@ -72,6 +75,12 @@ KEYS_FROM_REVIEW_OFFICE = "review-keys-from-review-office"
 _LEFT_OF_HOLD = " (what was left of the policy's max_hold)"
 # A timeout of zero means "none" to Temporal: a clock with nothing left still gets this long.
 _LEAST_CLOCK = timedelta(seconds=1)
+
+
+def _keyring(result: object) -> PublicKeyring:
+    if not isinstance(result, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in result.items()):
+        raise Unverifiable("the review office's keyring is not {party: key}")
+    return dict(result)
 
 
 class _Withdrawn(Exception):
@@ -111,6 +120,9 @@ class ModelReview:
         self._applied_messages: set[str] = set()
         self._withdrawal: Withdrawal | None = None
         self._released: list[PartnerRelease] = []
+        # Set just before the first access grant is scheduled: from then on the model is reaching
+        # partners, and the lab can no longer withdraw (README, "Withdrawal and release").
+        self._granting = False
         # The disclosure is the workflow's start: every clock the lab can plan on counts from it.
         self._disclosed_at = workflow.info().workflow_start_time
         self._forwards: list[asyncio.Task[None]] = []
@@ -123,6 +135,10 @@ class ModelReview:
         # The whole hold (domain/clocks.py): when it ended, and which policy clock ended it.
         self._hold_ended_at: datetime | None = None
         self._clock_ran_out: str | None = None
+        # Activity results are believed only when signed by the party that produces them
+        # (workflows/attested.py); the others are kept here, for the status and the audit.
+        self._watch = ResetWatch()
+        self._unverified: list[UnverifiedResult] = []
         # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
         # those it refused outright.
         self._forwards_pending: dict[str, str] = {}
@@ -133,13 +149,15 @@ class ModelReview:
     @workflow.run
     async def run(self, review: ReviewInput) -> ReviewStatus:
         if self._keys_from_office:
-            self._keys = await workflow.execute_activity(
-                LOAD_REVIEW_KEYS,
-                result_type=dict[str, str],
-                start_to_close_timeout=timedelta(seconds=30),
-                summary="load the parties' public keys (review office)",
+            self._keys = await self._from_review_office(
+                LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
             )
-        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
+        refiled = ""
+        if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
+            earlier = review.earlier_run
+            why = f": {earlier.reason}" if earlier.reason else ""
+            refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
+        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}{refiled}")
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
@@ -167,21 +185,51 @@ class ModelReview:
         checks = [self._check_standard(body) for body in STANDARDS_BODIES]
         await self._unless_withdrawn(asyncio.gather(*checks))
 
+    async def _from_review_office(self, activity: str, activity_id: str, parse, summary: str):
+        """What the review office's worker answers, signed with its key; without that the review
+        cannot run: it fails, naming why (it never goes on with what someone else supplied)."""
+        try:
+            return await attested(
+                activity,
+                party=REVIEW_OFFICE,
+                activity_id=activity_id,
+                parse=parse,
+                watch=self._watch,
+                refused=self._unverified,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary=summary,
+            )
+        except Unverifiable as e:
+            raise ApplicationError(
+                f"{e}: " + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
+                type="Unverifiable",
+                non_retryable=True,
+            ) from None
+
     async def _check_standard(self, body: Agency) -> None:
-        """One body's classified standard, judged on that body's own worker and queue."""
+        """One body's classified standard, judged on that body's own worker and queue, signed with
+        that body's key: an answer nobody can verify is that body's silence."""
         timeout, cut = self._within_hold(self._policy.standards_check_timeout)
         try:
-            verdict = await workflow.execute_activity(
+            verdict = await attested(
                 CHECK_STANDARD,
                 self._review.disclosure,
-                result_type=StandardsVerdict,
-                task_queue=body.task_queue,
+                party=body.value,
                 activity_id=f"standards-{body.value}",
-                schedule_to_close_timeout=timeout,
+                parse=model(StandardsVerdict),
+                watch=self._watch,
+                refused=self._unverified,
+                deadline=timeout,
+                task_queue=body.task_queue,
                 start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, timeout),
                 retry_policy=AGENCY_RETRY,
                 summary=f"{body.title} standards check",
             )
+            if verdict.agency != body:
+                raise Unverifiable(f"{body.value} signed a verdict for {verdict.agency.value}")
+        except Unverifiable as err:
+            why = f"no verifiable answer: {err}"
+            verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
                 return  # the lab withdrew while the check was in flight: no verdict, not a failure
@@ -203,16 +251,22 @@ class ModelReview:
         self._determination_deadline = deadline
         self._nsa_briefed = False
         self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
-        briefing = workflow.start_activity(
-            BRIEF_NSA,
-            Briefing(review_id=self._review.review_id, verdicts=self._verdicts, determination_deadline=deadline),
-            result_type=BriefingReceipt,
-            task_queue=Agency.NSA.task_queue,
-            activity_id="nsa-briefing",
-            schedule_to_close_timeout=clock,
-            start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, clock),
-            retry_policy=AGENCY_RETRY,
-            summary="NSA briefing",
+        # The receipt counts only with the NSA's signature (a forged one is recorded as unverified).
+        briefing = asyncio.ensure_future(
+            attested(
+                BRIEF_NSA,
+                Briefing(review_id=self._review.review_id, verdicts=self._verdicts, determination_deadline=deadline),
+                party=Agency.NSA.value,
+                activity_id="nsa-briefing",
+                parse=model(BriefingReceipt),
+                watch=self._watch,
+                refused=self._unverified,
+                deadline=clock,
+                task_queue=Agency.NSA.task_queue,
+                start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, clock),
+                retry_policy=AGENCY_RETRY,
+                summary="NSA briefing",
+            )
         )
         briefing.add_done_callback(self._briefing_done)
         try:
@@ -229,7 +283,7 @@ class ModelReview:
             briefing.cancel()
         try:
             await briefing
-        except (ActivityError, asyncio.CancelledError):
+        except (ActivityError, asyncio.CancelledError, Unverifiable):
             if superseded:
                 self._log("NSA briefing superseded by the determination or the deadline", agency="nsa")
             else:
@@ -304,40 +358,57 @@ class ModelReview:
         ran_out = f" ({self._clock_ran_out} ran out)" if self._clock_ran_out else ""
         self._enter(Stage.RELEASING, "review", f"{self._outcome.value}{ran_out}: release to trusted partners")
         for partner in self._review.disclosure.partners:
-            request = PartnerRequest(review_id=self._review.review_id, partner=partner)
-            vetting = await self._unless_withdrawn(
-                workflow.execute_activity(
-                    VET_PARTNER,
-                    request,
-                    result_type=VettingResult,
-                    activity_id=f"vet-{partner.partner_id}",
-                    start_to_close_timeout=self._policy.release_activity_timeout,
-                    summary=f"vet {partner.name}",
+            # Keyed by run in the ledger: a refiled review never finds an earlier run's grants.
+            request = PartnerRequest(review_id=self._review.review_id, partner=partner, run_id=workflow.info().run_id)
+            try:
+                vetting = await self._unless_withdrawn(
+                    attested(
+                        VET_PARTNER,
+                        request,
+                        party=REVIEW_OFFICE,
+                        activity_id=f"vet-{partner.partner_id}",
+                        parse=model(VettingResult),
+                        watch=self._watch,
+                        refused=self._unverified,
+                        start_to_close_timeout=self._policy.release_activity_timeout,
+                        summary=f"vet {partner.name}",
+                    )
                 )
-            )
+            except Unverifiable:
+                # Nobody may approve a partner but the review office: no verified vetting, no grant.
+                vetting = VettingResult(
+                    partner_id=partner.partner_id, approved=False, reason="no verifiable vetting by the review office"
+                )
             if not vetting.approved:
                 self._released.append(
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
                 )
                 continue
-            # A grant is never cancelled half-way: it completes and is recorded, and a withdrawal
-            # that arrived meanwhile stops the release before the next partner.
-            grant = await workflow.execute_activity(
-                GRANT_ACCESS,
-                request,
-                result_type=AccessGrant,
-                activity_id=f"grant-{partner.partner_id}",
-                start_to_close_timeout=self._policy.release_activity_timeout,
-                summary=f"grant access to {partner.name}",
-            )
-            self._released.append(
-                PartnerRelease(
+            # A withdrawal that arrived while this partner was vetted was caught above; from here on
+            # the withdraw validator refuses, so a review never ends WITHDRAWN with grants.
+            self._granting = True
+            try:
+                # The grant is idempotent (review, run, partner): asking again returns the same grant.
+                grant = await attested(
+                    GRANT_ACCESS,
+                    request,
+                    party=REVIEW_OFFICE,
+                    activity_id=f"grant-{partner.partner_id}",
+                    parse=model(AccessGrant),
+                    watch=self._watch,
+                    refused=self._unverified,
+                    start_to_close_timeout=self._policy.release_activity_timeout,
+                    summary=f"grant access to {partner.name}",
+                )
+                release = PartnerRelease(
                     partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id
                 )
-            )
+            except Unverifiable:
+                release = PartnerRelease(
+                    partner_id=partner.partner_id, granted=False, reason="no verifiable grant from the review office"
+                )
+            self._released.append(release)
             self._publish_details()
-            if self._withdrawal is not None:
-                raise _Withdrawn()
         granted = sum(1 for r in self._released if r.granted)
         self._enter(
             Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
@@ -414,6 +485,10 @@ class ModelReview:
                 self._publish_details()
                 receipt = await self._forward_attempt(request, f"forward-{fid}-held", None)
             self._cases[fid] = receipt.case_id
+        except Unverifiable as err:
+            # Only answers nobody can verify came back (someone completing the relay by id, again and again).
+            self._forwards_refused[fid] = f"no verifiable receipt from Treasury: {err}"
+            self._log("vulnerability finding: no verifiable receipt", level=logging.WARNING)
         except ActivityError as err:
             # Refused outright (a non-retryable failure: the report does not verify at Treasury).
             self._forwards_refused[fid] = err.cause.message if err.cause else str(err)
@@ -425,13 +500,17 @@ class ModelReview:
     async def _forward_attempt(
         self, request: ForwardRequest, activity_id: str, deadline: timedelta | None
     ) -> IntakeReceipt:
-        return await workflow.execute_activity(
+        # Treasury's receipt, signed by Treasury; the relay is idempotent, so asking again is safe.
+        return await attested(
             FORWARD_VULNERABILITY,
             request,
-            result_type=IntakeReceipt,
-            task_queue=CLEARINGHOUSE_TASK_QUEUE,
+            party=TREASURY,
             activity_id=activity_id,
-            schedule_to_close_timeout=deadline,
+            parse=model(IntakeReceipt),
+            watch=self._watch,
+            refused=self._unverified,
+            deadline=deadline,
+            task_queue=CLEARINGHOUSE_TASK_QUEUE,
             start_to_close_timeout=self._policy.clearinghouse.activity_timeout,
             retry_policy=AGENCY_RETRY,
             summary=f"forward {request.finding.sender}'s vulnerability finding to the Treasury clearinghouse"
@@ -464,6 +543,11 @@ class ModelReview:
         reject_unless(
             self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
         )
+        reject_unless(
+            not self._granting,
+            "the release is under way (access has been granted to a trusted partner): a withdrawal is no "
+            "longer possible",
+        )
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> ReviewStatus:
@@ -492,6 +576,7 @@ class ModelReview:
             transitions=self._transitions,
             withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
             clearinghouse_cases=self._cases,
+            unverified_results=self._unverified,
             clearinghouse_pending=self._forwards_pending,
             clearinghouse_refused=self._forwards_refused,
             **self._release_outlook(),
