@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
+from api.idempotency import check_message_id
 from api.reviews import disclose, list_reviews, status
 from cli.render import as_json, list_view, status_view
 from domain.agencies import LAB, Agency, parse_agency
@@ -56,6 +57,16 @@ def _signer(args: argparse.Namespace, party: str) -> Signer:
     if not isinstance(key, Ed25519PrivateKey):
         raise BadInput(f"--key {args.key}: not an Ed25519 private key")
     return Signer(party, key)
+
+
+def _message_id(args: argparse.Namespace) -> str | None:
+    """--message-id: the caller's idempotency key (else derived from the message's content)."""
+    if args.message_id is None:
+        return None
+    try:
+        return check_message_id(args.message_id)
+    except ValueError as e:
+        raise BadInput(f"--message-id: {e}") from None
 
 
 def _agencies(text: str | None) -> list[Agency]:
@@ -113,7 +124,11 @@ async def cmd_determine(args: argparse.Namespace) -> int:
     client = await connect(Target.from_args(args))
     nsa = AgencyClient(client, args.agency, _signer(args, args.agency))
     s = await nsa.determine(
-        args.review_id, covered=args.covered, agencies=_agencies(args.agencies), rationale=args.rationale
+        args.review_id,
+        covered=args.covered,
+        agencies=_agencies(args.agencies),
+        rationale=args.rationale,
+        message_id=_message_id(args),
     )
     _print_status(args, s)
     return 0
@@ -138,6 +153,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         severity=Severity(args.severity),
         summary=args.summary,
         vulnerability=details,
+        message_id=_message_id(args),
     )
     _print_status(args, s)
     return 0
@@ -150,7 +166,7 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
         raise BadInput(str(e)) from None
     client = await connect(Target.from_args(args))
     s = await AgencyClient(client, agency, _signer(args, agency.value)).conclude(
-        args.review_id, summary=args.summary or ""
+        args.review_id, summary=args.summary or "", message_id=_message_id(args)
     )
     _print_status(args, s)
     return 0
@@ -158,7 +174,7 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
     client = await connect(Target.from_args(args))
-    s = await LabClient(client, _signer(args, LAB)).withdraw(args.review_id, args.reason)
+    s = await LabClient(client, _signer(args, LAB)).withdraw(args.review_id, args.reason, message_id=_message_id(args))
     _print_status(args, s)
     return 0
 
@@ -190,6 +206,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--as", dest="agency", default=Agency.NSA.value, help="the party you speak for (default nsa)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_determine)
 
     p = sub.add_parser("finding", parents=[common], help="a participating agency's finding")
@@ -201,6 +218,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--details", help="vulnerability details JSON, required with --kind vulnerability")
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_finding)
 
     p = sub.add_parser("conclude", parents=[common], help="a participating agency concludes its review")
@@ -209,6 +227,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--summary")
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_conclude)
 
     p = sub.add_parser("withdraw", parents=[common], help="the lab withdraws from the review")
@@ -216,4 +235,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--reason", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_withdraw)
+
+
+def _idempotency_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--message-id",
+        help="idempotency key: the same key applies once however often it is sent (default: derived from "
+        "the message's content, sender and review, so running the same command again applies it once)",
+    )
