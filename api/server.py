@@ -36,4 +36,6 @@ TRANSIENT_STATUSES = (
 
 
 def transient(e: RPCError) -> bool:
-    return e.status in TRANSIENT_STATUSES or workflow_not_ready(e)
+    # A connection cut mid-call (the server killed under it) comes back as UNKNOWN "transport error".
+    cut = e.status == RPCStatusCode.UNKNOWN and "transport error" in e.message
+    return cut or e.status in TRANSIENT_STATUSES or workflow_not_ready(e)

@@ -40,6 +40,7 @@ from api.clearinghouse import CaseParty, case_status, clearinghouse_status
 from api.errors import DuplicateDisclosure, Unavailable
 from api.reviews import status
 from api.server import transient
+from domain import attestation
 from domain.clearinghouse import CASE_WORKFLOW, CaseStatus, NoticeKind
 from domain.policy import ClearinghousePolicy, Policy, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
@@ -347,6 +348,8 @@ async def notified(client: Client, case_id: str):
 
 
 async def replay_all(client: Client, figures: Figures) -> None:
+    # Replay believes what the workers believed: the trust anchors of the same key directory.
+    attestation.pin(KeyDirectory().trust_anchors())
     replayer = Replayer(
         workflows=[ModelReview, Clearinghouse, VulnerabilityCase],
         data_converter=data_converter(KeyDirectory().payload_keyring()),
