@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -40,6 +41,7 @@ from workflows.vulnerability_case import VulnerabilityCase
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
+DEFAULT_CACHED_WORKFLOWS = 1000  # the SDK's default
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class WorkerConfig:
     # it, whoever started the workflow.
     clearinghouse_policy: str = field(
         default_factory=lambda: os.environ.get("FRONTIER_REVIEW_CLEARINGHOUSE_POLICY", DEFAULT_POLICY)
+    )
+
+    # Workflows each workflow worker keeps in memory. A workflow not in the cache is replayed
+    # from its full history before an update's validator or a query can run, so size it for
+    # what waits at once (reviews awaiting a decision + cases in embargo), see the README.
+    max_cached_workflows: int = field(
+        default_factory=lambda: int(os.environ.get("FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS", DEFAULT_CACHED_WORKFLOWS))
     )
 
     def store(self, owner: str) -> RecordStore:
@@ -89,6 +98,7 @@ def build_workers(
                     task_queue=REVIEW_TASK_QUEUE,
                     workflows=[ModelReview],
                     workflow_runner=workflow_runner(),
+                    max_cached_workflows=config.max_cached_workflows,
                     activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
                     activity_executor=executor,
                 )
@@ -119,6 +129,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadP
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
         workflows=[Clearinghouse, VulnerabilityCase],
         workflow_runner=workflow_runner(),
+        max_cached_workflows=config.max_cached_workflows,
         activities=[
             desk.validate_report,
             desk.triage_case,
@@ -171,6 +182,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: $FRONTIER_REVIEW_METRICS_PORT, else off)",
     )
     parser.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
+    parser.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        help="workflows kept in memory per workflow worker (default: $FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS, else "
+        f"{DEFAULT_CACHED_WORKFLOWS}); at least the reviews and cases that wait at once",
+    )
     args = parser.parse_args(argv)
     logs.configure()
     log = logs.get_logger("worker")
@@ -187,7 +204,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
         client = await connect(Target.from_args(args), runtime=runtime)
-        workers = build_workers(client, roles)
+        config = WorkerConfig()
+        if args.max_cached_workflows is not None:
+            if args.max_cached_workflows < 1:
+                raise ValueError("--max-cached-workflows must be at least 1")
+            config = dataclasses.replace(config, max_cached_workflows=args.max_cached_workflows)
+        workers = build_workers(client, roles, config)
     except (ValueError, KeyProblem, Unreachable) as e:  # ClientConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
