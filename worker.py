@@ -44,6 +44,17 @@ REVIEW = "review"
 DEFAULT_CACHED_WORKFLOWS = 1000  # the SDK's default
 
 
+def cache_size(text: str, source: str) -> int:
+    """A workflow cache size from a flag or the environment: a whole number, at least 1."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise ValueError(f"{source} must be a whole number of workflows, not {text!r}") from None
+    if size < 1:
+        raise ValueError(f"{source} must be at least 1, not {size}")
+    return size
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """Where a worker keeps its records and finds its configuration (env or flags)."""
@@ -70,7 +81,10 @@ class WorkerConfig:
     # from its full history before an update's validator or a query can run, so size it for
     # what waits at once (reviews awaiting a decision + cases in embargo), see the README.
     max_cached_workflows: int = field(
-        default_factory=lambda: int(os.environ.get("FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS", DEFAULT_CACHED_WORKFLOWS))
+        default_factory=lambda: cache_size(
+            os.environ.get("FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS", str(DEFAULT_CACHED_WORKFLOWS)),
+            "FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS",
+        )
     )
 
     def store(self, owner: str) -> RecordStore:
@@ -184,7 +198,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
     parser.add_argument(
         "--max-cached-workflows",
-        type=int,
         help="workflows kept in memory per workflow worker (default: $FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS, else "
         f"{DEFAULT_CACHED_WORKFLOWS}); at least the reviews and cases that wait at once",
     )
@@ -201,14 +214,17 @@ async def main(argv: Sequence[str] | None = None) -> int:
         roles = [REVIEW]
     else:
         roles = [REVIEW, *(a.value for a in Agency)]
+    try:
+        config = WorkerConfig()
+        if args.max_cached_workflows is not None:
+            size = cache_size(args.max_cached_workflows, "--max-cached-workflows")
+            config = dataclasses.replace(config, max_cached_workflows=size)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
         client = await connect(Target.from_args(args), runtime=runtime)
-        config = WorkerConfig()
-        if args.max_cached_workflows is not None:
-            if args.max_cached_workflows < 1:
-                raise ValueError("--max-cached-workflows must be at least 1")
-            config = dataclasses.replace(config, max_cached_workflows=args.max_cached_workflows)
         workers = build_workers(client, roles, config)
     except (ValueError, KeyProblem, Unreachable) as e:  # ClientConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,107 @@
+"""The benchmark runs and reports every figure; the worker's cache is sized by its operator.
+
+The smoke run checks that `python -m bench` works end to end and that its figures are sane
+(counted, positive, consistent), never how fast anything is: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from bench.table import Phase, percentile, ratios
+from worker import WorkerConfig, build_workers
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PATHS = ("review, not covered", "review, covered", "report, new case", "report, duplicate")
+
+
+def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    out = tmp_path_factory.mktemp("bench") / "figures.json"
+    done = run("-m", "bench", "--smoke", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout, json.loads(out.read_text())
+
+
+def test_smoke_run_prints_a_row_for_every_path_and_side(smoke: tuple[str, dict]) -> None:
+    table, figures = smoke
+    rows = [line for line in table.splitlines() if line.startswith(PATHS)]
+    for path in PATHS:
+        sides = {line[31:39].strip() for line in rows if line.startswith(path) and line[31:39].strip()}
+        assert {"bare", "project"} <= sides, (path, table)
+    assert "ratio project / bare" in table and "peak RSS" in table
+    phases = [Phase.from_dict(p) for p in figures["phases"]]
+    assert {(p.side, p.path) for p in phases} == {(s, path) for s in ("bare", "project") for path in PATHS}
+
+
+def test_smoke_figures_are_counted_and_sane(smoke: tuple[str, dict]) -> None:
+    _, figures = smoke
+    for p in (Phase.from_dict(d) for d in figures["phases"]):
+        assert p.n == len(p.end_to_end) > 0, p
+        assert p.seconds > 0 and p.per_second > 0
+        # Every message was timed: one determination per review, two more when covered, a receipt per report.
+        expected = {"review, not covered": 1, "review, covered": 3}.get(p.path, 1)
+        assert len(p.updates) == expected * p.n, (p.path, len(p.updates))
+        # The phase waited for each review's result, which comes after its updates.
+        assert max(p.end_to_end) >= max(p.updates) > 0
+        # Both sides ran real workflows on a real server: history, and CPU spent by each process.
+        assert p.events >= 10 and p.history_bytes > 1000, p
+        assert p.worker_cpu_s > 0 and p.server_cpu_s > 0, p
+        assert 10 < p.worker_rss_mb < 4000
+        assert "cores" in p.load
+    assert all(v > 10 for v in figures["peak_rss_mb"].values()), figures["peak_rss_mb"]
+    pairs = ratios([Phase.from_dict(d) for d in figures["phases"]])
+    assert set(pairs) == set(PATHS)
+    assert all(0 < r < 1000 for figures_ in pairs.values() for values in figures_.values() for r in values)
+
+
+def test_ratios_pair_the_same_repetition_only() -> None:
+    def phase(side: str, rep: int, seconds: float) -> Phase:
+        return Phase(side, "review, covered", rep, 10, seconds, [1.0] * 10, [0.5] * 10, 1.0, 1.0, 50, 9000, 100, "")
+
+    pairs = ratios([phase("bare", 0, 1.0), phase("project", 0, 2.0), phase("project", 1, 9.0)])
+    assert pairs["review, covered"]["time per review (1 / per s)"] == [2.0]
+    assert percentile([], 0.5) is None and percentile([3.0, 1.0, 2.0], 0.99) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--max-cached-workflows", "0"], {}, "--max-cached-workflows must be at least 1"),
+        (["--max-cached-workflows", "ten"], {}, "--max-cached-workflows must be a whole number"),
+        ([], {"FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS": "-5"}, "FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS must be at least 1"),
+    ],
+)
+def test_a_bad_cache_size_is_refused_before_connecting(args: list[str], env: dict[str, str], words: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "worker.py", "--address", "127.0.0.1:1", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {done.stderr.strip().removeprefix('error: ')}"]
+    assert words in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_cache_size_reaches_every_workflow_worker(env: WorkflowEnvironment, tmp_path: Path) -> None:
+    config = WorkerConfig(data_dir=tmp_path, max_cached_workflows=12_000)
+    workers = build_workers(env.client, config=config)
+    caches = {w.task_queue: w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
+    assert caches == {"review": 12_000, "clearinghouse": 12_000}
