@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from bench.table import Phase, percentile, ratios
@@ -102,6 +103,9 @@ def test_a_bad_cache_size_is_refused_before_connecting(args: list[str], env: dic
 
 async def test_the_cache_size_reaches_every_workflow_worker(env: WorkflowEnvironment, tmp_path: Path) -> None:
     config = WorkerConfig(data_dir=tmp_path, max_cached_workflows=12_000)
-    workers = build_workers(env.client, config=config)
+    # Its own connection and namespace: workers registered on the session's client would
+    # collide with the session's own (never run, these only show their configuration).
+    client = await Client.connect(env.client.service_client.config.target_host, namespace="cache-size")
+    workers = build_workers(client, config=config)
     caches = {w.task_queue: w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
     assert caches == {"review": 12_000, "clearinghouse": 12_000}
