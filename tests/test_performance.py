@@ -16,7 +16,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.agency import AgencyClient
 from bench.table import Phase, percentile, ratios
+from domain import search_attributes as sa
+from domain.policy import load_policy
+from domain.status import Stage
+from tests.conftest import disclose, mythos, wait_stage
 from worker import WorkerConfig, build_workers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -109,3 +114,39 @@ async def test_the_cache_size_reaches_every_workflow_worker(env: WorkflowEnviron
     workers = build_workers(client, config=config)
     caches = {w.task_queue: w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
     assert caches == {"review": 12_000, "clearinghouse": 12_000}
+
+
+@pytest.mark.parametrize("covered", [False, True])
+async def test_a_review_writes_search_attributes_once_per_stage_change(client: Client, covered: bool) -> None:
+    """Each upsert is a command, an event and a visibility write: none for what the start request
+    set, at most one per workflow task, and every attribute still right at the end."""
+    rid = await disclose(client, mythos(), load_policy("eo-2026"))
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    await AgencyClient(client, "nsa").determine(
+        rid, covered=covered, agencies=["dod"] if covered else [], rationale="benchmark"
+    )
+    if covered:
+        await AgencyClient(client, "dod").conclude(rid)
+    handle = client.get_workflow_handle(rid)
+    await handle.result()
+    history = await handle.fetch_history()
+    upserts_per_task: list[int] = [0]
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            upserts_per_task.append(0)
+        elif event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            if set(fields) == {"TemporalChangeVersion"}:
+                continue  # the SDK's own, for a workflow.patched id
+            upserts_per_task[-1] += 1
+            assert b"DISCLOSED" not in fields[sa.REVIEW_STAGE.name].data, "the start request set DISCLOSED"
+    assert max(upserts_per_task) == 1, upserts_per_task
+    # STANDARDS_CHECK, AWAITING_DETERMINATION, (UNDER_REVIEW,) RELEASING, RELEASED
+    assert sum(upserts_per_task) == (5 if covered else 4), upserts_per_task
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.REVIEW_STAGE) == Stage.RELEASED
+    assert attrs.get(sa.COVERED) is covered
+    assert attrs.get(sa.OUTCOME) == ("CONCLUDED_EARLY" if covered else "NOT_COVERED")
+    assert attrs.get(sa.SECONDS_TO_DETERMINATION) is not None and attrs.get(sa.SECONDS_TO_RELEASE) is not None
+    assert (attrs.get(sa.WINDOW_DEADLINE) is not None) is covered
+    assert attrs.get(sa.LAB) and attrs.get(sa.MODEL_NAME) and attrs.get(sa.POLICY_VERSION) == "eo-2026.1"
