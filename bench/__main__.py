@@ -34,6 +34,7 @@ from bench.proc import loadavg, usage
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 HISTORY_SAMPLE = 5
+BASELINE_NAMESPACE = "baseline"
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -56,6 +57,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--smoke", action="store_true", help="a handful of everything, once (the test suite runs this)")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="another copy of the project (e.g. `git archive main`): its worker runs in its own namespace on the "
+        "same server, and its reviews are interleaved with the others (before/after of a change)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.reviews, args.concurrency, args.repeat, args.reports, args.report_concurrency = 3, 3, 1, 3, 3
@@ -175,9 +182,9 @@ async def warm_up(sides: dict[str, object], with_reports: bool) -> None:
                 await asyncio.sleep(1)
 
 
-def start_worker(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_worker(command: list[str], env: dict[str, str], log: Path, cwd: Path = PROJECT_DIR) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -191,7 +198,10 @@ async def run(args: argparse.Namespace) -> dict:
         keys.init_development()
         # Every process of this run (the worker too) finds the same development keys.
         os.environ["FRONTIER_REVIEW_KEYS_DIR"] = str(keys.path)
-        server = await start_dev_server(keyring=keys.payload_keyring(), log_file=tmp_dir / "temporal.log")
+        extra = ["--namespace", BASELINE_NAMESPACE] if args.baseline else []
+        server = await start_dev_server(
+            keyring=keys.payload_keyring(), log_file=tmp_dir / "temporal.log", extra_args=extra
+        )
         address = server.client.service_client.config.target_host
         env = {
             **os.environ,
@@ -206,36 +216,46 @@ async def run(args: argparse.Namespace) -> dict:
         bare_worker = start_worker(
             [sys.executable, "-m", "bench.bare", "--address", address, *cache], env, tmp_dir / "bare-worker.log"
         )
-        try:
-            bare_client = await Client.connect(address)
-            sides = {"bare": BareSide(bare_client), "project": ProjectSide(server.client)}
-            bench = Bench(
-                server.process.pid,
-                {"bare": bare_worker.pid, "project": project_worker.pid},
-                sides,
-                {"bare": bare_client, "project": server.client},
+        processes = {"bare": bare_worker, "project": project_worker}
+        clients = {"project": server.client}
+        if args.baseline:
+            baseline = args.baseline.resolve()
+            processes["baseline"] = start_worker(
+                [sys.executable, str(baseline / "worker.py"), "--address", address, "--namespace", BASELINE_NAMESPACE]
+                + cache,
+                {**env, "FRONTIER_REVIEW_DATA_DIR": str(tmp_dir / "baseline-records")},
+                tmp_dir / "baseline-worker.log",
+                cwd=baseline,
             )
+            clients["baseline"] = await Client.connect(
+                address, namespace=BASELINE_NAMESPACE, data_converter=server.client.data_converter
+            )
+        try:
+            clients["bare"] = await Client.connect(address)
+            sides = {name: ProjectSide(client) for name, client in clients.items() if name != "bare"}
+            sides["bare"] = BareSide(clients["bare"])
+            bench = Bench(server.process.pid, {name: p.pid for name, p in processes.items()}, sides, clients)
             await warm_up(sides, with_reports=args.reports > 0 or args.parked_cases > 0)
             for rep in range(args.repeat):
-                order = ["bare", "project"] if rep % 2 == 0 else ["project", "bare"]
+                order = [name for name in ("bare", "baseline", "project") if name in sides]
+                order = order if rep % 2 == 0 else order[::-1]
                 await bench.reviews(rep, order, args.reviews, args.concurrency)
                 if args.reports:
                     await bench.intake(rep, order, args.reports, args.report_concurrency)
             if args.parked:
-                await bench.parked("bare", BareSide(bare_client, 14 * 86400, 30 * 86400), args.parked, args.concurrency)
+                await bench.parked(
+                    "bare", BareSide(clients["bare"], 14 * 86400, 30 * 86400), args.parked, args.concurrency
+                )
                 await bench.parked("project", ProjectSide(server.client, "eo-2026"), args.parked, args.concurrency)
             if args.parked_cases:
                 for name in ("bare", "project"):
                     await bench.parked_cases(name, args.parked_cases, args.report_concurrency)
-            peaks = {
-                "bare worker": usage(bare_worker.pid).peak_rss_mb,
-                "project worker": usage(project_worker.pid).peak_rss_mb,
-                "dev server": usage(server.process.pid).peak_rss_mb,
-            }
+            peaks = {f"{name} worker": usage(p.pid).peak_rss_mb for name, p in processes.items()}
+            peaks["dev server"] = usage(server.process.pid).peak_rss_mb
         finally:
-            for process in (project_worker, bare_worker):
+            for process in processes.values():
                 process.terminate()
-            for process in (project_worker, bare_worker):
+            for process in processes.values():
                 try:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:

@@ -112,16 +112,16 @@ RATIOS = (
 )
 
 
-def ratios(phases: list[Phase]) -> dict[str, dict[str, list[float]]]:
-    """project / bare, per path and figure, one value per repetition (pairs from the same repetition)."""
+def ratios(phases: list[Phase], side: str = "project", over: str = "bare") -> dict[str, dict[str, list[float]]]:
+    """side / over, per path and figure, one value per repetition (pairs from the same repetition)."""
     out: dict[str, dict[str, list[float]]] = {}
     by_key = {(p.side, p.path, p.rep): p for p in phases}
-    for (side, path, rep), project in by_key.items():
-        bare = by_key.get(("bare", path, rep))
-        if side != "project" or bare is None:
+    for (name, path, rep), mine in by_key.items():
+        theirs = by_key.get((over, path, rep))
+        if name != side or theirs is None:
             continue
         for label, figure in RATIOS:
-            a, b = figure(project), figure(bare)
+            a, b = figure(mine), figure(theirs)
             if a is not None and b:
                 out.setdefault(path, {}).setdefault(label, []).append(a / b)
     return out
@@ -140,11 +140,14 @@ def render(result: dict) -> str:
         HEADER,
         *(row(p) for p in sorted(phases, key=lambda p: (p.path, p.rep, p.side))),
         "",
-        f"{'ratio project / bare':<30} {'figure':<28} {'min / median / max':>20}",
     ]
-    for path, figures in ratios(phases).items():
-        for label, values in figures.items():
-            lines.append(f"{path:<30} {label:<28} {spread(values):>20}")
-    lines.append("")
+    sides = {p.side for p in phases}
+    pairs = [("project", "bare"), ("baseline", "bare"), ("project", "baseline")]
+    for side, over in [(a, b) for a, b in pairs if {a, b} <= sides]:
+        lines.append(f"{f'ratio {side} / {over}':<30} {'figure':<28} {'min / median / max':>20}")
+        for path, figures in ratios(phases, side, over).items():
+            for label, values in figures.items():
+                lines.append(f"{path:<30} {label:<28} {spread(values):>20}")
+        lines.append("")
     lines.append("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in result["peak_rss_mb"].items()))
     return "\n".join(lines)
