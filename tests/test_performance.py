@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.agency import AgencyClient
 from bench.table import Phase, percentile, ratios
 from domain import search_attributes as sa
-from domain.policy import load_policy
+from domain.policy import POLICY_DIR, load_policy
 from domain.status import Stage
 from tests.conftest import disclose, mythos, wait_stage
 from worker import WorkerConfig, build_workers
@@ -150,3 +151,17 @@ async def test_a_review_writes_search_attributes_once_per_stage_change(client: C
     assert attrs.get(sa.SECONDS_TO_DETERMINATION) is not None and attrs.get(sa.SECONDS_TO_RELEASE) is not None
     assert (attrs.get(sa.WINDOW_DEADLINE) is not None) is covered
     assert attrs.get(sa.LAB) and attrs.get(sa.MODEL_NAME) and attrs.get(sa.POLICY_VERSION) == "eo-2026.1"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in POLICY_DIR.glob("*.toml")))
+def test_a_lost_task_costs_minutes_not_an_hour(name: str) -> None:
+    """The dev server, saturated, has recorded activity tasks as started that never reached a worker:
+    each waits out its attempt (start-to-close) timeout before it is retried. The checks, the
+    briefing, vetting and grants are short writes: one attempt is bounded in minutes."""
+    policy = load_policy(name)
+    attempts = {
+        "standards check and briefing": policy.standards_check_attempt_timeout,
+        "vetting and grants": policy.release_activity_timeout,
+        "clearinghouse activities": policy.clearinghouse.activity_timeout,
+    }
+    assert all(t <= timedelta(minutes=10) for t in attempts.values()), attempts
