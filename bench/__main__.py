@@ -69,14 +69,24 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[Outcome]]) -> list[Outcome]:
+async def bounded(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[Outcome]]
+) -> tuple[list[Outcome], list[str]]:
+    """Run `one` n times, at most `concurrency` at once; what finished, and why the others failed
+    (a failure is counted and shown, it does not end the run)."""
     gate = asyncio.Semaphore(concurrency)
+    failures: list[str] = []
 
-    async def run(i: int) -> Outcome:
+    async def run(i: int) -> Outcome | None:
         async with gate:
-            return await one(i)
+            try:
+                return await one(i)
+            except Exception as e:  # counted, shown, and the phase goes on
+                failures.append(f"{type(e).__name__}: {e}"[:200])
+                return None
 
-    return list(await asyncio.gather(*(run(i) for i in range(n))))
+    done = await asyncio.gather(*(run(i) for i in range(n)))
+    return [o for o in done if o is not None], failures
 
 
 class Bench:
@@ -90,7 +100,9 @@ class Bench:
     async def phase(self, side: str, label: str, rep: int, n: int, concurrency: int, one) -> table.Phase:
         worker, server = usage(self.workers[side]), usage(self.server_pid)
         start = time.perf_counter()
-        outcomes = await bounded(n, concurrency, one)
+        outcomes, failures = await bounded(n, concurrency, one)
+        if not outcomes:
+            raise RuntimeError(f"every {label} of {side} failed, e.g. {failures[0]}")
         elapsed = time.perf_counter() - start
         worker_after, server_after = usage(self.workers[side]), usage(self.server_pid)
         sizes = [await history(self.clients[side], o.workflow_id) for o in outcomes[:HISTORY_SAMPLE]]
@@ -100,6 +112,7 @@ class Bench:
             rep=rep,
             n=n,
             seconds=elapsed,
+            failed=len(failures),
             end_to_end=[o.seconds for o in outcomes],
             updates=[u for o in outcomes for u in o.updates],
             worker_cpu_s=worker_after.cpu_s - worker.cpu_s,
@@ -144,10 +157,15 @@ class Bench:
 
     async def parked(self, name: str, side, count: int, concurrency: int) -> None:
         """Park `count` reviews awaiting the NSA, note the worker's memory, then determine them all."""
-        parked = await bounded(count, concurrency, lambda i: side.park())
+        parked, _ = await bounded(count, concurrency, lambda i: side.park())
         rss = usage(self.workers[name]).rss_mb
         phase = await self.phase(
-            name, f"{count} parked, determined", 0, count, concurrency, lambda i: side.determine(parked[i], False)
+            name,
+            f"{count} parked, determined",
+            0,
+            len(parked),
+            concurrency,
+            lambda i: side.determine(parked[i], False),
         )
         phase.worker_rss_mb = max(rss, phase.worker_rss_mb)
 

@@ -21,6 +21,7 @@ class Phase:
     rep: int
     n: int
     seconds: float
+    failed: int
     end_to_end: list[float] = field(repr=False)
     updates: list[float] = field(repr=False)
     worker_cpu_s: float
@@ -32,15 +33,16 @@ class Phase:
 
     @property
     def per_second(self) -> float:
-        return self.n / self.seconds
+        """Finished per second (failures do not count)."""
+        return (self.n - self.failed) / self.seconds
 
     @property
     def worker_ms(self) -> float:
-        return 1000 * self.worker_cpu_s / self.n
+        return 1000 * self.worker_cpu_s / (self.n - self.failed)
 
     @property
     def server_ms(self) -> float:
-        return 1000 * self.server_cpu_s / self.n
+        return 1000 * self.server_cpu_s / (self.n - self.failed)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -80,7 +82,7 @@ def _num(value: float | None, width: int, digits: int = 0) -> str:
 
 
 HEADER = (
-    f"{'path':<30} {'side':<8} {'rep':>3} {'n':>5} {'per s':>6} {'e2e p50':>8} {'e2e p99':>8} "
+    f"{'path':<30} {'side':<8} {'rep':>3} {'n':>5} {'fail':>4} {'per s':>6} {'e2e p50':>8} {'e2e p99':>8} "
     f"{'upd p50':>8} {'upd p99':>8} {'events':>6} {'KB':>5} {'worker ms':>9} {'server ms':>9} {'RSS MB':>6}  load"
 )
 
@@ -88,8 +90,9 @@ HEADER = (
 def row(p: Phase) -> str:
     d = p.as_dict()
     return (
-        f"{p.path:<30} {p.side:<8} {p.rep:>3} {p.n:>5} {_num(p.per_second, 6, 1)} {_num(d['e2e_p50_ms'], 8)} "
-        f"{_num(d['e2e_p99_ms'], 8)} {_num(d['update_p50_ms'], 8)} {_num(d['update_p99_ms'], 8)} "
+        f"{p.path:<30} {p.side:<8} {p.rep:>3} {p.n:>5} {p.failed:>4} {_num(p.per_second, 6, 1)} "
+        f"{_num(d['e2e_p50_ms'], 8)} {_num(d['e2e_p99_ms'], 8)} "
+        f"{_num(d['update_p50_ms'], 8)} {_num(d['update_p99_ms'], 8)} "
         f"{_num(p.events, 6)} {_num(p.history_bytes / 1024, 5, 1)} {_num(p.worker_ms, 9, 1)} "
         f"{_num(p.server_ms, 9, 1)} {_num(p.worker_rss_mb, 6)}  {p.load}"
     )

@@ -57,7 +57,7 @@ def test_smoke_run_prints_a_row_for_every_path_and_side(smoke: tuple[str, dict])
 def test_smoke_figures_are_counted_and_sane(smoke: tuple[str, dict]) -> None:
     _, figures = smoke
     for p in (Phase.from_dict(d) for d in figures["phases"]):
-        assert p.n == len(p.end_to_end) > 0, p
+        assert p.failed == 0 and p.n == len(p.end_to_end) > 0, p
         assert p.seconds > 0 and p.per_second > 0
         # Every message was timed: one determination per review, two more when covered, a receipt per report.
         expected = {"review, not covered": 1, "review, covered": 3}.get(p.path, 1)
@@ -77,7 +77,7 @@ def test_smoke_figures_are_counted_and_sane(smoke: tuple[str, dict]) -> None:
 
 def test_ratios_pair_the_same_repetition_only() -> None:
     def phase(side: str, rep: int, seconds: float) -> Phase:
-        return Phase(side, "review, covered", rep, 10, seconds, [1.0] * 10, [0.5] * 10, 1.0, 1.0, 50, 9000, 100, "")
+        return Phase(side, "review, covered", rep, 10, seconds, 0, [1.0] * 10, [0.5] * 10, 1.0, 1.0, 50, 9000, 100, "")
 
     pairs = ratios([phase("bare", 0, 1.0), phase("project", 0, 2.0), phase("project", 1, 9.0)])
     assert pairs["review, covered"]["time per review (1 / per s)"] == [2.0]
