@@ -53,6 +53,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--parked-cases", type=int, default=0, help="also park this many clearinghouse cases in embargo")
     p.add_argument(
+        "--parked-sides", default="bare,project", help="which sides park (bare,project): scale runs take long"
+    )
+    p.add_argument(
         "--max-cached-workflows", type=int, default=None, help="both workers' workflow cache (default: worker.py's)"
     )
     p.add_argument("--smoke", action="store_true", help="a handful of everything, once (the test suite runs this)")
@@ -260,13 +263,15 @@ async def run(args: argparse.Namespace) -> dict:
                 await bench.reviews(rep, order, args.reviews, args.concurrency)
                 if args.reports:
                     await bench.intake(rep, order, args.reports, args.report_concurrency)
-            if args.parked:
+            parking = [s.strip() for s in args.parked_sides.split(",") if s.strip() in ("bare", "project")]
+            if args.parked and "bare" in parking:
                 await bench.parked(
                     "bare", BareSide(clients["bare"], 14 * 86400, 30 * 86400), args.parked, args.concurrency
                 )
+            if args.parked and "project" in parking:
                 await bench.parked("project", ProjectSide(server.client, "eo-2026"), args.parked, args.concurrency)
             if args.parked_cases:
-                for name in ("bare", "project"):
+                for name in parking:
                     await bench.parked_cases(name, args.parked_cases, args.report_concurrency)
             peaks = {f"{name} worker": usage(p.pid).peak_rss_mb for name, p in processes.items()}
             peaks["dev server"] = usage(server.process.pid).peak_rss_mb
