@@ -165,3 +165,29 @@ def test_a_lost_task_costs_minutes_not_an_hour(name: str) -> None:
         "clearinghouse activities": policy.clearinghouse.activity_timeout,
     }
     assert all(t <= timedelta(minutes=10) for t in attempts.values()), attempts
+
+
+def test_status_imports_only_what_it_uses() -> None:
+    """`status` is typed often: it must not pay for the audit trail, the codec server's aiohttp,
+    the workers or plotting."""
+    probe = (
+        "import sys; from cli.main import parser; parser('status').parse_args(['status', 'r-1']); "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = run("-c", probe, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert loaded.isdisjoint({"aiohttp", "audit", "worker", "matplotlib", "workflows", "activities"}), loaded
+    assert {"temporalio", "api", "cli"} <= loaded
+
+
+def test_every_command_is_found_in_the_module_that_defines_it() -> None:
+    from cli.main import COMMANDS, MODULES, parser
+
+    everything = parser()
+    commands = next(a for a in everything._actions if a.dest == "command").choices
+    assert set(commands) == set(COMMANDS)
+    assert set(COMMANDS.values()) == set(MODULES)
+    for command in COMMANDS:
+        alone = parser(command)
+        assert command in next(a for a in alone._actions if a.dest == "command").choices
