@@ -41,11 +41,11 @@ async def bare(address: str, workflow_id: str) -> None:
     )
 
 
-async def timed(command: list[str], env: dict[str, str]) -> float:
+async def timed(command: list[str], env: dict[str, str], cwd: Path = PROJECT_DIR) -> float:
     """Wall time of one command (run without blocking this loop: the workers run in it)."""
     start = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        *command, cwd=PROJECT_DIR, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     _, err = await process.communicate()
     elapsed = time.perf_counter() - start
@@ -54,7 +54,7 @@ async def timed(command: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-async def measure(runs: int) -> str:
+async def measure(runs: int, before: Path | None = None) -> str:
     from bench.drivers import ProjectSide
     from infra.devserver import start_dev_server
     from infra.keys import KeyDirectory
@@ -84,12 +84,17 @@ async def measure(runs: int) -> str:
                 ],
                 "bare describe + query": [sys.executable, "-m", "bench.cli", "bare", address, parked.workflow_id],
             }
+            where = {name: PROJECT_DIR for name in commands}
+            if before is not None:  # another copy of the project (e.g. main before a change)
+                name = "status (--before copy)"
+                commands[name] = [sys.executable, "starter.py", "status", parked.workflow_id, "--address", address]
+                where[name] = before.resolve()
             times: dict[str, list[float]] = {name: [] for name in commands}
-            for command in commands.values():  # one untimed run each: the page cache
-                await timed(command, env)
+            for name, command in commands.items():  # one untimed run each: the page cache
+                await timed(command, env, where[name])
             for _ in range(runs):
                 for name, command in commands.items():
-                    times[name].append(await timed(command, env))
+                    times[name].append(await timed(command, env, where[name]))
         finally:
             stop.set()
             await workers
@@ -97,10 +102,13 @@ async def measure(runs: int) -> str:
     lines = [f"{runs} runs each, alternating; load {loadavg()}"]
     for name, values in times.items():
         lines.append(f"{name:<24} median {statistics.median(values):.3f} s  min {min(values):.3f} s")
-    cli, floor = times.values()
-    lines.append(
-        f"ratio: median {statistics.median(cli) / statistics.median(floor):.2f}, min {min(cli) / min(floor):.2f}"
-    )
+    floor = times["bare describe + query"]
+    for name, values in times.items():
+        if values is not floor:
+            lines.append(
+                f"{name} / bare: median {statistics.median(values) / statistics.median(floor):.2f}, "
+                f"min {min(values) / min(floor):.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -110,8 +118,9 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.cli", description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--before", type=Path, help="also time `status` from this copy of the project")
     args = parser.parse_args()
-    print(asyncio.run(measure(args.runs)))
+    print(asyncio.run(measure(args.runs, args.before)))
     return 0
 
 
