@@ -53,6 +53,7 @@ from domain.clearinghouse import (
     PatchDeployed,
     VulnerabilityIntake,
 )
+from domain.inputs import MAX_MESSAGE_BYTES, round_trips
 from domain.messages import Message
 from domain.policy import Policy
 from domain.sectors import Sector
@@ -94,6 +95,8 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, si
     The message id is the update id: a retried report is applied once. A duplicate of a known
     vulnerability is linked to its case and the receipt says so.
     """
+    # The door: refused here (domain.inputs.Refused) if the workflow could not read it back as sent.
+    intake = round_trips(intake, REPORT_VULNERABILITY, max_bytes=MAX_MESSAGE_BYTES)
     intake = signer.sign(CLEARINGHOUSE_ID, REPORT_VULNERABILITY, intake)
 
     async def attempt() -> IntakeReceipt:
@@ -131,6 +134,7 @@ def _settle(start: WithStartWorkflowOperation) -> None:
 async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseView:
     """Sign one message for this case and update, and send it as an update. The message id is the
     update id: a retry applies once."""
+    message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
     message = signer.sign(case_id, update, message)
     handle = client.get_workflow_handle(case_id)
     return await _deliver(

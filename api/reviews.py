@@ -55,6 +55,8 @@ class ReviewSummary(BaseModel):
     policy_version: str | None
     started_at: datetime | None
     closed_at: datetime | None
+    # Every run is listed (a refiled review has several); `audit ID --run-id RUN` reads one.
+    run_id: str | None = None
 
 
 async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
@@ -185,15 +187,16 @@ async def status(client: Client, review_id: str) -> ReviewStatus:
         raise UnknownReview(f"no review with id {review_id!r}")
     if description.workflow_type != WORKFLOW_TYPE:
         raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
-    handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
+    handle = client.get_workflow_handle(review_id, run_id=description.run_id, result_type=ReviewStatus)
+    run = {"run_id": description.run_id}  # which run this is: `audit ID --run-id` reads it, or another
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
+        return (await handle.result()).model_copy(update=run)
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise UnknownReview(
             f"review {review_id} ended without an outcome: {description.status.name if description.status else '?'} "
             f"(run {description.run_id}; `frontier-review audit {review_id}` shows its record)"
         )
-    return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
+    return (await handle.query(STATUS_QUERY, result_type=ReviewStatus)).model_copy(update=run)
 
 
 async def list_reviews(
@@ -214,6 +217,7 @@ async def list_reviews(
             policy_version=attrs.get(sa.POLICY_VERSION),
             started_at=wf.start_time,
             closed_at=wf.close_time,
+            run_id=wf.run_id,
         )
 
 
