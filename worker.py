@@ -21,7 +21,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.clearinghouse import ClearinghouseDesk, ClearinghouseForwarder, Outbox
+from activities.clearinghouse import CaseDirectory, ClearinghouseDesk, ClearinghouseForwarder, Outbox
 from activities.nsa import NsaBriefingDesk
 from activities.release import ReleaseDesk
 from activities.standards import StandardsBody, load_standard
@@ -114,6 +114,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadP
     outbox.load_registry(config.registry_file)
     desk = ClearinghouseDesk(outbox)
     forwarder = ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy))
+    directory = CaseDirectory(client, outbox)
     return Worker(
         client,
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
@@ -129,6 +130,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadP
             desk.load_public_keys,
             forwarder.forward_vulnerability,
             forwarder.load_clearinghouse_policy,
+            directory.find_case,
         ],
         activity_executor=executor,
     )

@@ -14,15 +14,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from activities.store import RecordStore
 from api.clearinghouse import report
 from api.errors import ReviewError
+from api.server import describe_or_none
 from domain.agencies import Agency
 from domain.clearinghouse import (
+    CASE_WORKFLOW,
+    CLEARINGHOUSE_ID,
+    CLEARINGHOUSE_TASK_QUEUE,
     DISTRIBUTE_PATCH,
+    FIND_CASE,
     FORWARD_VULNERABILITY,
     LOAD_POLICY,
     LOAD_PUBLIC_KEYS,
@@ -31,6 +36,8 @@ from domain.clearinghouse import (
     PUBLISH_ADVISORY,
     TRIAGE_CASE,
     VALIDATE_REPORT,
+    CaseLocation,
+    CaseLookup,
     ForwardRequest,
     IntakeReceipt,
     Notice,
@@ -56,6 +63,10 @@ CREATE TABLE IF NOT EXISTS notices (
     body       TEXT NOT NULL,
     sent_at    TEXT NOT NULL,
     PRIMARY KEY (case_id, kind, recipient)
+);
+CREATE TABLE IF NOT EXISTS case_ids (
+    fingerprint TEXT PRIMARY KEY,
+    case_id     TEXT NOT NULL
 );
 """
 
@@ -89,6 +100,17 @@ class Outbox(RecordStore):
                 (notice.case_id, notice.kind.value, recipient),
             ).fetchone()
         return datetime.fromisoformat(row[0]), cur.rowcount != 1
+
+    def case_id(self, fingerprint: str, proposed: str | None = None) -> str | None:
+        """The id a vulnerability's case was opened under when its derived id was squatted; with
+        `proposed`, record that one unless another is recorded already (the first one stays)."""
+        with closing(self._connect()) as db:
+            if proposed is not None:
+                db.execute(
+                    "INSERT INTO case_ids VALUES (?, ?) ON CONFLICT(fingerprint) DO NOTHING", (fingerprint, proposed)
+                )
+            row = db.execute("SELECT case_id FROM case_ids WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return row[0] if row else None
 
     def notices(self, case_id: str) -> list[tuple[str, str, datetime]]:
         """(kind, recipient, sent_at) of every notice of a case, in the order they were sent."""
@@ -239,3 +261,52 @@ class ClearinghouseForwarder:
             raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
         activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})
         return receipt
+
+
+# A case that ended like this never took its report: its id may be opened again.
+ENDED_ABNORMALLY = {
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.CANCELED,
+    WorkflowExecutionStatus.TIMED_OUT,
+}
+
+
+def is_genuine_case(d: WorkflowExecutionDescription) -> bool:
+    """Started by the clearinghouse (a client cannot set a parent), as a case, on Treasury's queue."""
+    return (
+        d.workflow_type == CASE_WORKFLOW
+        and d.task_queue == CLEARINGHOUSE_TASK_QUEUE
+        and d.parent_id == CLEARINGHOUSE_ID
+    )
+
+
+class CaseDirectory:
+    """Where a vulnerability's case lives, when the id derived from its fingerprint is taken."""
+
+    def __init__(self, client: Client, outbox: Outbox) -> None:
+        self.client = client
+        self.outbox = outbox
+
+    @activity.defn(name=FIND_CASE)
+    async def find_case(self, lookup: CaseLookup) -> CaseLocation:
+        recorded = self.outbox.case_id(lookup.fingerprint)
+        if recorded is not None:
+            # Opened elsewhere before, because a stranger held the derived id.
+            d = await describe_or_none(self.client, recorded)
+            exists = d is not None and is_genuine_case(d) and d.status not in ENDED_ABNORMALLY
+            return CaseLocation(case_id=recorded, exists=exists, foreign=None)
+        d = await describe_or_none(self.client, lookup.case_id)
+        if d is None or (is_genuine_case(d) and d.status not in ENDED_ABNORMALLY):
+            return CaseLocation(case_id=lookup.case_id, exists=d is not None)
+        if is_genuine_case(d):
+            # A case that failed or was ended: the start was refused only by a race; open it again.
+            return CaseLocation(case_id=lookup.case_id, exists=False)
+        foreign = (
+            f"{d.workflow_type} on queue {d.task_queue}, {d.status.name if d.status else 'unknown'}, "
+            f"started {d.start_time:%Y-%m-%d %H:%M:%S} UTC" + (f" by {d.parent_id}" if d.parent_id else " by a client")
+        )
+        activity.logger.warning("foreign workflow holds a case id", extra={"case_id": lookup.case_id})
+        case_id = self.outbox.case_id(lookup.fingerprint, lookup.alternate)
+        assert case_id is not None
+        return CaseLocation(case_id=case_id, exists=False, foreign=foreign)

@@ -49,6 +49,18 @@ PUBLISH_ADVISORY = "publish_advisory"
 FORWARD_VULNERABILITY = "forward_vulnerability"
 LOAD_PUBLIC_KEYS = "load_public_keys"
 LOAD_POLICY = "load_clearinghouse_policy"
+FIND_CASE = "find_case"  # which workflow holds a vulnerability's case (or whether a stranger squats its id)
+
+# A workflow reloads its keyring at most this often: `refresh_keys` is open to anyone, so a flood
+# of them is turned away (writing nothing) instead of spending the run's update budget.
+REFRESH_INTERVAL = timedelta(seconds=10)
+# refresh_keys turned away because a reload happened moments ago: the sender asks again shortly.
+REFRESH_TOO_SOON = "RefreshTooSoon"
+# A report applied before, sent again: refused (nothing recorded) with the first receipt as detail.
+ALREADY_APPLIED = "AlreadyApplied"
+# How long the clearinghouse remembers a report it applied, across continue-as-new, so that the
+# reporter's retry (the API keeps trying for a minute) gets the first receipt, not a second case.
+RETRY_WINDOW = timedelta(minutes=5)
 
 # workflow.patched id: the clearinghouse and its cases load Treasury's public keyring and verify
 # every message's signature (runs and cases started before this change load it on demand).
@@ -121,9 +133,30 @@ class TreasuryPolicy(BaseModel):
     policy: ClearinghousePolicy
 
 
+class IntakeReceipt(BaseModel):
+    case_id: str
+    fingerprint: str
+    duplicate: bool
+    case_closed: bool = False
+
+
+class AppliedReport(BaseModel):
+    """A report the clearinghouse applied: what a retry of it gets back."""
+
+    message_id: str
+    sender: str
+    receipt: IntakeReceipt
+    at: datetime
+
+
 class ClearinghouseInput(BaseModel):
-    """Carried from run to run: the policy and the running totals. The fingerprint index is the
-    server's own (a case's id is derived from its fingerprint), so this stays small."""
+    """Carried from run to run: the policy, the running totals and the reports applied within the
+    retry window. The fingerprint index is the server's own (a case's id is derived from its
+    fingerprint), so this stays small.
+
+    Anyone can start the workflow with any input: the totals and the applied reports are taken only
+    from the run this one continues (`carried_from` is that run's id, which nobody can know before
+    the server assigns it); a fresh start begins at zero and says so."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -133,6 +166,23 @@ class ClearinghouseInput(BaseModel):
     cases_opened: int = 0
     duplicates: int = 0
     runs: int = 1
+    foreign_case_ids: list[str] = Field(default_factory=list)
+    applied: list[AppliedReport] = Field(default_factory=list)
+    carried_from: str | None = None
+
+
+class CaseLookup(BaseModel):
+    """`find_case`: the case id derived from a fingerprint is taken by some workflow; which?"""
+
+    fingerprint: str
+    case_id: str
+    alternate: str  # an unpredictable id to open the case under if a stranger holds `case_id`
+
+
+class CaseLocation(BaseModel):
+    case_id: str
+    exists: bool  # a genuine case already runs (or ran) under `case_id`
+    foreign: str | None = None  # what holds the derived id, when it is not a genuine case
 
 
 class CaseInput(BaseModel):
@@ -187,13 +237,6 @@ class NoticeReceipt(BaseModel):
 class ForwardRequest(BaseModel):
     review_id: str
     finding: ReviewFinding
-
-
-class IntakeReceipt(BaseModel):
-    case_id: str
-    fingerprint: str
-    duplicate: bool
-    case_closed: bool = False
 
 
 # ------------------------------------------------------------------ what watchers see
@@ -266,3 +309,8 @@ class ClearinghouseView(BaseModel):
     cases_opened: int
     duplicates: int
     reports_this_run: int
+    # Case ids a stranger's workflow held when a genuine report came (each case opened elsewhere).
+    foreign_case_ids: list[str] = Field(default_factory=list)
+    # Someone started this chain with totals or applied reports of their own: ignored (the totals
+    # count from this chain's start), and shown here.
+    start_input_ignored: bool = False
