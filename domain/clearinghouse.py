@@ -186,6 +186,9 @@ class CaseLocation(BaseModel):
 
 
 class CaseInput(BaseModel):
+    """What the clearinghouse starts a case with; a case continuing as new adds its state
+    (`carried`), taken only when `carried_from` is the id of the run it continues."""
+
     model_config = ConfigDict(frozen=True)
 
     case_id: str
@@ -193,6 +196,8 @@ class CaseInput(BaseModel):
     intake: VulnerabilityIntake
     policy_version: str
     policy: ClearinghousePolicy
+    carried: CaseState | None = None
+    carried_from: str | None = None
 
 
 class Validation(BaseModel):
@@ -300,6 +305,11 @@ class CaseView(BaseModel):
     disclosure_reason: str | None = None
     notices: list[NoticeRecord] = Field(default_factory=list)
     transitions: list[CaseTransition] = Field(default_factory=list)
+    # Messages the case dropped without acting on them (a linked report of another vulnerability,
+    # or one that does not verify): the last few, with why, and how many in all.
+    refused: list[str] = Field(default_factory=list)
+    refused_total: int = 0
+    runs: int = 1
 
 
 class ClearinghouseView(BaseModel):
@@ -314,3 +324,38 @@ class ClearinghouseView(BaseModel):
     # Someone started this chain with totals or applied reports of their own: ignored (the totals
     # count from this chain's start), and shown here.
     start_input_ignored: bool = False
+
+
+class CaseState(BaseModel):
+    """A case's state, carried from run to run when it continues as new."""
+
+    status: CaseStatus
+    received_at: datetime
+    reports: list[LinkedReport]
+    applied: list[str]
+    sectors: list[Sector]
+    exploited: bool
+    exploitation: list[ExploitationObserved]
+    triage: Triage | None
+    invalid_reason: str | None
+    vendor_notified_at: datetime | None
+    deadline: datetime | None
+    deadline_cause: str
+    extended: timedelta
+    extensions: list[ExtensionRequest]
+    fix: FixReady | None
+    advised: list[Sector]
+    patched: list[Sector]
+    deployed_sectors: list[Sector]
+    deployed_everywhere: bool
+    deployed_by: list[str]
+    disclosed_at: datetime | None
+    disclosure_reason: str | None
+    notices: list[NoticeRecord]
+    transitions: list[CaseTransition]
+    refused: list[str]
+    refused_total: int
+    runs: int
+
+
+CaseInput.model_rebuild()
