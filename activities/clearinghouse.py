@@ -93,7 +93,15 @@ class Outbox(RecordStore):
         with closing(self._connect()) as db:
             cur = db.execute(
                 "INSERT INTO notices VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(case_id, kind, recipient) DO NOTHING",
-                (notice.case_id, notice.kind.value, recipient, notice.subject, notice.body, now),
+                (
+                    notice.case_id,
+                    notice.kind.value,
+                    recipient,
+                    # The embargoed details of the case: sealed, bound to this row.
+                    self.seal.seal(notice.subject, "notices.subject", notice.case_id, notice.kind.value, recipient),
+                    self.seal.seal(notice.body, "notices.body", notice.case_id, notice.kind.value, recipient),
+                    now,
+                ),
             )
             row = db.execute(
                 "SELECT sent_at FROM notices WHERE case_id = ? AND kind = ? AND recipient = ?",
@@ -111,6 +119,20 @@ class Outbox(RecordStore):
                 )
             row = db.execute("SELECT case_id FROM case_ids WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return row[0] if row else None
+
+    def notice_text(self, case_id: str, kind: str, recipient: str) -> tuple[str, str] | None:
+        """A recorded notice's subject and body, unsealed."""
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT subject, body FROM notices WHERE case_id = ? AND kind = ? AND recipient = ?",
+                (case_id, kind, recipient),
+            ).fetchone()
+        if row is None:
+            return None
+        return (
+            self.seal.open(row[0], "notices.subject", case_id, kind, recipient),
+            self.seal.open(row[1], "notices.body", case_id, kind, recipient),
+        )
 
     def notices(self, case_id: str) -> list[tuple[str, str, datetime]]:
         """(kind, recipient, sent_at) of every notice of a case, in the order they were sent."""
@@ -153,14 +175,15 @@ class ClearinghouseDesk:
             )
         else:
             result = Validation(valid=True, reason=f"CVSS {score.version} vector scores {score.base_score}")
-        activity.logger.info("report validated", extra={"valid": result.valid, "reason": result.reason})
+        # No reason or score in the log: they describe an embargoed vulnerability.
+        activity.logger.info("report validated")
         return result
 
     @activity.defn(name=TRIAGE_CASE)
     def triage_case(self, report: VulnerabilityReport) -> Triage:
         score = cvss_score(report.cvss_vector)
         rank = priority(score.rating, report.sectors, report.exploited)
-        activity.logger.info("case triaged", extra={"severity": score.rating.value, "priority": rank.name})
+        activity.logger.info("case triaged")
         return Triage(
             cvss_version=score.version,
             cvss_vector=score.vector,
@@ -196,7 +219,8 @@ class ClearinghouseDesk:
             self.outbox.record(notice, f"partner:{org}")
         activity.logger.info(
             "notice recorded",
-            extra={"case_id": notice.case_id, "kind": notice.kind.value, "recipient": notice.recipient},
+            # Not the recipient: a vendor's id says which product is vulnerable.
+            extra={"case_id": notice.case_id, "kind": notice.kind.value},
         )
         return NoticeReceipt(
             case_id=notice.case_id,
