@@ -22,6 +22,7 @@ from api.clearinghouse import report
 from api.errors import ReviewError
 from api.server import describe_or_none
 from domain.agencies import Agency
+from domain.attestation import Attested, ResultSigner
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -39,7 +40,6 @@ from domain.clearinghouse import (
     CaseLocation,
     CaseLookup,
     ForwardRequest,
-    IntakeReceipt,
     Notice,
     NoticeReceipt,
     TreasuryPolicy,
@@ -249,14 +249,17 @@ class ClearinghouseForwarder:
         self.policy = policy
         self.keys = keys or KeyDirectory()
         self.signer = signer or self.keys.signer(TREASURY)
+        # Treasury's signature on what this desk answers: the receipts a review records, the policy
+        # the clearinghouse applies (domain/attestation.py).
+        self.attester = ResultSigner(self.signer.party, self.signer._key)
 
     @activity.defn(name=LOAD_POLICY)
-    def load_clearinghouse_policy(self) -> TreasuryPolicy:
+    def load_clearinghouse_policy(self) -> Attested:
         """Treasury's clearinghouse policy: what each run of the clearinghouse applies, whoever started it."""
-        return TreasuryPolicy(version=self.policy.version, policy=self.policy.clearinghouse)
+        return self.attester.attest(TreasuryPolicy(version=self.policy.version, policy=self.policy.clearinghouse))
 
     @activity.defn(name=FORWARD_VULNERABILITY)
-    async def forward_vulnerability(self, request: ForwardRequest) -> IntakeReceipt:
+    async def forward_vulnerability(self, request: ForwardRequest) -> Attested:
         finding = request.finding
         if finding.vulnerability is None:
             raise ApplicationError("the finding carries no vulnerability details", non_retryable=True)
@@ -284,7 +287,7 @@ class ClearinghouseForwarder:
         except ReviewError as e:
             raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
         activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})
-        return receipt
+        return self.attester.attest(receipt)
 
 
 # A case that ended like this never took its report: its id may be opened again.
@@ -308,12 +311,16 @@ def is_genuine_case(d: WorkflowExecutionDescription) -> bool:
 class CaseDirectory:
     """Where a vulnerability's case lives, when the id derived from its fingerprint is taken."""
 
-    def __init__(self, client: Client, outbox: Outbox) -> None:
+    def __init__(self, client: Client, outbox: Outbox, attester: ResultSigner) -> None:
         self.client = client
         self.outbox = outbox
+        self.attester = attester  # Treasury's key: the clearinghouse believes only a signed answer
 
     @activity.defn(name=FIND_CASE)
-    async def find_case(self, lookup: CaseLookup) -> CaseLocation:
+    async def find_case(self, lookup: CaseLookup) -> Attested:
+        return self.attester.attest(await self._find(lookup))
+
+    async def _find(self, lookup: CaseLookup) -> CaseLocation:
         recorded = self.outbox.case_id(lookup.fingerprint)
         if recorded is not None:
             # Opened elsewhere before, because a stranger held the derived id.

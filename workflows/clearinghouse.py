@@ -22,7 +22,6 @@ workflow or sends it a message can add a key.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -32,6 +31,7 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.agencies import LAB, Agency
+    from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import (
         ALREADY_APPLIED,
         CASE_WORKFLOW,
@@ -60,7 +60,8 @@ with workflow.unsafe.imports_passed_through():
         VulnerabilityIntake,
     )
     from domain.signatures import KEYS_LOADING, PublicKeyring
-    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, case_id_for, is_party
+    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, TREASURY, case_id_for, is_party
+    from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, load_public_keys, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
@@ -102,33 +103,42 @@ class Clearinghouse:
         # until a run has loaded it, reports are turned away to be sent again.
         self._signed = workflow.patched(SIGNED_MESSAGES)
         self._keys: PublicKeyring | None = None if self._signed else {}
+        # Activity results are believed only when signed (workflows/attested.py).
+        self._watch = ResetWatch()
+        self._unverified: list[UnverifiedResult] = []
 
     @workflow.run
     async def run(self, state: ClearinghouseInput) -> None:
         if self._ignored_input:
             workflow.logger.warning("start input's totals ignored: this run was not continued from the clearinghouse")
-        policy = None
         if workflow.patched(POLICY_FROM_TREASURY):
             # Whoever starts the clearinghouse (anyone with a client can) does not choose its
             # embargo clocks: each run applies Treasury's policy, read on Treasury's worker.
-            # Reports are taken only once the keys are loaded too; both load at once.
-            policy = workflow.execute_activity(
-                LOAD_POLICY,
-                result_type=TreasuryPolicy,
-                task_queue=CLEARINGHOUSE_TASK_QUEUE,
-                start_to_close_timeout=timedelta(seconds=30),
-                summary="load Treasury's clearinghouse policy",
-            )
-        if self._signed:
-            keys = load_public_keys()
-            if policy is not None:
-                treasury, self._keys = await asyncio.gather(policy, keys)
-            else:
-                self._keys = await keys
-        elif policy is not None:
-            treasury = await policy
-        if policy is not None:
+            # Reports are taken only once the keys are loaded, after this.
+            # The result counts only with Treasury's signature, verified against this worker's trust
+            # anchors (anyone can complete an activity by id); without one the run takes no report.
+            try:
+                treasury = await attested(
+                    LOAD_POLICY,
+                    party=TREASURY,
+                    activity_id="treasury-policy",
+                    parse=model(TreasuryPolicy),
+                    watch=self._watch,
+                    refused=self._unverified,
+                    task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    summary="load Treasury's clearinghouse policy",
+                )
+            except Unverifiable as e:
+                raise ApplicationError(
+                    f"Treasury's clearinghouse policy could not be verified: {e}; refused: "
+                    + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
+                    type="Unverifiable",
+                    non_retryable=True,
+                ) from None
             self._policy, self._policy_version = treasury.policy, treasury.version
+        if self._signed:
+            self._keys = await load_public_keys()
         self._publish_details()
         # Keep each run's history bounded: after enough updates (or when the server suggests it)
         # take no new report, let those in flight finish, then continue as new. Reports turned
@@ -215,14 +225,27 @@ class Clearinghouse:
             return case_id, True
         # The derived id is taken: by this vulnerability's case (a duplicate), or by a stranger's
         # workflow squatting it. Treasury's worker looks (the workflow itself cannot describe one).
-        where: CaseLocation = await workflow.execute_activity(
-            FIND_CASE,
-            CaseLookup(fingerprint=fingerprint, case_id=case_id, alternate=f"{case_id}-{workflow.uuid4().hex[:12]}"),
-            result_type=CaseLocation,
-            task_queue=CLEARINGHOUSE_TASK_QUEUE,
-            start_to_close_timeout=timedelta(seconds=30),
-            summary="which workflow holds this case id",
+        # Believed only with Treasury's signature: anyone could complete this activity by id with
+        # "a genuine case holds it" and have the report linked to their squatter.
+        lookup = CaseLookup(
+            fingerprint=fingerprint, case_id=case_id, alternate=f"{case_id}-{workflow.uuid4().hex[:12]}"
         )
+        try:
+            where = await attested(
+                FIND_CASE,
+                lookup,
+                party=TREASURY,
+                activity_id=f"find-{case_id}",
+                parse=model(CaseLocation),
+                watch=self._watch,
+                refused=self._unverified,
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="which workflow holds this case id",
+            )
+        except Unverifiable as e:
+            # The report is not applied (nothing counted); the reporter is told and may send it again.
+            raise ApplicationError(f"the case id {case_id} is taken and {e}", type="Unverifiable") from None
         if where.foreign is not None:
             self._foreign.append(case_id)
             self._foreign = self._foreign[-FOREIGN_KEPT:]
