@@ -29,6 +29,17 @@ from worker import WorkerConfig, build_workers
 REPORTERS = ["partner:shieldsec", "operator:energy", "operator:water", "treasury"]
 
 
+async def end_cases(client: Client) -> None:
+    """Cases outlive the clearinghouse: end those a test opened on the isolated namespace, so that
+    the next test's workers (another payload key, say) do not pick up their tasks."""
+    running_cases = client.list_workflows('WorkflowType = "VulnerabilityCase" AND ExecutionStatus = "Running"')
+    handles = [client.get_workflow_handle(wf.id, run_id=wf.run_id) async for wf in running_cases]
+    for chunk in range(0, len(handles), 50):
+        await asyncio.gather(
+            *(h.terminate("test finished") for h in handles[chunk : chunk + 50]), return_exceptions=True
+        )
+
+
 class UnretrievedFutures(logging.Handler):
     """asyncio logs "Future exception was never retrieved" when such a future is collected."""
 
@@ -129,6 +140,7 @@ async def check_intake(
             return result
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+            await end_cases(isolated)
 
 
 async def test_a_burst_of_reports_is_taken_whole(isolated: Client, worker_config: WorkerConfig, tmp_path: Path) -> None:
@@ -175,3 +187,4 @@ async def test_a_report_retried_after_continue_as_new_is_applied_once(
             assert [r.message_id for r in (await case_status(isolated, receipt.case_id)).reports] == [first.message_id]
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+            await end_cases(isolated)

@@ -48,6 +48,7 @@ from tests.conftest import (
     vulnerability,
 )
 from tests.test_clearinghouse import open_case, settled, wait_case
+from tests.test_clearinghouse_intake import end_cases
 from tests.test_clearinghouse_runs import fresh_clearinghouse
 from worker import WorkerConfig, build_workers
 
@@ -164,6 +165,7 @@ async def test_message_volume_continues_a_case_as_new_and_nothing_is_lost(
             assert sum(wf.status == WorkflowExecutionStatus.CONTINUED_AS_NEW for wf in runs) == done.runs - 1
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+            await end_cases(isolated)
 
 
 # ---------------------------------------------------------------- ids and start inputs
@@ -198,6 +200,7 @@ async def test_a_squatted_case_id_still_gets_its_genuine_case_and_notice(
             assert (totals.reports, totals.cases_opened, totals.duplicates) == (2, 1, 1)
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+            await end_cases(isolated)
             await squatter.terminate("test finished")
 
 
@@ -241,6 +244,7 @@ async def test_counters_in_a_clearinghouse_start_input_are_ignored(
             assert totals.start_input_ignored
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+            await end_cases(isolated)
 
 
 async def test_a_case_started_with_a_state_of_its_own_does_nothing(
