@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistoryEventFilterType,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -23,9 +30,10 @@ from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
+from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
+from domain.review import STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
 from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
@@ -52,13 +60,21 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     `public_keys` is recorded in the review's input for the record (and for reviews started
     before keys were loaded by the review itself); a review verifies messages with the keys it
     loads from the review office's key directory when it starts."""
-    rid = review_id_for(disclosure)
+    review = admissible(disclosure, policy, public_keys)
+    rid = review.review_id
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
         if previous.status == WorkflowExecutionStatus.RUNNING:
-            raise DuplicateDisclosure(f"review {rid} is already open (stage {stage}); withdraw it before refiling")
-        if stage != Stage.WITHDRAWN:
+            raise DuplicateDisclosure(
+                f"review {rid} is already open (stage {stage}); withdraw it before refiling "
+                "(an operator closes a stuck one with `frontier-review close`)"
+            )
+        if previous.status in ENDED_WITHOUT_OUTCOME and stage not in (Stage.RELEASING, Stage.RELEASED):
+            # Terminated (by an operator or the server), failed or timed out before any partner could
+            # have been granted access: closed, and the refile records it.
+            review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, previous)})
+        elif stage != Stage.WITHDRAWN:
             raise DuplicateDisclosure(
                 f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
                 f"({rid}, {stage or previous.status.name}); disclose a new version"
@@ -74,7 +90,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy, public_keys=public_keys),
+            review,
             id=rid,
             task_queue=REVIEW_TASK_QUEUE,
             search_attributes=attrs,
@@ -94,16 +110,86 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     return rid
 
 
+# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
+ENDED_WITHOUT_OUTCOME = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT,
+    WorkflowExecutionStatus.CANCELED,
+)
+
+
+async def _earlier_run(client: Client, rid: str, d: WorkflowExecutionDescription) -> EarlierRun:
+    """What the refile records about the run before it: how and when it ended, and why if it was told."""
+    reason = ""
+    handle = client.get_workflow_handle(rid, run_id=d.run_id)
+    async for event in handle.fetch_history_events(event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT):
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            attrs = event.workflow_execution_terminated_event_attributes
+            reason = attrs.reason or f"terminated by {attrs.identity or 'someone'} without a reason"
+    return EarlierRun(
+        run_id=d.run_id,
+        status=d.status.name if d.status else "UNKNOWN",
+        stage=d.typed_search_attributes.get(sa.REVIEW_STAGE),
+        closed_at=d.close_time,
+        reason=reason[:1000],
+    )
+
+
+async def close(client: Client, review_id: str, reason: str) -> str:
+    """An operator closes a review that cannot go on (a run stuck on a workflow task that keeps
+    failing, for one): the run is terminated with `reason`, which its history records with the
+    operator's identity. The lab may then refile (unless the release had begun). Returns the run id."""
+    reason = reason.strip()
+    if not reason or len(reason) > 1000:
+        raise Refused("close: a reason of 1 to 1000 characters is required (it is recorded)")
+    d = await describe_or_none(client, review_id)
+    if d is None or d.workflow_type != WORKFLOW_TYPE:
+        raise UnknownReview(f"no review with id {review_id!r}")
+    if d.status != WorkflowExecutionStatus.RUNNING:
+        raise Rejected(f"{review_id}: already closed ({d.status.name if d.status else 'unknown'}); nothing to do")
+    await client.get_workflow_handle(review_id, run_id=d.run_id).terminate(reason=f"closed by an operator: {reason}")
+    return d.run_id
+
+
+def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> ReviewInput:
+    """The review's input, if the door admits it; else `Refused` (nothing was started).
+
+    The disclosure must read back as itself (as the workflow will decode it: a model made with
+    `model_copy` may carry what validation would refuse), name only the policy's evaluations, and
+    plan a release that is not already past (a day's grace for time zones)."""
+    disclosure = round_trips(disclosure, "disclosure", max_bytes=MAX_FILE_BYTES)
+    problem = policy.unknown_evaluations(disclosure.evaluations)
+    if problem:
+        raise Refused(f"disclosure: {problem}")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    if disclosure.intended_release_date < yesterday:
+        raise Refused(
+            f"disclosure: intended_release_date {disclosure.intended_release_date} is in the past "
+            "(a review comes before the release)"
+        )
+    review = ReviewInput(
+        review_id=review_id_for(disclosure), disclosure=disclosure, policy=policy, public_keys=public_keys
+    )
+    # The whole start input, as the SDK will carry it (well under Temporal's 2 MB payload limit).
+    return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
+
+
 async def status(client: Client, review_id: str) -> ReviewStatus:
     """A review's status: from the query while it runs, from its result once closed."""
     description = await describe_or_none(client, review_id)
     if description is None:
         raise UnknownReview(f"no review with id {review_id!r}")
+    if description.workflow_type != WORKFLOW_TYPE:
+        raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
     handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
     if description.status != WorkflowExecutionStatus.RUNNING:
-        raise UnknownReview(f"review {review_id} ended abnormally: {description.status.name}")
+        raise UnknownReview(
+            f"review {review_id} ended without an outcome: {description.status.name if description.status else '?'} "
+            f"(run {description.run_id}; `frontier-review audit {review_id}` shows its record)"
+        )
     return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
 
 
@@ -129,7 +215,9 @@ async def list_reviews(
 
 
 async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id: a retry applies once."""
+    """Sign and send one message as an update. The message id is the update id: a retry applies once.
+    A message that would not read back as itself in the workflow is `Refused` before anything is sent."""
+    message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
     message = signer.sign(review_id, update, message)
     handle: WorkflowHandle = client.get_workflow_handle(review_id)
     for attempt in range(NOT_READY_RETRIES + 1):
