@@ -21,7 +21,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import DuplicateDisclosure, Rejected, UnknownReview
@@ -34,10 +34,12 @@ from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trip
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
-from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
+from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
 NOT_READY_RETRIES = 6
+# The ApplicationError types a review's validators refuse with (workflows/messages.py).
+OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING)
 
 
 class ReviewSummary(BaseModel):
@@ -233,6 +235,12 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
             if getattr(cause, "type", None) == KEYS_LOADING and attempt < NOT_READY_RETRIES:
                 await asyncio.sleep(0.1 * 2**attempt)
                 continue
+            if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
+                # Not a review's own refusal: e.g. the SDK's "update handler not found" from a
+                # workflow that is not a review (a case id given to `determine`).
+                d = await describe_or_none(client, review_id)
+                if d is not None and d.workflow_type != WORKFLOW_TYPE:
+                    raise UnknownReview(f"{review_id} is not a review (it is a {d.workflow_type} workflow)") from None
             raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:

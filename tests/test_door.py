@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from api.agency import AgencyClient, LabClient
+from api.errors import UnknownReview
 from api.reviews import admissible, status
 from api.server import describe_or_none
 from cli.main import main
@@ -29,8 +31,10 @@ from domain.policy import Policy
 from domain.review import WITHDRAW
 from domain.status import Stage
 from infra.keys import KeyDirectory
+from tests.broken_workflow import NotAReview
 from tests.conftest import EXAMPLES, disclose, mythos, send_signed, update_events, wait_stage
 from tests.test_cli import CLI
+from workflows.sandbox import workflow_runner
 
 BASE = json.loads((EXAMPLES / "mythos-2.json").read_text())
 
@@ -227,3 +231,15 @@ def test_the_json_schemas_in_the_repository_are_the_models(tmp_path: Path, capsy
     schema = json.loads(capsys.readouterr().out)
     assert schema["properties"]["partners"]["maxItems"] == MAX_PARTNERS
     assert "training_compute_flop" in schema["required"]
+
+
+async def test_a_message_to_a_workflow_that_is_not_a_review(isolated: Client) -> None:
+    """The issue: a case id given to `determine` answered "Update handler ... not found"."""
+    queue = f"not-a-review-{uuid.uuid4().hex[:8]}"
+    async with Worker(isolated, task_queue=queue, workflows=[NotAReview], workflow_runner=workflow_runner()):
+        handle = await isolated.start_workflow("NotAReview", id=queue, task_queue=queue)
+        with pytest.raises(UnknownReview, match=f"{queue} is not a review \\(it is a NotAReview workflow\\)"):
+            await AgencyClient(isolated, "nsa").determine(queue, covered=False, rationale="r")
+        with pytest.raises(UnknownReview, match="is not a review"):
+            await status(isolated, queue)
+        await handle.terminate(reason="test done")
