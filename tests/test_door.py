@@ -23,7 +23,7 @@ from api.errors import UnknownReview
 from api.reviews import admissible, status
 from api.server import describe_or_none
 from cli.main import main
-from domain.disclosure import MAX_PARTNERS
+from domain.disclosure import MAX_PARTNERS, Disclosure
 from domain.ids import review_id
 from domain.inputs import Refused
 from domain.messages import Withdrawal
@@ -243,3 +243,27 @@ async def test_a_message_to_a_workflow_that_is_not_a_review(isolated: Client) ->
         with pytest.raises(UnknownReview, match="is not a review"):
             await status(isolated, queue)
         await handle.terminate(reason="test done")
+
+
+async def test_the_largest_accepted_disclosure_runs(client: Client, policy: Policy) -> None:
+    """At every cap at once (500 partners, names at their longest, scores at both bounds, the most
+    compute accepted): accepted, started, decoded by the workflow, and through the standards check."""
+    partners = [
+        {"partner_id": f"p{i:03d}-" + "x" * 58, "name": "N" * 200, "sector": "energy"} for i in range(MAX_PARTNERS)
+    ]
+    edge = Disclosure.model_validate(
+        {
+            **BASE,
+            "lab": "L" * 64,
+            "model_name": "M" * 64,
+            "model_version": f"v{uuid.uuid4().hex}".ljust(64, "0"),
+            "evaluations": {name: float(i % 2) for i, name in enumerate(policy.evaluations)},
+            "training_compute_flop": 9.99e39,
+            "partners": partners,
+        }
+    )
+    assert len(edge.model_dump_json()) > 150_000
+    rid = await disclose(client, edge, policy)
+    s = await wait_stage(client, rid, Stage.AWAITING_DETERMINATION, timeout=60)
+    assert len(s.standards) == 5 and s.model_version == edge.model_version
+    await LabClient(client).withdraw(rid, "test done")
