@@ -160,11 +160,13 @@ class Bench:
 
     async def parked(self, name: str, side, count: int, concurrency: int) -> None:
         """Park `count` reviews awaiting the NSA, note the worker's memory, then determine them all."""
-        parked, _ = await bounded(count, concurrency, lambda i: side.park())
+        parked, failures = await bounded(count, concurrency, lambda i: side.park())
+        if failures:
+            print(f"bench: {name}: {len(failures)} of {count} did not park, e.g. {failures[0]}", file=sys.stderr)
         rss = usage(self.workers[name]).rss_mb
         phase = await self.phase(
             name,
-            f"{count} parked, determined",
+            f"{len(parked)} parked, determined",
             0,
             len(parked),
             concurrency,
