@@ -166,7 +166,7 @@ class Bench:
         rss = usage(self.workers[name]).rss_mb
         phase = await self.phase(
             name,
-            f"{len(parked)} parked, determined",
+            f"{count} parked, determined",  # as asked (so both sides pair); n: how many did
             0,
             len(parked),
             concurrency,
