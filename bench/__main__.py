@@ -170,7 +170,7 @@ class Bench:
             0,
             len(parked),
             concurrency,
-            lambda i: side.determine(parked[i], False),
+            lambda i: determined(side, parked[i]),
         )
         phase.worker_rss_mb = max(rss, phase.worker_rss_mb)
 
@@ -184,6 +184,14 @@ class Bench:
             return receipt
 
         await self.phase(name, f"{count} cases parked", 0, count, concurrency, one)
+
+
+async def determined(side, parked: Outcome) -> Outcome:
+    """Determine a parked review; its end-to-end time from the determination to its result."""
+    start = time.perf_counter()
+    await side.determine(parked, False)
+    parked.seconds = time.perf_counter() - start
+    return parked
 
 
 async def warm_up(sides: dict[str, object], with_reports: bool) -> None:
