@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from audit import review as _review  # noqa: F401  (registers the ModelReview interpreter)
-from audit.history import HistoryFileError, decode, fetch, load_export
+from audit.history import HistoryFileError, UndecodableHistory, decode, fetch, load_export, refuse_undecodable
 from audit.trail import INTERPRETERS, AuditTrail, Interpreter, interpreter_for, register
 from infra.connection import data_converter
 
@@ -25,6 +25,7 @@ __all__ = [
     "AuditTrail",
     "HistoryFileError",
     "Interpreter",
+    "UndecodableHistory",
     "UnknownWorkflow",
     "audit_export",
     "audit_history",
@@ -39,6 +40,7 @@ class UnknownWorkflow(LookupError):
 
 async def audit_history(history: WorkflowHistory, *, namespace: str = "default", source: str = "") -> AuditTrail:
     decoded = await decode(history, data_converter(), namespace=namespace, source=source)
+    refuse_undecodable(decoded)
     return interpreter_for(decoded.workflow_type).interpret(decoded)
 
 

@@ -305,6 +305,9 @@ class ModelReview:
         # Written with the next stage (UNDER_REVIEW or RELEASING), which follows at once.
         self._with_next_stage += [
             sa.COVERED.value_set(covered),
+            sa.DETERMINED_BY.value_set(
+                sa.DETERMINED_BY_DEFAULT if self._determination_by_default else sa.DETERMINED_BY_NSA
+            ),
             sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start()),
         ]
         _count(
@@ -643,10 +646,20 @@ class ModelReview:
         workflow.logger.log(level, message, extra={"stage": self._stage.value, **fields})
 
     def _publish_details(self) -> None:
-        """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
+        """What a watcher reads in the Web UI: stage, deadlines, who is still pending (also as the
+        PendingAgencies search attribute, so a list can ask who waits for an agency)."""
+        pending_text = " ".join(a.value for a in self._pending())
+        if workflow.info().typed_search_attributes.get(sa.PENDING_AGENCIES) != pending_text:
+            workflow.upsert_search_attributes([sa.PENDING_AGENCIES.value_set(pending_text)])
         lines = [f"**{self._stage.value}**"]
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
+        if self._determination is not None:
+            verdict = "covered" if self._determination.covered else "not covered"
+            by = "the NSA"
+            if self._determination_by_default:
+                by = "the policy's default (the NSA did not decide by its deadline)"
+            lines.append(f"determination: {verdict}, by {by}")
         if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
             lines.append(f"determination due: {self._determination_deadline:%Y-%m-%d %H:%M} UTC")
         if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
