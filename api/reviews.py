@@ -14,6 +14,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistoryEventFilterType,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -24,8 +25,9 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import DuplicateDisclosure, Rejected, UnknownReview
-from api.server import describe_or_none, workflow_not_ready
+from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
+from api.idempotency import check_message_id
+from api.server import describe_or_none, transient
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
@@ -33,11 +35,12 @@ from domain.ids import review_id_for
 from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
+from domain.review import ALREADY_APPLIED, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
 from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
-NOT_READY_RETRIES = 6
+# How long one message keeps being resent through transient failures (seconds).
+PATIENCE = 60.0
 
 
 class ReviewSummary(BaseModel):
@@ -218,22 +221,41 @@ async def list_reviews(
         )
 
 
-async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id: a retry applies once.
-    A message that would not read back as itself in the workflow is `Refused` before anything is sent."""
+async def send(
+    client: Client, review_id: str, update: str, message: Message, signer: Signer, *, message_id: str | None = None
+) -> ReviewStatus:
+    """Sign and send one message as an update. The message id is the update id, so a retry applies
+    it once: `message_id` if given, else the message's own (the clients in api/agency.py derive one
+    from the content, api/idempotency.py, so a command run again is the same message).
+
+    Transient failures recorded nothing, or recorded the message under this id, so the same message
+    goes again for up to PATIENCE seconds: the server unreachable or restarting, its cap on updates
+    in flight, a workflow task failed under the update, a review still loading its keyring. After
+    that, `Unavailable`: one line saying the message may not have been applied."""
+    if message_id is not None:
+        message = message.model_copy(update={"message_id": check_message_id(message_id)})
+    # A message that would not read back as itself in the workflow is `Refused` before anything is sent.
     message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
     message = signer.sign(review_id, update, message)
     handle: WorkflowHandle = client.get_workflow_handle(review_id)
-    for attempt in range(NOT_READY_RETRIES + 1):
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + PATIENCE
+    delay = 0.1
+    resent = False
+    while True:
         try:
             return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
+            kind = getattr(cause, "type", None)
+            if kind == ALREADY_APPLIED and resent:
+                return await status(client, review_id)  # an earlier attempt of ours got through
             # A review that has just started is loading its keyring: nothing was recorded, send again.
-            if getattr(cause, "type", None) == KEYS_LOADING and attempt < NOT_READY_RETRIES:
-                await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+            if kind != KEYS_LOADING or loop.time() > give_up:
+                raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if loop.time() > give_up:
+                raise _unavailable(review_id, message, "the update timed out") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 closed = await describe_or_none(client, review_id)
@@ -241,10 +263,17 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
                     raise UnknownReview(f"no review with id {review_id!r}") from None
                 stage = closed.typed_search_attributes.get(sa.REVIEW_STAGE) or closed.status.name
                 raise Rejected(f"{review_id}: the review is closed (stage {stage}); nothing was recorded") from None
-            # The server refuses an update whose workflow task was failed under it, e.g.
-            # an UnhandledCommand race with an activity completing at the same moment. The
-            # message was not applied; sending it again (same id) is safe.
-            if not workflow_not_ready(e) or attempt == NOT_READY_RETRIES:
+            if not transient(e):
                 raise
-            await asyncio.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
+            if loop.time() > give_up:
+                raise _unavailable(review_id, message, e.message) from None
+        resent = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def _unavailable(review_id: str, message: Message, why: str) -> Unavailable:
+    return Unavailable(
+        f"{review_id}: the Temporal server did not take message {message.message_id} within {PATIENCE:.0f} s "
+        f"({why}); it may not have been applied: send it again with the same message id, it applies once"
+    )

@@ -30,6 +30,10 @@ CONCLUDE_REVIEW = "conclude_review"
 WITHDRAW = "withdraw"
 STATUS_QUERY = "status"
 
+# A review's refusal of a message id it has applied (its own error type: a sender's retry that
+# meets it knows its earlier attempt got through).
+ALREADY_APPLIED = "AlreadyApplied"
+
 
 class EarlierRun(BaseModel):
     """A run of the same review that ended without an outcome (terminated, failed, timed out):

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import describe
     from domain.review import (
+        ALREADY_APPLIED,
         BRIEF_NSA,
         CHECK_STANDARD,
         CONCLUDE_REVIEW,
@@ -571,9 +572,10 @@ class ModelReview:
 
     def _authenticate(self, update: str, message: Message) -> None:
         """Who sent it, proven: a fresh message id and a signature by the sender's key."""
-        reject_unless(
-            message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
-        )
+        if message.message_id in self._applied_messages:
+            raise ApplicationError(
+                f"message {message.message_id} was already applied", type=ALREADY_APPLIED, non_retryable=True
+            )
         authenticate(self._keys, self._review.review_id, update, message, target="review")
 
     def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
