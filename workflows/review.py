@@ -510,6 +510,8 @@ class ModelReview:
     async def conclude_review(self, conclusion: Conclusion) -> ReviewStatus:
         self._applied_messages.add(conclusion.message_id)
         self._concluded.append(Agency(conclusion.sender))
+        if self._pending_reviewers():  # else the window closes now, and RELEASING's upsert carries it
+            workflow.upsert_search_attributes([self._awaited_attribute()])
         self._publish_details()
         return self.status()
 
@@ -641,18 +643,25 @@ class ModelReview:
             updates.append(sa.OUTCOME.value_set(self._outcome.value))
         if self._stage == Stage.RELEASING:
             updates.append(sa.SECONDS_TO_RELEASE.value_set(_seconds_since_start()))
+        awaited = self._awaited_attribute()
+        if awaited.value or workflow.info().typed_search_attributes.get(sa.PENDING_AGENCIES) is not None:
+            updates.append(awaited)  # unset reads as nobody awaited: no upsert to say so
         return updates
+
+    def _awaited_attribute(self) -> SearchAttributeUpdate:
+        """PendingAgencies: whose decision the review waits for (the NSA's, then each participant's
+        conclusion), so a list can ask what waits for an agency. Not the standards bodies: their
+        workers answer within the policy's timeout, and an upsert per verdict would cost a visibility
+        write each."""
+        awaited = self._pending() if self._stage in (Stage.AWAITING_DETERMINATION, Stage.UNDER_REVIEW) else []
+        return sa.PENDING_AGENCIES.value_set(" ".join(a.value for a in awaited))
 
     def _log(self, message: str, *, level: int = logging.INFO, **fields: object) -> None:
         """workflow.logger (silent on replay), with the stage on every line."""
         workflow.logger.log(level, message, extra={"stage": self._stage.value, **fields})
 
     def _publish_details(self) -> None:
-        """What a watcher reads in the Web UI: stage, deadlines, who is still pending (also as the
-        PendingAgencies search attribute, so a list can ask who waits for an agency)."""
-        pending_text = " ".join(a.value for a in self._pending())
-        if workflow.info().typed_search_attributes.get(sa.PENDING_AGENCIES) != pending_text:
-            workflow.upsert_search_attributes([sa.PENDING_AGENCIES.value_set(pending_text)])
+        """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
         lines = [f"**{self._stage.value}**"]
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
