@@ -15,8 +15,10 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from aiohttp import web
+from temporalio.client import Client
 
 from api.reviews import ENDED_WITHOUT_OUTCOME_NAMES as ENDED_WITHOUT_OUTCOME
 from api.reviews import ReviewSummary
@@ -25,11 +27,30 @@ from domain.status import Stage
 # Where a review can be, in lifecycle order; runs that ended without an outcome after them.
 LIFECYCLE = [s.value for s in Stage]
 REFRESH_SECONDS = 10
+MAX_ROWS = 2000  # the newest runs; `list --json` or the Web UI for the rest
 HEADINGS = (
     "review", "lab", "model", "stage", "outcome", "determined by", "window closes", "pending", "run", "disclosed",
 )  # fmt: skip
 
 Reviews = Callable[[], Awaitable[list[ReviewSummary]]]
+
+# The Temporal Web UI keeps saved views in each browser, out of a server's reach; a link that carries
+# its query is what can be handed out. `up` prints these.
+SAVED_QUERIES = {
+    "under review": 'ReviewStage = "UNDER_REVIEW"',
+    "awaiting the NSA": 'ReviewStage = "AWAITING_DETERMINATION"',
+    "decided by the policy's default": 'DeterminedBy = "policy-default"',
+    "waiting for DoD": 'PendingAgencies = "dod" AND ExecutionStatus = "Running"',
+    "ended out of view (terminated, failed, cancelled)": (
+        'WorkflowType = "ModelReview" AND ExecutionStatus IN ("Terminated", "Failed", "Canceled", "TimedOut")'
+    ),
+}
+
+
+def ui_links(ui_origin: str, namespace: str = "default") -> dict[str, str]:
+    """The Web UI's workflow list, opened on each saved query."""
+    base = f"{ui_origin.rstrip('/')}/namespaces/{quote(namespace)}/workflows?query="
+    return {name: base + quote(query, safe="") for name, query in SAVED_QUERIES.items()}
 
 
 def counts(rows: list[ReviewSummary]) -> dict[str, int]:
@@ -96,3 +117,18 @@ def make_app(reviews: Reviews, ui_link: Callable[[str], str] | None = None) -> w
     app.router.add_get("/", page)
     app.router.add_get("/reviews.json", as_json)
     return app
+
+
+async def serve(client: Client, host: str, port: int, ui_origin: str | None = None) -> web.AppRunner:
+    """The page for every review on `client`'s namespace, each row linked to the Web UI when there is one."""
+    from api.reviews import list_reviews
+    from infra.codec_server import start
+
+    async def reviews() -> list[ReviewSummary]:
+        return [r async for r in list_reviews(client, limit=MAX_ROWS)]
+
+    def ui_link(review_id: str) -> str:
+        query = quote(f'WorkflowId = "{review_id}"', safe="")
+        return f"{ui_origin}/namespaces/{quote(client.namespace)}/workflows?query={query}"
+
+    return await start(make_app(reviews, ui_link if ui_origin else None), host, port)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from urllib.parse import unquote
 
 import aiohttp
 from temporalio.client import Client
@@ -153,3 +154,10 @@ async def test_a_refiled_review_shows_its_earlier_runs(client: Client, policy: P
     runs = {row["run_id"]: row["status"] for row in json.loads(r.stdout) if row["review_id"] == rid}
     assert runs == {latest: "RUNNING", cut: "TERMINATED", withdrawn: "COMPLETED"}
     await LabClient(client).withdraw(rid, "test finished")
+
+
+async def test_the_saved_query_links_up_prints_are_queries_the_server_accepts(client: Client) -> None:
+    links = watcher_page.ui_links("http://localhost:8233")
+    for name, query in watcher_page.SAVED_QUERIES.items():
+        await client.count_workflows(query)
+        assert unquote(links[name].split("?query=", 1)[1]) == query
