@@ -19,6 +19,16 @@ OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 SECONDS_TO_DETERMINATION = SearchAttributeKey.for_int("SecondsToDetermination")
 SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
 
+# Who made the determination: the NSA, or the policy's default on the NSA's silence (a watcher
+# must never read a default as an NSA decision). Values: DETERMINED_BY_NSA, DETERMINED_BY_DEFAULT.
+DETERMINED_BY = SearchAttributeKey.for_keyword("DeterminedBy")
+DETERMINED_BY_NSA = "nsa"
+DETERMINED_BY_DEFAULT = "policy-default"
+# The agencies the review waits for now, space-separated ("dod dhs"): `PendingAgencies = "dod"`
+# matches a review waiting for DoD. Text, not KeywordList: the dev server's SQLite visibility allows
+# 3 KeywordList attributes per namespace (measured: a 4th refuses to start), and Sectors and the
+# other reviews' lists hold them; Text matches word by word, and agency ids are single words.
+PENDING_AGENCIES = SearchAttributeKey.for_text("PendingAgencies")
 # The clocks a lab can plan on (domain/clocks.py), for the report's mission-creep meter: the
 # agencies taking part in a covered review's window, the clock that ended the hold (a policy field
 # name: determination_deadline, review_window, max_hold; unset when someone decided), and the delay
@@ -39,6 +49,8 @@ REVIEW_SEARCH_ATTRIBUTES = (
     OUTCOME,
     SECONDS_TO_DETERMINATION,
     SECONDS_TO_RELEASE,
+    DETERMINED_BY,
+    PENDING_AGENCIES,
     PARTICIPANTS,
     CLOCK_RAN_OUT,
     SECONDS_DELAYED,
