@@ -168,6 +168,7 @@ class ReviewRecord(BaseModel):
     partners: list[PartnerRecord] = Field(default_factory=list)
     unverified: list[UnverifiedRecord] = Field(default_factory=list)
     closed_at: datetime | None = None
+    cases: list[str] = Field(default_factory=list)  # the clearinghouse cases its findings opened or joined
 
 
 @register
@@ -268,6 +269,7 @@ class ModelReviewInterpreter(Interpreter):
             self._default_determination()
         closed = history.closed
         self.rec.closed_at = closed.at if closed else None
+        self.rec.cases = sorted({f.case_id for f in self.rec.forwards if f.case_id})
 
     # -- reading the history
 
@@ -796,6 +798,7 @@ class ModelReviewInterpreter(Interpreter):
             out.append("None.")
         if r.forwards:
             out += ["", "## Vulnerability findings to Treasury's clearinghouse", ""]
+            out += [f"Cases: {', '.join(f'`{c}`' for c in r.cases)} (`frontier-review audit CASE-ID`).", ""]
             out += ["| finding | agency | status | case | at | note |", "| --- | --- | --- | --- | --- | --- |"]
             out += [
                 f"| {f.finding_id} | {f.agency} | {f.status} | {f.case_id or ''} | {_iso(f.at)} | {_cell(f.reason)} |"
