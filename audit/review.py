@@ -591,148 +591,175 @@ class ModelReviewInterpreter(Interpreter):
         return super().describe_result(event, scheduled)
 
     def checks(self, record: BaseModel | None) -> list[AuditCheck]:
+        """Each rule the record is held to, in the order of the lifecycle; a rule that does not apply
+        to this review (no window, no release yet) says nothing."""
+        rules = (
+            self._standards_answered, self._determination_checks, self._participants_only, self._window_kept,
+            self._release_not_held, self._findings_delivered, self._grants_once, self._own_log_matches,
+        )  # fmt: skip
+        return [check for rule in rules for check in rule()]
+
+    def _standards_answered(self) -> list[AuditCheck]:
         rec = self.rec
-        checks: list[AuditCheck] = []
-        stages = [t.stage for t in rec.transitions]
-        if Stage.AWAITING_DETERMINATION in stages:
-            answered = {v.agency for v in rec.verdicts}
-            missing = [a.value for a in STANDARDS_BODIES if a.value not in answered]
-            checks.append(
-                AuditCheck(
-                    name="every standards body answered or was recorded as silent",
-                    ok=not missing,
-                    detail=f"{len(rec.verdicts)} verdicts" if not missing else f"missing: {', '.join(missing)}",
-                )
+        if Stage.AWAITING_DETERMINATION not in {t.stage for t in rec.transitions}:
+            return []
+        answered = {v.agency for v in rec.verdicts}
+        missing = [a.value for a in STANDARDS_BODIES if a.value not in answered]
+        return [
+            AuditCheck(
+                name="every standards body answered or was recorded as silent",
+                ok=not missing,
+                detail=f"{len(rec.verdicts)} verdicts" if not missing else f"missing: {', '.join(missing)}",
             )
-        d = rec.determination
-        if d is not None:
+        ]
+
+    def _determination_checks(self) -> list[AuditCheck]:
+        rec, d = self.rec, self.rec.determination
+        if d is None:
+            return []
+        name = "the determination came from the NSA by its deadline"
+        if d.by_default:
             # A default is not the NSA's decision: this check fails for it, and says so; a second
             # check holds the default to its own rule (it applied only once the deadline had passed).
-            if d.by_default:
-                checks.append(
-                    AuditCheck(
-                        name="the determination came from the NSA by its deadline",
-                        ok=False,
-                        detail=f"no: {self._silence()}; the policy's default "
-                        f"({'covered' if d.covered else 'not covered'}) applied instead",
-                    )
-                )
-                checks.append(
-                    AuditCheck(
-                        name="the policy's default applied only when the NSA's deadline had passed",
-                        ok=rec.determination_deadline is None or "determination" in self.fired,
-                        detail=f"deadline {_iso(rec.determination_deadline)}; the deadline timer "
-                        + ("fired" if "determination" in self.fired else "never fired"),
-                    )
-                )
-            else:
-                ok = d.by == Agency.NSA.value and (
-                    rec.determination_deadline is None or d.at <= rec.determination_deadline
-                )
-                detail = f"by {d.by} at {_iso(d.at)}, deadline {_iso(rec.determination_deadline)}"
-                checks.append(
-                    AuditCheck(name="the determination came from the NSA by its deadline", ok=ok, detail=detail)
-                )
-            if rec.determined_by is not None:
-                said = "policy" if rec.determined_by == DETERMINED_BY_DEFAULT else rec.determined_by
-                checks.append(
-                    AuditCheck(
-                        name="the DeterminedBy search attribute names who decided",
-                        ok=said == d.by,
-                        detail=f"DeterminedBy={rec.determined_by}; the history shows {d.by}",
-                    )
-                )
-        if rec.participating_agencies or rec.findings or rec.conclusions:
-            outsiders = sorted(
-                {m.agency for m in [*rec.findings, *rec.conclusions] if m.agency not in rec.participating_agencies}
-            )
-            checks.append(
+            fired = "determination" in self.fired
+            checks = [
                 AuditCheck(
-                    name="findings and conclusions came only from participating agencies",
-                    ok=not outsiders,
-                    detail="participants: " + ", ".join(rec.participating_agencies)
-                    if not outsiders
-                    else f"from non-participants: {', '.join(outsiders)}",
-                )
-            )
-        under = next((t for t in rec.transitions if t.stage == Stage.UNDER_REVIEW), None)
-        if under is not None and rec.window_deadline is not None:
-            length = rec.window_deadline - under.at
-            allowed = min(self._policy_duration("review_window", STATUTORY_WINDOW_CAP), STATUTORY_WINDOW_CAP)
-            checks.append(
+                    name=name,
+                    ok=False,
+                    detail=f"no: {self._silence()}; the policy's default "
+                    f"({'covered' if d.covered else 'not covered'}) applied instead",
+                ),
                 AuditCheck(
-                    name="the review window kept to the policy and the order's 30-day cap",
-                    ok=length <= allowed + CLOCK_ROUNDING,
-                    detail=f"window of {describe(length)} (policy {describe(allowed)})",
-                )
-            )
-        releasing = next((t for t in rec.transitions if t.stage == Stage.RELEASING), None)
-        if releasing is not None:
-            if rec.window_deadline is not None:
-                limit, what = rec.window_deadline, "the window deadline"
-            elif d is not None:
-                limit, what = d.at, "the determination (not covered) took effect"
-            else:
-                limit, what = None, ""
-            if limit is not None:
-                late = releasing.at - limit
-                checks.append(
-                    AuditCheck(
-                        name="the release was not held past what the policy allows",
-                        ok=late <= SAME_MOMENT,
-                        detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
-                    )
-                )
-        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
-        if vulnerabilities:
-            delivered = {f.finding_id for f in rec.forwards if f.status == "delivered"}
-            missing = [f for f in vulnerabilities if f.message.update_id not in delivered]
-            by_id = {f.finding_id: f for f in rec.forwards}
-            why = [
-                f"{f.agency}'s {f.message.update_id}: "
-                + (
-                    f"{by_id[f.message.update_id].status} ({by_id[f.message.update_id].reason})"
-                    if f.message.update_id in by_id
-                    else "never forwarded"
-                )
-                for f in missing
+                    name="the policy's default applied only when the NSA's deadline had passed",
+                    ok=rec.determination_deadline is None or fired,
+                    detail=f"deadline {_iso(rec.determination_deadline)}; the deadline timer "
+                    + ("fired" if fired else "never fired"),
+                ),
             ]
-            checks.append(
+        else:
+            in_time = rec.determination_deadline is None or d.at <= rec.determination_deadline
+            checks = [
                 AuditCheck(
-                    name="every vulnerability finding reached Treasury's clearinghouse",
-                    ok=not missing,
-                    detail=f"{len(vulnerabilities)} delivered" if not missing else "; ".join(why),
+                    name=name,
+                    ok=d.by == Agency.NSA.value and in_time,
+                    detail=f"by {d.by} at {_iso(d.at)}, deadline {_iso(rec.determination_deadline)}",
                 )
-            )
-        granted = [p.partner_id for p in rec.partners if p.granted]
-        grant_events = [
-            e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS
-        ]
-        checks.append(
-            AuditCheck(
-                name="each partner was granted access at most once",
-                ok=len(grant_events) == len(set(granted)),
-                detail=f"{len(granted)} grants, {sum(1 for p in rec.partners if p.vetted is False)} refused at vetting",
-            )
-        )
-        if self.result is not None:
-            logged = [
-                (str(t.get("stage")), _DATETIME.validate_python(t["at"]))
-                for t in self.result.get("transitions", [])
-                if t.get("at")
             ]
-            rebuilt = [(t.stage.value, t.at) for t in rec.transitions]
-            same = len(logged) == len(rebuilt) and all(
-                a[0] == b[0] and abs(a[1] - b[1]) <= timedelta(seconds=1) for a, b in zip(logged, rebuilt, strict=True)
-            )
+        if rec.determined_by is not None:
+            said = "policy" if rec.determined_by == DETERMINED_BY_DEFAULT else rec.determined_by
             checks.append(
                 AuditCheck(
-                    name="the review's own transition log matches its history",
-                    ok=same,
-                    detail=f"{len(rebuilt)} transitions" if same else f"history {rebuilt} vs result {logged}",
+                    name="the DeterminedBy search attribute names who decided",
+                    ok=said == d.by,
+                    detail=f"DeterminedBy={rec.determined_by}; the history shows {d.by}",
                 )
             )
         return checks
+
+    def _participants_only(self) -> list[AuditCheck]:
+        rec = self.rec
+        if not (rec.participating_agencies or rec.findings or rec.conclusions):
+            return []
+        outsiders = sorted(
+            {m.agency for m in [*rec.findings, *rec.conclusions] if m.agency not in rec.participating_agencies}
+        )
+        return [
+            AuditCheck(
+                name="findings and conclusions came only from participating agencies",
+                ok=not outsiders,
+                detail="participants: " + ", ".join(rec.participating_agencies)
+                if not outsiders
+                else f"from non-participants: {', '.join(outsiders)}",
+            )
+        ]
+
+    def _window_kept(self) -> list[AuditCheck]:
+        rec = self.rec
+        under = next((t for t in rec.transitions if t.stage == Stage.UNDER_REVIEW), None)
+        if under is None or rec.window_deadline is None:
+            return []
+        length = rec.window_deadline - under.at
+        allowed = min(self._policy_duration("review_window", STATUTORY_WINDOW_CAP), STATUTORY_WINDOW_CAP)
+        return [
+            AuditCheck(
+                name="the review window kept to the policy and the order's 30-day cap",
+                ok=length <= allowed + CLOCK_ROUNDING,
+                detail=f"window of {describe(length)} (policy {describe(allowed)})",
+            )
+        ]
+
+    def _release_not_held(self) -> list[AuditCheck]:
+        rec, d = self.rec, self.rec.determination
+        releasing = next((t for t in rec.transitions if t.stage == Stage.RELEASING), None)
+        if releasing is None:
+            return []
+        if rec.window_deadline is not None:
+            limit, what = rec.window_deadline, "the window deadline"
+        elif d is not None:
+            limit, what = d.at, "the determination (not covered) took effect"
+        else:
+            return []
+        return [
+            AuditCheck(
+                name="the release was not held past what the policy allows",
+                ok=releasing.at - limit <= SAME_MOMENT,
+                detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
+            )
+        ]
+
+    def _findings_delivered(self) -> list[AuditCheck]:
+        rec = self.rec
+        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
+        if not vulnerabilities:
+            return []
+        by_id = {f.finding_id: f for f in rec.forwards}
+        missing = [f for f in vulnerabilities if getattr(by_id.get(f.message.update_id), "status", "") != "delivered"]
+
+        def why(f: FindingRecord) -> str:
+            forward = by_id.get(f.message.update_id)
+            return f"{f.agency}'s {f.message.update_id}: " + (
+                f"{forward.status} ({forward.reason})" if forward else "never forwarded"
+            )
+
+        return [
+            AuditCheck(
+                name="every vulnerability finding reached Treasury's clearinghouse",
+                ok=not missing,
+                detail=f"{len(vulnerabilities)} delivered" if not missing else "; ".join(map(why, missing)),
+            )
+        ]
+
+    def _grants_once(self) -> list[AuditCheck]:
+        partners = self.rec.partners
+        granted = [p.partner_id for p in partners if p.granted]
+        grants = [e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS]
+        return [
+            AuditCheck(
+                name="each partner was granted access at most once",
+                ok=len(grants) == len(set(granted)),
+                detail=f"{len(granted)} grants, {sum(1 for p in partners if p.vetted is False)} refused at vetting",
+            )
+        ]
+
+    def _own_log_matches(self) -> list[AuditCheck]:
+        if self.result is None:
+            return []
+        logged = [
+            (str(t.get("stage")), _DATETIME.validate_python(t["at"]))
+            for t in self.result.get("transitions", [])
+            if t.get("at")
+        ]
+        rebuilt = [(t.stage.value, t.at) for t in self.rec.transitions]
+        same = len(logged) == len(rebuilt) and all(
+            a[0] == b[0] and abs(a[1] - b[1]) <= timedelta(seconds=1) for a, b in zip(logged, rebuilt, strict=True)
+        )
+        return [
+            AuditCheck(
+                name="the review's own transition log matches its history",
+                ok=same,
+                detail=f"{len(rebuilt)} transitions" if same else f"history {rebuilt} vs result {logged}",
+            )
+        ]
 
     def markdown(self, trail: AuditTrail) -> list[str]:
         r = trail.record
