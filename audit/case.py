@@ -92,8 +92,13 @@ class CaseInterpreter(Interpreter):
         references += [str(r.get("reference", "")) for r in carried.get("reports", []) if isinstance(r, dict)]
         self.own_log: list[dict[str, Any]] = list(carried.get("transitions", []))
         self.rec.notices = [
-            NoticeSent(kind=str(n.get("kind")), recipient=str(n.get("recipient")), at=n.get("at"), activity_id="",
-                       run="an earlier run")  # fmt: skip
+            NoticeSent(
+                kind=str(n.get("kind")),
+                recipient=str(n.get("recipient")),
+                at=n.get("at"),
+                activity_id="",
+                run="an earlier run",
+            )  # fmt: skip
             for n in carried.get("notices", [])
             if isinstance(n, dict) and n.get("delivered")
         ]
@@ -163,8 +168,12 @@ class CaseInterpreter(Interpreter):
     def _read_own_record(self, history: DecodedHistory) -> None:
         if self.rec.recorded_by_the_case or (self.own_log and self.rec.continued_from):
             self.rec.status_changes = [
-                StatusChange(status=str(t.get("status")), at=_DATETIME.validate_python(t["at"]),
-                             actor=str(t.get("actor", "?")), reason=str(t.get("reason", "")))  # fmt: skip
+                StatusChange(
+                    status=str(t.get("status")),
+                    at=_DATETIME.validate_python(t["at"]),
+                    actor=str(t.get("actor", "?")),
+                    reason=str(t.get("reason", "")),
+                )  # fmt: skip
                 for t in map(_dict, self.own_log)
                 if t.get("at")
             ]
@@ -210,7 +219,7 @@ class CaseInterpreter(Interpreter):
         logged = [c.status for c in self.rec.status_changes]
         seen = [u.status for u in self.upserted]
         unexplained = [c.status for c in self.rec.status_changes if not c.reason]
-        ok = not unexplained and logged[-len(seen):] == seen if seen else not unexplained
+        ok = not unexplained and logged[-len(seen) :] == seen if seen else not unexplained
         return AuditCheck(
             name="every status change has a reason, and the case's log matches its history",
             ok=ok,

@@ -208,50 +208,26 @@ class ModelReviewInterpreter(Interpreter):
             if e.type == "WORKFLOW_TASK_FAILED" and e.attributes.new_run_id:
                 self.runs.add(e.attributes.new_run_id)
         self._forward_by_activity: dict[str, str] = {}  # forward activity id -> finding id
-        stage: Stage | None = None
-        last_conclusion: MessageRecord | None = None
+        self._stage: Stage | None = None
+        self._last_conclusion: MessageRecord | None = None
         for e in history.events:
-            if e.type == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
-                attrs = e.search_attributes
-                if "WindowDeadline" in attrs:
-                    self.rec.window_deadline = attrs["WindowDeadline"]
-                if "Covered" in attrs:
-                    self.rec.covered = attrs["Covered"]
-                if "DeterminedBy" in attrs:
-                    self.rec.determined_by = attrs["DeterminedBy"]
-                if "Outcome" in attrs:
-                    self.rec.outcome = Outcome(attrs["Outcome"])
-                if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
-                    stage = Stage(attrs["ReviewStage"])
-                    if stage != Stage.DISCLOSED and not self.rec.transitions:
-                        # The start request set DISCLOSED and the review writes no upsert for it:
-                        # it enters DISCLOSED and STANDARDS_CHECK in the same workflow task.
-                        self._stage_changed(self._transition(Stage.DISCLOSED, e, last_conclusion), e)
-                    self._stage_changed(self._transition(stage, e, last_conclusion), e)
-            elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == BRIEF_NSA and e.values:
-                deadline = e.values[0].get("determination_deadline") if isinstance(e.values[0], dict) else None
-                if deadline:
-                    self.rec.determination_deadline = _DATETIME.validate_python(deadline)
-            elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == FORWARD_VULNERABILITY:
-                self._forward_scheduled(e)
-            elif e.type in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT"):
-                self._activity_result(e)
-            elif e.type == "TIMER_STARTED":
-                if stage == Stage.AWAITING_DETERMINATION:
-                    self.timer_purpose[e.ref] = "determination"
-                elif stage == Stage.UNDER_REVIEW:
-                    self.timer_purpose[e.ref] = "window"
-            elif e.type == "TIMER_FIRED":
-                self.fired.add(self.timer_purpose.get(e.ref, e.ref))
-            elif e.type == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
-                conclusion = self._message(e)
-                if conclusion is not None:
-                    last_conclusion = conclusion
-            elif e.type == "WORKFLOW_EXECUTION_COMPLETED" and e.values and isinstance(e.values[0], dict):
-                self.result = e.values[0]
+            reader = self._readers.get(e.type)
+            if reader:
+                reader(self, e)
+        stage = self._stage
         self.rec.stage = stage
+        self._silent_bodies()
+        if self.rec.outcome is None:
+            self.rec.outcome = self._inferred_outcome()
+        if self.rec.determination is None and "determination" in self.fired:
+            self._default_determination()
+        closed = history.closed
+        self.rec.closed_at = closed.at if closed else None
+        self.rec.cases = sorted({f.case_id for f in self.rec.forwards if f.case_id})
+
+    def _silent_bodies(self) -> None:
+        """A body whose every answer was unverifiable was recorded by the review as silent."""
         for body in STANDARDS_BODIES:
-            # A body whose every answer was unverifiable was recorded by the review as silent.
             tried = [u for u in self.rec.unverified if u.party == body.value]
             if tried and not any(v.agency == body.value for v in self.rec.verdicts):
                 self.rec.verdicts.append(
@@ -263,13 +239,62 @@ class ModelReviewInterpreter(Interpreter):
                         event_id=tried[-1].event_id,
                     )
                 )
-        if self.rec.outcome is None:
-            self.rec.outcome = self._inferred_outcome()
-        if self.rec.determination is None and "determination" in self.fired:
-            self._default_determination()
-        closed = history.closed
-        self.rec.closed_at = closed.at if closed else None
-        self.rec.cases = sorted({f.case_id for f in self.rec.forwards if f.case_id})
+
+    # -- one reader per event type, in history order
+
+    def _read_upsert(self, e: Event) -> None:
+        attrs = e.search_attributes
+        for name, field in (("WindowDeadline", "window_deadline"), ("Covered", "covered"),
+                            ("DeterminedBy", "determined_by")):  # fmt: skip
+            if name in attrs:
+                setattr(self.rec, field, attrs[name])
+        if "Outcome" in attrs:
+            self.rec.outcome = Outcome(attrs["Outcome"])
+        stage = self._stage
+        if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
+            self._stage = Stage(attrs["ReviewStage"])
+            if self._stage != Stage.DISCLOSED and not self.rec.transitions:
+                # The start request set DISCLOSED and the review writes no upsert for it:
+                # it enters DISCLOSED and STANDARDS_CHECK in the same workflow task.
+                self._stage_changed(self._transition(Stage.DISCLOSED, e, self._last_conclusion), e)
+            self._stage_changed(self._transition(self._stage, e, self._last_conclusion), e)
+
+    def _read_scheduled(self, e: Event) -> None:
+        if e.name == FORWARD_VULNERABILITY:
+            self._forward_scheduled(e)
+        elif e.name == BRIEF_NSA and e.values and isinstance(e.values[0], dict):
+            deadline = e.values[0].get("determination_deadline")
+            if deadline:
+                self.rec.determination_deadline = _DATETIME.validate_python(deadline)
+
+    def _read_timer(self, e: Event) -> None:
+        purpose = {Stage.AWAITING_DETERMINATION: "determination", Stage.UNDER_REVIEW: "window"}.get(self._stage)
+        if purpose:
+            self.timer_purpose[e.ref] = purpose
+
+    def _read_fired(self, e: Event) -> None:
+        self.fired.add(self.timer_purpose.get(e.ref, e.ref))
+
+    def _read_update(self, e: Event) -> None:
+        conclusion = self._message(e)
+        if conclusion is not None:
+            self._last_conclusion = conclusion
+
+    def _read_result(self, e: Event) -> None:
+        if e.values and isinstance(e.values[0], dict):
+            self.result = e.values[0]
+
+    _readers = {
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": _read_upsert,
+        "ACTIVITY_TASK_SCHEDULED": _read_scheduled,
+        "ACTIVITY_TASK_COMPLETED": lambda self, e: self._activity_result(e),
+        "ACTIVITY_TASK_FAILED": lambda self, e: self._activity_result(e),
+        "ACTIVITY_TASK_TIMED_OUT": lambda self, e: self._activity_result(e),
+        "TIMER_STARTED": _read_timer,
+        "TIMER_FIRED": _read_fired,
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _read_update,
+        "WORKFLOW_EXECUTION_COMPLETED": _read_result,
+    }
 
     # -- reading the history
 
