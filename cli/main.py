@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import audit, embedded, keys, report, reviews, vuln
+from cli import audit, embedded, keys, namespace, report, reviews, vuln
 from cli.reviews import BadInput
 from domain.policy import one_line
 from infra.connection import ClientConfigError
@@ -41,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     vuln.add_commands(sub, common)
     audit.add_commands(sub, common)
     report.add_commands(sub, common)
+    namespace.add_commands(sub, common)
     return root
 
 

@@ -57,8 +57,13 @@ class Unreachable(ConnectionError):
 
 
 async def connect(
-    target: Target = Target(), keyring: PayloadKeyring | None = None, runtime: Runtime | None = None
+    target: Target = Target(),
+    keyring: PayloadKeyring | None = None,
+    runtime: Runtime | None = None,
+    converter: DataConverter | None = None,
 ) -> Client:
+    """A client through envconfig. `converter` replaces the project's (payload keys needed) for
+    tools that never read a payload, such as `setup-namespace`."""
     try:
         config = ClientConfig.load_client_connect_config(profile=target.profile)
     except RuntimeError as e:  # the SDK's ConfigError (unknown profile, malformed file)
@@ -68,7 +73,7 @@ async def connect(
     if target.namespace:
         config["namespace"] = target.namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    converter = data_converter(keyring)
+    converter = converter or data_converter(keyring)
     try:
         return await Client.connect(**config, data_converter=converter, runtime=runtime)
     except RuntimeError as e:
