@@ -4,6 +4,7 @@ TEMPORAL_NAMESPACE, TLS, API key), with explicit overrides, and one data convert
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from temporalio.client import Client
@@ -79,6 +80,12 @@ async def connect(
     except RuntimeError as e:
         if "client connect" not in str(e).lower():
             raise
+        refused = re.search(r"code: (Unauthenticated|PermissionDenied), message: \"([^\"]*)\"", str(e))
+        if refused:  # a server or mutual-TLS proxy answered, and turned this client away
+            raise Unreachable(
+                f"Temporal at {config['target_host']} refused this client ({refused.group(1)}: {refused.group(2)}); "
+                "check the profile's TLS client certificate, key and CA, or its API key"
+            ) from None
         raise Unreachable(
             f"cannot reach Temporal at {config['target_host']} (start one with `frontier-review up`, "
             "or set --address / TEMPORAL_ADDRESS)"
