@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -40,6 +41,12 @@ from workflows.vulnerability_case import VulnerabilityCase
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
+# Activity slots (and as many threads) per queue. Each queue has its own, so a dependency that
+# stalls one queue's activities (a locked ledger, a slow standard) cannot take another's: with one
+# pool for every queue, grants blocked on a locked ledger once left five healthy standards bodies
+# no thread to answer with.
+ACTIVITY_SLOTS = {REVIEW: 16, CLEARINGHOUSE_TASK_QUEUE: 16}
+AGENCY_ACTIVITY_SLOTS = 4
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,6 @@ def build_workers(
     """One worker per queue for the given roles (`review` and/or agency ids). `release_desk`
     replaces the review office's vetting and grants (tests use it to inject faults)."""
     config = config or WorkerConfig()
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity")
     workers: list[Worker] = []
     for role in roles:
         if role == REVIEW:
@@ -90,7 +96,7 @@ def build_workers(
                     workflows=[ModelReview],
                     workflow_runner=workflow_runner(),
                     activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
-                    activity_executor=executor,
+                    **activity_slots(REVIEW),
                 )
             )
             continue
@@ -102,13 +108,23 @@ def build_workers(
             activities = [body.check_standard]
         else:
             activities = [NsaBriefingDesk(config.store(agency.value)).brief_nsa]
-        workers.append(Worker(client, task_queue=agency.task_queue, activities=activities, activity_executor=executor))
+        workers.append(
+            Worker(client, task_queue=agency.task_queue, activities=activities, **activity_slots(agency.value))
+        )
         if agency == Agency.TREASURY:
-            workers.append(clearinghouse_worker(client, config, executor))
+            workers.append(clearinghouse_worker(client, config))
     return workers
 
 
-def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadPoolExecutor) -> Worker:
+def activity_slots(role: str) -> dict[str, Any]:
+    """A queue's own activity slots and threads (as many threads as slots, so an accepted task
+    never waits for a thread while its timeout runs)."""
+    slots = ACTIVITY_SLOTS.get(role, AGENCY_ACTIVITY_SLOTS)
+    executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"activity-{role}")
+    return {"activity_executor": executor, "max_concurrent_activities": slots}
+
+
+def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
     """Treasury's clearinghouse: its two workflows, its desk, and the relay of review findings."""
     outbox = Outbox(config.data_dir / "clearinghouse.db")
     outbox.load_registry(config.registry_file)
@@ -130,7 +146,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig, executor: ThreadP
             forwarder.forward_vulnerability,
             forwarder.load_clearinghouse_policy,
         ],
-        activity_executor=executor,
+        **activity_slots(CLEARINGHOUSE_TASK_QUEUE),
     )
 
 

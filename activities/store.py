@@ -15,8 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+from temporalio import activity
 
 from domain.sectors import Sector
+
+# Seconds a call waits for a lock outside an activity (setup, tests); see RecordStore._busy_timeout.
+BUSY_TIMEOUT = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trusted_parties (
@@ -70,7 +74,17 @@ class RecordStore:
             db.execute("PRAGMA journal_mode=WAL")
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        return sqlite3.connect(self.path, timeout=self._busy_timeout(), isolation_level=None)
+
+    def _busy_timeout(self) -> float:
+        """How long a call waits on a locked database: inside an activity, half its start-to-close
+        timeout at most, so a blocked call fails and frees its thread before the activity is retried
+        (each retry would otherwise hold one more thread, blocked, until the lock goes)."""
+        if activity.in_activity():
+            attempt = activity.info().start_to_close_timeout
+            if attempt is not None:
+                return min(BUSY_TIMEOUT, max(attempt.total_seconds() / 2, 0.05))
+        return BUSY_TIMEOUT
 
     # -- trusted-party registry
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from audit.history import Event
 from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
 from domain.agencies import STANDARDS_BODIES, Agency
+from domain.clearinghouse import FORWARD_VULNERABILITY
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from domain.review import (
     BRIEF_NSA,
@@ -93,6 +94,17 @@ class FindingRecord(BaseModel):
     message: MessageRecord
 
 
+class ForwardRecord(BaseModel):
+    """A vulnerability finding's way to Treasury's clearinghouse."""
+
+    finding_id: str
+    agency: str
+    status: str  # forwarding, undelivered (held past the policy's forward timeout), delivered, refused
+    case_id: str | None = None
+    reason: str = ""
+    at: datetime | None = None
+
+
 class ConclusionRecord(BaseModel):
     agency: str
     summary: str
@@ -134,6 +146,7 @@ class ReviewRecord(BaseModel):
     nsa_briefed_at: datetime | None = None
     determination: DeterminationRecord | None = None
     findings: list[FindingRecord] = Field(default_factory=list)
+    forwards: list[ForwardRecord] = Field(default_factory=list)
     conclusions: list[ConclusionRecord] = Field(default_factory=list)
     withdrawal: WithdrawalRecord | None = None
     partners: list[PartnerRecord] = Field(default_factory=list)
@@ -168,6 +181,7 @@ class ModelReviewInterpreter(Interpreter):
         self.message_texts: dict[int, str] = {}
         self.timer_purpose: dict[str, str] = {}
         self.fired: set[str] = set()
+        self._forward_by_activity: dict[str, str] = {}  # forward activity id -> finding id
         stage: Stage | None = None
         last_conclusion: MessageRecord | None = None
         for e in history.events:
@@ -188,6 +202,8 @@ class ModelReviewInterpreter(Interpreter):
                 deadline = e.values[0].get("determination_deadline") if isinstance(e.values[0], dict) else None
                 if deadline:
                     self.rec.determination_deadline = _DATETIME.validate_python(deadline)
+            elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == FORWARD_VULNERABILITY:
+                self._forward_scheduled(e)
             elif e.type in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT"):
                 self._activity_result(e)
             elif e.type == "TIMER_STARTED":
@@ -286,6 +302,8 @@ class ModelReviewInterpreter(Interpreter):
                 )
         elif e.name == BRIEF_NSA and e.type == "ACTIVITY_TASK_COMPLETED":
             self.rec.nsa_briefed_at = e.at
+        elif e.name == FORWARD_VULNERABILITY:
+            self._forward_result(e, value)
         elif e.name == VET_PARTNER and e.type == "ACTIVITY_TASK_COMPLETED":
             partner = self._partner(str(value.get("partner_id", "?")))
             partner.vetted = bool(value.get("approved"))
@@ -297,6 +315,32 @@ class ModelReviewInterpreter(Interpreter):
             partner.grant_id = value.get("grant_id")
             partner.granted_at = _DATETIME.validate_python(value["granted_at"]) if value.get("granted_at") else None
             partner.at = e.at
+
+    def _forward_scheduled(self, e: Event) -> None:
+        request = e.values[0] if e.values and isinstance(e.values[0], dict) else {}
+        finding = request.get("finding") or {}
+        fid = str(finding.get("message_id", e.ref))
+        self._forward_by_activity[e.ref] = fid
+        existing = next((f for f in self.rec.forwards if f.finding_id == fid), None)
+        if existing is None:
+            self.rec.forwards.append(
+                ForwardRecord(finding_id=fid, agency=str(finding.get("sender", "?")), status="forwarding", at=e.at)
+            )
+
+    def _forward_result(self, e: Event, value: dict[str, Any]) -> None:
+        fid = self._forward_by_activity.get(e.ref, e.ref)
+        forward = next((f for f in self.rec.forwards if f.finding_id == fid), None)
+        if forward is None:
+            return
+        forward.at = e.at
+        if e.type == "ACTIVITY_TASK_COMPLETED":
+            forward.status, forward.case_id, forward.reason = "delivered", value.get("case_id"), ""
+        elif e.type == "ACTIVITY_TASK_TIMED_OUT":
+            # The workflow holds it and schedules it again with no deadline (or, before that
+            # change, dropped it: the check below fails either way until it is delivered).
+            forward.status, forward.reason = "undelivered", e.failure or "timed out"
+        else:
+            forward.status, forward.reason = "refused", e.failure or ""
 
     def _partner(self, partner_id: str) -> PartnerRecord:
         for p in self.rec.partners:
@@ -329,13 +373,13 @@ class ModelReviewInterpreter(Interpreter):
             actor = d.by
             window = describe(self._policy_duration("review_window", timedelta(0)))
             closes = f", closes {_iso(rec.window_deadline)}" if rec.window_deadline else ""
-            by = " by the policy's default on the NSA's silence" if d.by_default else ""
+            by = f" by the policy's default {self._why_default()}" if d.by_default else ""
             reason = f"covered{by}; review window of {window} with {', '.join(d.agencies)}{closes}"
         elif stage == Stage.RELEASING:
             outcome = rec.outcome or self._inferred_outcome(releasing=True)
             if outcome == Outcome.NOT_COVERED:
                 d = rec.determination
-                by = "the policy's default on the NSA's silence" if d is None or d.by_default else d.by
+                by = f"the policy's default {self._why_default()}" if d is None or d.by_default else d.by
                 reason = f"NOT_COVERED ({by}): release to trusted partners"
             elif outcome == Outcome.CONCLUDED_EARLY:
                 last = f" (last: {last_conclusion.sender})" if last_conclusion else ""
@@ -355,6 +399,13 @@ class ModelReviewInterpreter(Interpreter):
             reason = rec.withdrawal.reason if rec.withdrawal else "withdrawn"
         return TransitionRecord(stage=stage, at=e.workflow_time, actor=actor, reason=reason, event_id=e.id)
 
+    def _silence(self) -> str:
+        """Silence is the NSA's only if it was briefed: a briefing its worker never took is not."""
+        return "the NSA was silent" if self.rec.nsa_briefed_at else "the briefing never reached the NSA"
+
+    def _why_default(self) -> str:
+        return "on the NSA's silence" if self.rec.nsa_briefed_at else "(the briefing never reached the NSA)"
+
     def _default_determination(self) -> None:
         covered = self.policy.get("on_nsa_silence") == "covered"
         agencies = [str(a) for a in self.policy.get("default_participants", [])] if covered else []
@@ -362,7 +413,8 @@ class ModelReviewInterpreter(Interpreter):
         self.rec.determination = DeterminationRecord(
             covered=covered,
             agencies=agencies,
-            rationale=f"no determination by the deadline; policy {self.rec.policy_version} default applies",
+            rationale=f"no determination by the deadline; {self._silence()}; policy {self.rec.policy_version} default "
+            "applies",
             by="policy",
             at=at,
             by_default=True,
@@ -465,7 +517,7 @@ class ModelReviewInterpreter(Interpreter):
         if d is not None:
             if d.by_default:
                 ok = rec.determination_deadline is None or "determination" in self.fired
-                detail = "the NSA was silent; the policy's default applied when the deadline timer fired"
+                detail = f"{self._silence()}; the policy's default applied when the deadline timer fired"
             else:
                 ok = d.by == Agency.NSA.value and (
                     rec.determination_deadline is None or d.at <= rec.determination_deadline
@@ -513,6 +565,27 @@ class ModelReviewInterpreter(Interpreter):
                         detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
                     )
                 )
+        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
+        if vulnerabilities:
+            delivered = {f.finding_id for f in rec.forwards if f.status == "delivered"}
+            missing = [f for f in vulnerabilities if f.message.update_id not in delivered]
+            by_id = {f.finding_id: f for f in rec.forwards}
+            why = [
+                f"{f.agency}'s {f.message.update_id}: "
+                + (
+                    f"{by_id[f.message.update_id].status} ({by_id[f.message.update_id].reason})"
+                    if f.message.update_id in by_id
+                    else "never forwarded"
+                )
+                for f in missing
+            ]
+            checks.append(
+                AuditCheck(
+                    name="every vulnerability finding reached Treasury's clearinghouse",
+                    ok=not missing,
+                    detail=f"{len(vulnerabilities)} delivered" if not missing else "; ".join(why),
+                )
+            )
         granted = [p.partner_id for p in rec.partners if p.granted]
         grant_events = [
             e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS
@@ -590,7 +663,7 @@ class ModelReviewInterpreter(Interpreter):
                 f"- **{'covered' if d.covered else 'not covered'}**"
                 + (f", participating: {', '.join(d.agencies)}" if d.agencies else ""),
                 f"- by **{d.by}**"
-                + (" (policy default on the NSA's silence)" if d.by_default else "")
+                + (f" (policy default: {self._silence()})" if d.by_default else "")
                 + f", {_iso(d.at)}",
                 f"- rationale: {_cell(d.rationale)}",
             ]
@@ -605,6 +678,13 @@ class ModelReviewInterpreter(Interpreter):
             ]
         else:
             out.append("None.")
+        if r.forwards:
+            out += ["", "## Vulnerability findings to Treasury's clearinghouse", ""]
+            out += ["| finding | agency | status | case | at | note |", "| --- | --- | --- | --- | --- | --- |"]
+            out += [
+                f"| {f.finding_id} | {f.agency} | {f.status} | {f.case_id or ''} | {_iso(f.at)} | {_cell(f.reason)} |"
+                for f in r.forwards
+            ]
         out += ["", "## Conclusions", ""]
         if r.conclusions:
             out += ["| at | agency | summary |", "| --- | --- | --- |"]

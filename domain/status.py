@@ -57,6 +57,9 @@ class ReviewStatus(BaseModel):
     determination_deadline: datetime | None = None
     determination: Determination | None = None
     determination_by_default: bool = False
+    # Whether the NSA's worker confirmed its briefing (None before it is briefed): a default on
+    # a briefing that never arrived is not the NSA's silence.
+    nsa_briefed: bool | None = None
     window_deadline: datetime | None = None
     participating_agencies: list[Agency] = Field(default_factory=list)
     pending_agencies: list[Agency] = Field(default_factory=list)
@@ -68,3 +71,7 @@ class ReviewStatus(BaseModel):
     withdrawal_reason: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
+    # Vulnerability findings not yet delivered (finding message id -> why): the review stays open,
+    # after its release if need be, until each is delivered. And those the clearinghouse refused.
+    clearinghouse_pending: dict[str, str] = Field(default_factory=dict)
+    clearinghouse_refused: dict[str, str] = Field(default_factory=dict)

@@ -97,6 +97,9 @@ class ModelReview:
         self._determination: Determination | None = None
         self._determination_by_default = False
         self._determination_deadline = None
+        # Whether the NSA's worker confirmed the briefing: a default applied on a briefing that
+        # never arrived is not the NSA's silence, and the record says which.
+        self._nsa_briefed: bool | None = None
         self._window_deadline = None
         self._participants: list[Agency] = []
         self._concluded: list[Agency] = []
@@ -112,6 +115,10 @@ class ModelReview:
         self._keys_from_office = workflow.patched(KEYS_FROM_REVIEW_OFFICE)
         self._keys: PublicKeyring | None = None if self._keys_from_office else review.public_keys
         self._cases: dict[str, str] = {}
+        # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
+        # those it refused outright.
+        self._forwards_pending: dict[str, str] = {}
+        self._forwards_refused: dict[str, str] = {}
 
     # ----------------------------------------------------------------- the story
 
@@ -138,7 +145,8 @@ class ModelReview:
             assert self._withdrawal is not None
             self._outcome = Outcome.WITHDRAWN
             self._enter(Stage.WITHDRAWN, LAB, self._withdrawal.reason)
-        # Findings still on their way to the clearinghouse get there; the release has already happened.
+        # Findings still on their way to the clearinghouse get there, however long Treasury is
+        # away: the release has already happened, and the review stays open until they are delivered.
         await asyncio.gather(*self._forwards)
         # Let an update that is mid-flight finish before the history closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -182,6 +190,7 @@ class ModelReview:
     async def _nsa_determination(self) -> bool:
         deadline = workflow.now() + self._policy.determination_deadline
         self._determination_deadline = deadline
+        self._nsa_briefed = False
         self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
         briefing = workflow.start_activity(
             BRIEF_NSA,
@@ -194,6 +203,7 @@ class ModelReview:
             retry_policy=AGENCY_RETRY,
             summary="NSA briefing",
         )
+        briefing.add_done_callback(self._briefing_done)
         try:
             await workflow.wait_condition(
                 lambda: self._determination is not None or self._withdrawal is not None,
@@ -228,7 +238,11 @@ class ModelReview:
                 message_id="policy-default",
                 covered=covered,
                 agencies=list(self._policy.default_participants) if covered else [],
-                rationale=f"no determination by the deadline; policy {self._policy.version} default applies",
+                rationale=(
+                    "no determination by the deadline; "
+                    + ("the NSA was silent" if self._nsa_briefed else "the briefing never reached the NSA")
+                    + f"; policy {self._policy.version} default applies"
+                ),
             )
         covered = self._determination.covered
         workflow.upsert_search_attributes(
@@ -238,6 +252,9 @@ class ModelReview:
             metrics.DETERMINATIONS, covered=str(covered).lower(), by_default=str(self._determination_by_default).lower()
         )
         return covered
+
+    def _briefing_done(self, briefing: asyncio.Future[BriefingReceipt]) -> None:
+        self._nsa_briefed = not briefing.cancelled() and briefing.exception() is None
 
     async def _review_window(self) -> Outcome:
         assert self._determination is not None
@@ -321,6 +338,10 @@ class ModelReview:
         reject_unless(
             determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}"
         )
+        reject_unless(
+            not self._determination_by_default,
+            "the determination deadline passed: the policy default was already applied",
+        )
         reject_unless(self._determination is None, "the determination has already been recorded")
         self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
         if determination.covered:
@@ -348,25 +369,54 @@ class ModelReview:
 
     async def _forward(self, finding: ReviewFinding) -> None:
         """Relay a vulnerability finding to Treasury's clearinghouse. Nothing waits on it but the
-        very end of the workflow, after the release: the clearinghouse can never hold a release."""
+        very end of the workflow, after the release: the clearinghouse can never hold a release.
+
+        A finding is never dropped. It is retried for as long as the policy says the clearinghouse
+        may be down (`forward_timeout`); after that it is held: recorded as undelivered on the
+        review (status, Web UI, audit) and left scheduled on Treasury's queue with no deadline, so
+        it is delivered when Treasury's worker returns. The review stays open (after its release)
+        until then. Only the clearinghouse refusing it outright ends the attempt."""
         ch = self._policy.clearinghouse
+        fid = finding.message_id
+        request = ForwardRequest(review_id=self._review.review_id, finding=finding)
+        self._forwards_pending[fid] = "on its way to the clearinghouse"
         try:
-            receipt = await workflow.execute_activity(
-                FORWARD_VULNERABILITY,
-                ForwardRequest(review_id=self._review.review_id, finding=finding),
-                result_type=IntakeReceipt,
-                task_queue=CLEARINGHOUSE_TASK_QUEUE,
-                activity_id=f"forward-{finding.message_id}",
-                schedule_to_close_timeout=ch.forward_timeout,
-                start_to_close_timeout=ch.activity_timeout,
-                retry_policy=AGENCY_RETRY,
-                summary=f"forward {finding.sender}'s vulnerability finding to the Treasury clearinghouse",
-            )
-            self._cases[finding.message_id] = receipt.case_id
+            try:
+                receipt = await self._forward_attempt(request, f"forward-{fid}", ch.forward_timeout)
+            except ActivityError as err:
+                if not isinstance(err.cause, ActivityTimeout):
+                    raise
+                self._forwards_pending[fid] = (
+                    f"undelivered: the clearinghouse did not take it within {describe(ch.forward_timeout)} "
+                    f"(since {workflow.now():%Y-%m-%d %H:%M:%S} UTC); held until Treasury's worker takes it"
+                )
+                self._log("vulnerability finding held for the clearinghouse", level=logging.WARNING)
+                self._publish_details()
+                receipt = await self._forward_attempt(request, f"forward-{fid}-held", None)
+            self._cases[fid] = receipt.case_id
         except ActivityError as err:
-            cause = err.cause.message if err.cause else str(err)
-            workflow.logger.warning("vulnerability finding not forwarded", extra={"reason": cause})
+            # Refused outright (a non-retryable failure: the report does not verify at Treasury).
+            self._forwards_refused[fid] = err.cause.message if err.cause else str(err)
+            self._log("vulnerability finding refused by the clearinghouse", level=logging.WARNING)
+        finally:
+            self._forwards_pending.pop(fid, None)
         self._publish_details()
+
+    async def _forward_attempt(
+        self, request: ForwardRequest, activity_id: str, deadline: timedelta | None
+    ) -> IntakeReceipt:
+        return await workflow.execute_activity(
+            FORWARD_VULNERABILITY,
+            request,
+            result_type=IntakeReceipt,
+            task_queue=CLEARINGHOUSE_TASK_QUEUE,
+            activity_id=activity_id,
+            schedule_to_close_timeout=deadline,
+            start_to_close_timeout=self._policy.clearinghouse.activity_timeout,
+            retry_policy=AGENCY_RETRY,
+            summary=f"forward {request.finding.sender}'s vulnerability finding to the Treasury clearinghouse"
+            + ("" if deadline else " (held: no deadline)"),
+        )
 
     @workflow.update(name=CONCLUDE_REVIEW)
     async def conclude_review(self, conclusion: Conclusion) -> ReviewStatus:
@@ -411,6 +461,7 @@ class ModelReview:
             determination_deadline=self._determination_deadline,
             determination=self._determination,
             determination_by_default=self._determination_by_default,
+            nsa_briefed=self._nsa_briefed,
             window_deadline=self._window_deadline,
             participating_agencies=self._participants,
             pending_agencies=self._pending(),
@@ -421,6 +472,8 @@ class ModelReview:
             transitions=self._transitions,
             withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
             clearinghouse_cases=self._cases,
+            clearinghouse_pending=self._forwards_pending,
+            clearinghouse_refused=self._forwards_refused,
         )
 
     def _authenticate(self, update: str, message: Message) -> None:
@@ -510,4 +563,12 @@ class ModelReview:
             lines.append(f"partners granted: {sum(1 for r in self._released if r.granted)}")
         if self._cases:
             lines.append(f"clearinghouse cases: {', '.join(sorted(set(self._cases.values())))}")
+        if self._forwards_pending:
+            held = sum(1 for why in self._forwards_pending.values() if why.startswith("undelivered"))
+            lines.append(
+                f"findings awaiting the clearinghouse: {len(self._forwards_pending)}"
+                + (f" ({held} undelivered past the policy's forward timeout, held)" if held else "")
+            )
+        if self._forwards_refused:
+            lines.append(f"findings refused by the clearinghouse: {len(self._forwards_refused)}")
         workflow.set_current_details("\n\n".join(lines))
