@@ -4,6 +4,11 @@ Treasury's (`--agency treasury`) also runs the vulnerability clearinghouse (`cle
 
 Each agency's worker loads its own standard (FRONTIER_REVIEW_STANDARDS_DIR/<agency>.toml)
 and keeps its own records; nothing classified is sent to the review's queue.
+
+Every worker pins the trust anchors of its own key directory (FRONTIER_REVIEW_KEYS_DIR,
+`trust-anchors.json`) before it runs a workflow: the public keys workflow code verifies activity
+results against (domain/attestation.py). Each party's worker signs its own activities' results with
+its own key (`signing/<party>.pem`): the review office's (`review`), each agency's, Treasury's.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from activities.nsa import NsaBriefingDesk
 from activities.release import ReleaseDesk
 from activities.standards import StandardsBody, load_standard
 from activities.store import RecordStore
+from domain import attestation
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
 from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE
 from domain.policy import DEFAULT_POLICY, load_policy
 from infra import logs
 from infra.connection import Target, Unreachable, connect
-from infra.keys import KeyProblem
+from infra.keys import KeyDirectory, KeyProblem
 from infra.metrics import metrics_host_default, metrics_port_default, prometheus_runtime
 from workflows.clearinghouse import Clearinghouse
 from workflows.review import ModelReview
@@ -71,6 +77,12 @@ class WorkerConfig:
         default_factory=lambda: os.environ.get("FRONTIER_REVIEW_CLEARINGHOUSE_POLICY", DEFAULT_POLICY)
     )
 
+    # The worker's own key directory: its trust anchors and its party's signing key.
+    keys_dir: Path | None = None
+
+    def keys(self) -> KeyDirectory:
+        return KeyDirectory(self.keys_dir)
+
     def store(self, owner: str) -> RecordStore:
         return RecordStore(self.data_dir / f"{owner}.db")
 
@@ -84,10 +96,13 @@ def build_workers(
     """One worker per queue for the given roles (`review` and/or agency ids). `release_desk`
     replaces the review office's vetting and grants (tests use it to inject faults)."""
     config = config or WorkerConfig()
+    keys = config.keys()
+    # Pinned before any workflow runs: what workflow code believes comes from this file only.
+    attestation.pin(keys.trust_anchors())
     workers: list[Worker] = []
     for role in roles:
         if role == REVIEW:
-            desk = release_desk or ReleaseDesk(config.store(REVIEW))
+            desk = release_desk or ReleaseDesk(config.store(REVIEW), keys)
             desk.store.load_registry(config.registry_file)
             workers.append(
                 Worker(
@@ -102,12 +117,14 @@ def build_workers(
             continue
         agency = parse_agency(role)
         if agency in STANDARDS_BODIES:
-            body = StandardsBody(load_standard(config.standards_dir / f"{agency.value}.toml"))
+            body = StandardsBody(
+                load_standard(config.standards_dir / f"{agency.value}.toml"), keys.result_signer(agency.value)
+            )
             if body.standard.agency != agency:
                 raise ValueError(f"standard for {agency.value} names agency {body.standard.agency.value}")
             activities = [body.check_standard]
         else:
-            activities = [NsaBriefingDesk(config.store(agency.value)).brief_nsa]
+            activities = [NsaBriefingDesk(config.store(agency.value), keys.result_signer(agency.value)).brief_nsa]
         workers.append(
             Worker(client, task_queue=agency.task_queue, activities=activities, **activity_slots(agency.value))
         )

@@ -21,6 +21,7 @@ from activities.store import RecordStore
 from api.clearinghouse import report
 from api.errors import ReviewError
 from domain.agencies import Agency
+from domain.attestation import Attested, ResultSigner
 from domain.clearinghouse import (
     DISTRIBUTE_PATCH,
     FORWARD_VULNERABILITY,
@@ -32,7 +33,6 @@ from domain.clearinghouse import (
     TRIAGE_CASE,
     VALIDATE_REPORT,
     ForwardRequest,
-    IntakeReceipt,
     Notice,
     NoticeReceipt,
     TreasuryPolicy,
@@ -203,14 +203,17 @@ class ClearinghouseForwarder:
         self.policy = policy
         self.keys = keys or KeyDirectory()
         self.signer = signer or self.keys.signer(TREASURY)
+        # Treasury's signature on what this desk answers: the receipts a review records, the policy
+        # the clearinghouse applies (domain/attestation.py).
+        self.attester = ResultSigner(self.signer.party, self.signer._key)
 
     @activity.defn(name=LOAD_POLICY)
-    def load_clearinghouse_policy(self) -> TreasuryPolicy:
+    def load_clearinghouse_policy(self) -> Attested:
         """Treasury's clearinghouse policy: what each run of the clearinghouse applies, whoever started it."""
-        return TreasuryPolicy(version=self.policy.version, policy=self.policy.clearinghouse)
+        return self.attester.attest(TreasuryPolicy(version=self.policy.version, policy=self.policy.clearinghouse))
 
     @activity.defn(name=FORWARD_VULNERABILITY)
-    async def forward_vulnerability(self, request: ForwardRequest) -> IntakeReceipt:
+    async def forward_vulnerability(self, request: ForwardRequest) -> Attested:
         finding = request.finding
         if finding.vulnerability is None:
             raise ApplicationError("the finding carries no vulnerability details", non_retryable=True)
@@ -238,4 +241,4 @@ class ClearinghouseForwarder:
         except ReviewError as e:
             raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
         activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})
-        return receipt
+        return self.attester.attest(receipt)

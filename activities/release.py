@@ -11,19 +11,30 @@ from temporalio.exceptions import ApplicationError
 
 from activities.store import RecordStore
 from domain import metrics
+from domain.attestation import Attested, ResultSigner
 from domain.messages import AccessGrant, VettingResult
 from domain.review import GRANT_ACCESS, LOAD_REVIEW_KEYS, VET_PARTNER, PartnerRequest
 from domain.signatures import PublicKeyring
+from domain.vulnerability import REVIEW_OFFICE
 from infra.keys import KeyDirectory, KeyProblem, public_key_b64
 
 
 class ReleaseDesk:
+    """The review office's desk. Every result is signed with the review office's key (`review`):
+    the review believes only results that verify against its worker's trust anchors."""
+
     def __init__(self, store: RecordStore, keys: KeyDirectory | None = None) -> None:
         self.store = store
         self.keys = keys or KeyDirectory()
+        self._signer: ResultSigner | None = None
+
+    def attest(self, result: object) -> Attested:
+        if self._signer is None:
+            self._signer = self.keys.result_signer(REVIEW_OFFICE)
+        return self._signer.attest(result)
 
     @activity.defn(name=LOAD_REVIEW_KEYS)
-    def load_review_keys(self) -> PublicKeyring:
+    def load_review_keys(self) -> Attested:
         """The parties' public keys, from the review office's own key directory: the only place a
         review takes the keys it verifies messages with (neither its start input nor a message
         can add one). Recorded in the review's history, so replay needs no key directory."""
@@ -37,10 +48,13 @@ class ReleaseDesk:
                 keyring[party] = public_key_b64(key)
             except KeyProblem as e:
                 activity.logger.warning("public key skipped", extra={"party": party, "reason": str(e)})
-        return keyring
+        return self.attest(keyring)
 
     @activity.defn(name=VET_PARTNER)
-    def vet_partner(self, request: PartnerRequest) -> VettingResult:
+    def vet_partner(self, request: PartnerRequest) -> Attested:
+        return self.attest(self._vet(request))
+
+    def _vet(self, request: PartnerRequest) -> VettingResult:
         partner = request.partner
         registered = self.store.registered_party(partner.partner_id)
         if registered is None:
@@ -62,7 +76,7 @@ class ReleaseDesk:
         return VettingResult(partner_id=partner_id, approved=False, reason=reason)
 
     @activity.defn(name=GRANT_ACCESS)
-    def grant_access(self, request: PartnerRequest) -> AccessGrant:
+    def grant_access(self, request: PartnerRequest) -> Attested:
         grant = self.store.grant(request.review_id, request.partner.partner_id)
         if not grant.already_granted:
             counter = activity.metric_meter().create_counter(metrics.GRANTS.name, metrics.GRANTS.description)
@@ -75,4 +89,4 @@ class ReleaseDesk:
                 "already_granted": grant.already_granted,
             },
         )
-        return AccessGrant(**grant.model_dump())
+        return self.attest(AccessGrant(**grant.model_dump()))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from temporalio import activity
 
 from domain.agencies import Agency
+from domain.attestation import Attested, ResultSigner
 from domain.disclosure import Disclosure, SafeguardsLevel
 from domain.messages import StandardsVerdict, Verdict
 from domain.policy import one_line
@@ -80,11 +81,16 @@ def load_standard(path: Path) -> Standard:
 class StandardsBody:
     """One agency's standards desk. Registered only on that agency's queue."""
 
-    def __init__(self, standard: Standard) -> None:
+    def __init__(self, standard: Standard, signer: ResultSigner) -> None:
         self.standard = standard
+        # The agency's own key: the review believes a verdict only with this agency's signature.
+        self.signer = signer
 
     @activity.defn(name=CHECK_STANDARD)
-    def check_standard(self, disclosure: Disclosure) -> StandardsVerdict:
+    def check_standard(self, disclosure: Disclosure) -> Attested:
+        return self.signer.attest(self.judge(disclosure))
+
+    def judge(self, disclosure: Disclosure) -> StandardsVerdict:
         fired = [r.reason for r in self.standard.rules if r.fires(disclosure)]
         activity.logger.info("standards check", extra={"agency": self.standard.agency.value, "concerns": len(fired)})
         if fired:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from audit.history import Event
 from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
 from domain.agencies import STANDARDS_BODIES, Agency
+from domain.attestation import TrustAnchors, Unverifiable, verify
 from domain.clearinghouse import FORWARD_VULNERABILITY
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from domain.review import (
@@ -26,6 +27,7 @@ from domain.review import (
     CHECK_STANDARD,
     CONCLUDE_REVIEW,
     GRANT_ACCESS,
+    LOAD_REVIEW_KEYS,
     RECORD_DETERMINATION,
     SUBMIT_FINDING,
     VET_PARTNER,
@@ -33,6 +35,7 @@ from domain.review import (
     WORKFLOW_TYPE,
 )
 from domain.status import Outcome, Stage
+from domain.vulnerability import REVIEW_OFFICE, TREASURY
 
 # A release (or a determination taking effect) happens in the workflow task after its cause.
 SAME_MOMENT = timedelta(seconds=5)
@@ -127,6 +130,17 @@ class PartnerRecord(BaseModel):
     at: datetime | None = None
 
 
+class UnverifiedRecord(BaseModel):
+    """An activity result the review did not believe (not signed by the party that should produce it)."""
+
+    activity_id: str
+    party: str
+    identity: str  # who completed it, as Temporal recorded it
+    reason: str
+    at: datetime
+    event_id: int
+
+
 class ReviewRecord(BaseModel):
     review_id: str
     lab: str
@@ -150,6 +164,7 @@ class ReviewRecord(BaseModel):
     conclusions: list[ConclusionRecord] = Field(default_factory=list)
     withdrawal: WithdrawalRecord | None = None
     partners: list[PartnerRecord] = Field(default_factory=list)
+    unverified: list[UnverifiedRecord] = Field(default_factory=list)
     closed_at: datetime | None = None
 
 
@@ -181,6 +196,14 @@ class ModelReviewInterpreter(Interpreter):
         self.message_texts: dict[int, str] = {}
         self.timer_purpose: dict[str, str] = {}
         self.fired: set[str] = set()
+        self.anchors = _trust_anchors()
+        self.believed: dict[int, dict[str, Any]] = {}  # event id -> the activity result, as believed
+        # The runs an activity result may have been signed for: the original, and each run a reset made.
+        first = history.events[0].attributes if history.events else None
+        self.runs = {getattr(first, "original_execution_run_id", "") or history.run_id, history.run_id}
+        for e in history.events:
+            if e.type == "WORKFLOW_TASK_FAILED" and e.attributes.new_run_id:
+                self.runs.add(e.attributes.new_run_id)
         self._forward_by_activity: dict[str, str] = {}  # forward activity id -> finding id
         stage: Stage | None = None
         last_conclusion: MessageRecord | None = None
@@ -220,6 +243,19 @@ class ModelReviewInterpreter(Interpreter):
             elif e.type == "WORKFLOW_EXECUTION_COMPLETED" and e.values and isinstance(e.values[0], dict):
                 self.result = e.values[0]
         self.rec.stage = stage
+        for body in STANDARDS_BODIES:
+            # A body whose every answer was unverifiable was recorded by the review as silent.
+            tried = [u for u in self.rec.unverified if u.party == body.value]
+            if tried and not any(v.agency == body.value for v in self.rec.verdicts):
+                self.rec.verdicts.append(
+                    VerdictRecord(
+                        agency=body.value,
+                        verdict="no_response",
+                        rationale=f"no verifiable answer: {tried[-1].reason}",
+                        at=tried[-1].at,
+                        event_id=tried[-1].event_id,
+                    )
+                )
         if self.rec.outcome is None:
             self.rec.outcome = self._inferred_outcome()
         if self.rec.determination is None and "determination" in self.fired:
@@ -276,9 +312,49 @@ class ModelReviewInterpreter(Interpreter):
             self.message_texts[e.id] = f"the lab withdraws: {body.get('reason', '')}"
         return None
 
+    def _believed(self, e: Event, scheduled: Event | None, party: str) -> dict[str, Any] | None:
+        """An activity's result as the review believed it: signed by `party` (verified here against
+        this installation's trust anchors when it has them), or None, recorded as unverified."""
+        raw = e.values[0] if e.values else None
+        activity_id = scheduled.ref if scheduled else ""
+        if self.anchors is None:  # a reader without the anchors: take the signed envelope's content
+            value = raw.get("result") if isinstance(raw, dict) and "signature" in raw else raw
+            self.believed[e.id] = value if isinstance(value, dict) else {}
+            return self.believed[e.id]
+        problem = ""
+        for run_id in self.runs:
+            try:
+                value = verify(
+                    raw, party=party, workflow_id=self.history.workflow_id, run_id=run_id, activity_id=activity_id,
+                    anchors=self.anchors,
+                )  # fmt: skip
+                self.believed[e.id] = value if isinstance(value, dict) else {"value": value}
+                return self.believed[e.id]
+            except Unverifiable as err:
+                problem = str(err)
+        self.rec.unverified.append(
+            UnverifiedRecord(
+                activity_id=activity_id, party=party, identity=e.identity, reason=problem, at=e.at, event_id=e.id
+            )
+        )
+        return None
+
     def _activity_result(self, e: Event) -> None:
         scheduled = self.history.event(e.attributes.scheduled_event_id)
-        value = e.values[0] if e.values and isinstance(e.values[0], dict) else {}
+        party = {
+            CHECK_STANDARD: _AGENCY_QUEUES.get(scheduled.attributes.task_queue.name, "") if scheduled else "",
+            BRIEF_NSA: Agency.NSA.value,
+            VET_PARTNER: REVIEW_OFFICE,
+            GRANT_ACCESS: REVIEW_OFFICE,
+            LOAD_REVIEW_KEYS: REVIEW_OFFICE,
+            FORWARD_VULNERABILITY: TREASURY,
+        }.get(e.name)
+        value: dict[str, Any] = {}
+        if e.type == "ACTIVITY_TASK_COMPLETED" and party is not None:
+            believed = self._believed(e, scheduled, party)
+            if believed is None:
+                return
+            value = believed
         if e.name == CHECK_STANDARD:
             queue = scheduled.attributes.task_queue.name if scheduled else ""
             agency = _AGENCY_QUEUES.get(queue, queue)
@@ -485,7 +561,10 @@ class ModelReviewInterpreter(Interpreter):
         return super().entries(event)
 
     def describe_result(self, event: Event, scheduled: Event | None) -> str:
-        value = event.values[0] if event.values and isinstance(event.values[0], dict) else {}
+        refused = next((u for u in self.rec.unverified if u.event_id == event.id), None)
+        if refused is not None:
+            return f"NOT BELIEVED, completed by {refused.identity or 'unknown'}: {refused.reason}"
+        value = self.believed.get(event.id, {})
         if event.name == CHECK_STANDARD:
             return f"{value.get('verdict')}: {value.get('rationale')} (standard {value.get('standard_version')})"
         if event.name == BRIEF_NSA:
@@ -714,3 +793,13 @@ def _yes_no(value: bool | None) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _trust_anchors() -> TrustAnchors | None:
+    """This installation's trust anchors, if this reader has them (a watcher may not)."""
+    from infra.keys import KeyDirectory, KeyProblem
+
+    try:
+        return KeyDirectory().trust_anchors()
+    except KeyProblem:
+        return None

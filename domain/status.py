@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.agencies import Agency
+from domain.attestation import UnverifiedResult
 from domain.messages import Determination, ReviewFinding, StandardsVerdict
 
 
@@ -71,6 +72,9 @@ class ReviewStatus(BaseModel):
     withdrawal_reason: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
+    # Activity results the review did not believe (not signed by the party that should have produced
+    # them: a forgery completed by id, a rogue poller, a payload the codec refused).
+    unverified_results: list[UnverifiedResult] = Field(default_factory=list)
     # Vulnerability findings not yet delivered (finding message id -> why): the review stays open,
     # after its release if need be, until each is delivered. And those the clearinghouse refused.
     clearinghouse_pending: dict[str, str] = Field(default_factory=dict)

@@ -4,27 +4,72 @@ details, failure messages) is sealed with AES-256-GCM before it leaves the proce
 The key id travels in the payload's metadata, so keys rotate: new payloads use the
 keyring's current key, and any key still in the keyring decodes old histories.
 Search attributes are not payloads and stay plaintext: nothing classified goes in one.
+
+Fail closed. Anyone with namespace access can put a payload of their choosing into a history
+(start a workflow, send an update, complete an activity by id) with the default converter, i.e.
+unsealed. Decoding passes only what this codec sealed (and whose content is JSON or null), the
+SDK's own patch markers and null payloads; anything else is *refused*: it is replaced by a fixed
+marker, `{"refused_payload": "<why>"}`, that carries none of the sender's bytes. What a refused
+payload does to a workflow (docs: README "Threat model"):
+
+- an update or query argument no longer matches its type: the update is rejected by the SDK
+  before any validator runs, nothing is written (the sender sees "Failed decoding arguments");
+- a signal argument: the SDK drops the signal (a warning in the worker's log);
+- an activity result the workflow acts on is read untyped and must carry its producer's signature
+  (domain/attestation.py): the marker is an unverifiable result, recorded as such in the status
+  and the history and treated like silence from that party, never as an answer;
+- a start input: the run cannot decode its input and its first workflow task fails, over and over,
+  with "Failed decoding arguments" in the history (a watcher sees why it is stuck); it never does
+  anything, and a genuine disclosure of the same model replaces it.
+
+`decrypt` (the codec server's and the tests' direct use) still raises `CodecError` for a payload
+under a key this keyring lacks, so an operator with the wrong keys is told so.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from domain.attestation import REFUSED
 from infra.keys import PayloadKeyring
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+JSON = b"json/plain"
+JSON_PROTOBUF = b"json/protobuf"  # the SDK's own messages (the Web UI's workflow metadata query)
+NULL = b"binary/null"
+# What the converter of this project writes inside the seal: nothing else is accepted out of it.
+SEALED_ENCODINGS = (JSON, JSON_PROTOBUF, NULL)
 
 
 class CodecError(Exception):
     pass
+
+
+def refused(reason: str) -> Payload:
+    """The marker a refused payload becomes: fixed text, none of the sender's bytes."""
+    return Payload(metadata={"encoding": JSON}, data=json.dumps({REFUSED: reason}).encode())
+
+
+def _is_patch_marker(payload: Payload) -> bool:
+    """The SDK writes `workflow.patched` markers itself, outside the codec: `{"id": ..., "deprecated": ...}`.
+    Passing them is harmless: no workflow reads one as an argument or a result it acts on."""
+    if payload.metadata.get("encoding") != JSON or len(payload.metadata) != 1:
+        return False
+    try:
+        value = json.loads(payload.data)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and set(value) == {"id", "deprecated"} and isinstance(value["id"], str)
 
 
 class EncryptionCodec(PayloadCodec):
@@ -36,7 +81,7 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.decrypt(p) for p in payloads]
+        return [self.open(p) for p in payloads]
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.keyring.current
@@ -45,15 +90,39 @@ class EncryptionCodec(PayloadCodec):
         sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(), key_id.encode())
         return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=nonce + sealed)
 
+    def open(self, payload: Payload) -> Payload:
+        """Fail closed: the sealed payload's content, a null or a patch marker as is, or the refusal marker."""
+        encoding = payload.metadata.get("encoding")
+        if encoding == NULL and not payload.data:
+            return payload
+        if encoding != ENCODING:
+            if _is_patch_marker(payload):
+                return payload
+            return refused("not sealed by this installation's payload codec")
+        try:
+            plain = self.decrypt(payload)
+        except CodecError:
+            return refused("sealed under a key this installation does not hold, or altered")
+        inner = plain.metadata.get("encoding")
+        if inner not in SEALED_ENCODINGS:
+            return refused("sealed content is not in this project's encoding")
+        if inner in (JSON, JSON_PROTOBUF):
+            try:
+                json.loads(plain.data)
+            except ValueError:
+                return refused("sealed content is not JSON")
+        return plain
+
     def decrypt(self, payload: Payload) -> Payload:
+        """The sealed payload's content (an unsealed one as is); CodecError if this keyring cannot open it."""
         if payload.metadata.get("encoding") != ENCODING:
             return payload
-        key_id = payload.metadata.get(KEY_ID, b"").decode()
+        key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise CodecError(f"payload encrypted with key {key_id!r}, which is not in the keyring")
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
-        except InvalidTag:
+            return Payload.FromString(plain)
+        except (InvalidTag, ValueError, DecodeError):
             raise CodecError(f"payload under key {key_id!r} failed authentication") from None
-        return Payload.FromString(plain)

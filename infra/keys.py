@@ -7,6 +7,10 @@
     signing/<party>.pem a party's Ed25519 private key (in production: only on that party's host);
                         `:` in a party id is `_` in its file name (`signing/vendor_acme.pem`)
     codec-token         the bearer token the codec server asks of watchers
+    trust-anchors.json  the public keys a worker believes activity results from (domain/attestation.py):
+                        the review office (`review`) and each agency, every key still valid per party
+                        (old ones stay listed through a rotation). Read by the worker at start, never
+                        taken from Temporal; each party's worker signs its results with signing/<party>.pem
 
 `frontier-review keys init` (run by `up` and `demo` when missing) writes a development set: the
 agencies, the lab, and the clearinghouse's parties (`development_parties`). `frontier-review keys
@@ -34,12 +38,15 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from domain.agencies import LAB, Agency
+from domain.attestation import ResultSigner, TrustAnchors
 from domain.sectors import Sector
 from domain.signatures import PublicKeyring, Signer
-from domain.vulnerability import operator_party, parse_party, vendor_party
+from domain.vulnerability import REVIEW_OFFICE, operator_party, parse_party, vendor_party
 
 # The review's parties.
 PARTIES: tuple[str, ...] = (*(a.value for a in Agency), LAB)
+# Whose activity results a workflow believes (each signs with its own key on its own worker).
+ANCHOR_PARTIES: tuple[str, ...] = (REVIEW_OFFICE, *(a.value for a in Agency))
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SAMPLE_VULNERABILITIES = PROJECT_DIR / "examples" / "vulnerabilities"
 
@@ -146,6 +153,10 @@ class KeyDirectory:
         return self.path / "public-keys.json"
 
     @property
+    def anchors_file(self) -> Path:
+        return self.path / "trust-anchors.json"
+
+    @property
     def token_file(self) -> Path:
         return self.path / "codec-token"
 
@@ -180,6 +191,22 @@ class KeyDirectory:
             raise KeyProblem(f"no public keyring at {self.public_file}: run `frontier-review keys init`")
         return json.loads(self.public_file.read_text())
 
+    def trust_anchors(self) -> TrustAnchors:
+        """The worker's pinned trust anchors; KeyProblem if there are none (a worker never runs
+        without: it would believe no activity result at all)."""
+        if not self.anchors_file.is_file():
+            raise KeyProblem(f"no trust anchors at {self.anchors_file}: run `frontier-review keys init`")
+        try:
+            anchors = json.loads(self.anchors_file.read_text())
+            return {party: [public_key_b64(k) for k in keys] for party, keys in anchors.items()}
+        except (ValueError, AttributeError, TypeError):
+            raise KeyProblem(f"trust anchors {self.anchors_file} are not {{party: [public key, ...]}}") from None
+
+    def result_signer(self, party: str) -> ResultSigner:
+        """The key a party's worker signs its activity results with (its own signing key)."""
+        signer = self.signer(party)
+        return ResultSigner(party, signer._key)
+
     def signer(self, party: str) -> Signer:
         file = self.signing_file(party)
         if not file.is_file():
@@ -211,7 +238,19 @@ class KeyDirectory:
                 created.append(file)
             public[party] = self.signer(party).public_key_b64()
         self._write_public(public)
-        return created
+        # Pin each anchor party's current key (older keys stay listed: histories signed with them replay).
+        anchors = json.loads(self.anchors_file.read_text()) if self.anchors_file.is_file() else {}
+        for party in ANCHOR_PARTIES:
+            if party not in public:
+                self._ensure_signing_key(party)
+                public[party] = self.signer(party).public_key_b64()
+                self._write_public(public)
+            listed = anchors.setdefault(party, [])
+            if public[party] not in listed:
+                listed.append(public[party])
+                created.append(self.anchors_file)
+        _write_private(self.anchors_file, json.dumps(anchors, indent=2, sort_keys=True).encode())
+        return list(dict.fromkeys(created))
 
     def add_party(self, party: str, public_key: str | None = None, *, replace: bool = False) -> tuple[str, Path | None]:
         """Enrol one party: publish its public key in `public-keys.json`. Without `public_key`, a
@@ -236,6 +275,12 @@ class KeyDirectory:
                 raise KeyProblem(f"{local} holds another key for {party}: remove it first")
         public[party] = public_key_b64(public_key)
         self._write_public(public)
+        if party in ANCHOR_PARTIES and self.anchors_file.is_file():
+            # A replaced key is added to the anchors, the old one kept (old histories verify with it).
+            anchors = json.loads(self.anchors_file.read_text())
+            if public[party] not in anchors.setdefault(party, []):
+                anchors[party].append(public[party])
+                _write_private(self.anchors_file, json.dumps(anchors, indent=2, sort_keys=True).encode())
         return public[party], file
 
     def _ensure_signing_key(self, party: str) -> Path | None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
@@ -14,9 +15,11 @@ from activities.release import ReleaseDesk
 from activities.standards import Standard, StandardsBody, load_standard
 from activities.store import RecordStore
 from domain.agencies import STANDARDS_BODIES, Agency
+from domain.attestation import ResultSigner
 from domain.disclosure import Disclosure, TrustedPartner
-from domain.messages import Briefing, StandardsVerdict, Verdict
+from domain.messages import AccessGrant, Briefing, BriefingReceipt, StandardsVerdict, Verdict, VettingResult
 from domain.review import PartnerRequest
+from infra.keys import KeyDirectory
 from tests.conftest import EXAMPLES, mythos
 
 STANDARDS = EXAMPLES / "standards"
@@ -30,8 +33,10 @@ def store(tmp_path: Path) -> RecordStore:
 
 
 def check(agency: str, disclosure: Disclosure) -> StandardsVerdict:
-    body = StandardsBody(load_standard(STANDARDS / f"{agency}.toml"))
-    return ActivityEnvironment().run(body.check_standard, disclosure)
+    body = StandardsBody(
+        load_standard(STANDARDS / f"{agency}.toml"), ResultSigner(agency, Ed25519PrivateKey.generate())
+    )
+    return StandardsVerdict.model_validate(ActivityEnvironment().run(body.check_standard, disclosure).result)
 
 
 def test_every_sample_standard_loads_and_is_labelled_fictional() -> None:
@@ -72,13 +77,15 @@ def test_a_broken_standard_is_refused_with_its_path(tmp_path: Path) -> None:
         Standard.model_validate({"agency": "cia", "version": "x", "rules": []})
 
 
-def test_vetting(store: RecordStore) -> None:
-    desk = ReleaseDesk(store)
+def test_vetting(store: RecordStore, keys: KeyDirectory) -> None:
+    desk = ReleaseDesk(store, keys)
     env = ActivityEnvironment()
 
     def vet(partner_id: str, sector: str):
         partner = TrustedPartner(partner_id=partner_id, name=partner_id, sector=sector)
-        return env.run(desk.vet_partner, PartnerRequest(review_id="r", partner=partner))
+        return VettingResult.model_validate(
+            env.run(desk.vet_partner, PartnerRequest(review_id="r", partner=partner)).result
+        )
 
     assert vet("gridco", "energy").approved
     assert vet("shadyscan", "security-vendor").reason.startswith("registry status is revoked")
@@ -86,25 +93,27 @@ def test_vetting(store: RecordStore) -> None:
     assert not vet("gridco", "water").approved
 
 
-def test_grant_is_idempotent(store: RecordStore) -> None:
-    desk = ReleaseDesk(store)
+def test_grant_is_idempotent(store: RecordStore, keys: KeyDirectory) -> None:
+    desk = ReleaseDesk(store, keys)
     request = PartnerRequest(
         review_id="review-a", partner=TrustedPartner(partner_id="gridco", name="GridCo", sector="energy")
     )
-    first = ActivityEnvironment().run(desk.grant_access, request)
-    second = ActivityEnvironment().run(desk.grant_access, request)
+    first, second = (
+        AccessGrant.model_validate(ActivityEnvironment().run(desk.grant_access, request).result) for _ in "12"
+    )
     assert (first.already_granted, second.already_granted) == (False, True)
     assert first.grant_id == second.grant_id
     assert len(store.grants("review-a")) == 1
 
 
 def test_nsa_briefing_is_delivered_once(tmp_path: Path) -> None:
-    desk = NsaBriefingDesk(RecordStore(tmp_path / "nsa.db"))
+    desk = NsaBriefingDesk(RecordStore(tmp_path / "nsa.db"), ResultSigner("nsa", Ed25519PrivateKey.generate()))
     briefing = Briefing(
         review_id="review-b",
         verdicts=[StandardsVerdict(agency=Agency.DOD, verdict=Verdict.CONCERN, rationale="r")],
         determination_deadline=datetime(2027, 1, 1, tzinfo=UTC),
     )
-    first = ActivityEnvironment().run(desk.brief_nsa, briefing)
-    second = ActivityEnvironment().run(desk.brief_nsa, briefing)
+    first, second = (
+        BriefingReceipt.model_validate(ActivityEnvironment().run(desk.brief_nsa, briefing).result) for _ in "12"
+    )
     assert first.delivered_at == second.delivered_at

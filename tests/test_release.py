@@ -8,8 +8,8 @@ from temporalio.client import Client
 from activities.release import ReleaseDesk
 from api.agency import AgencyClient
 from domain.agencies import Agency
+from domain.attestation import Attested
 from domain.disclosure import TrustedPartner
-from domain.messages import AccessGrant
 from domain.policy import Policy
 from domain.review import GRANT_ACCESS, PartnerRequest
 from domain.status import ReviewStatus, Stage
@@ -46,7 +46,7 @@ class CrashAfterRecording(ReleaseDesk):
     """A grant worker that dies after writing the grant but before reporting it, once."""
 
     @activity.defn(name=GRANT_ACCESS)
-    def grant_access(self, request: PartnerRequest) -> AccessGrant:
+    def grant_access(self, request: PartnerRequest) -> Attested:
         grant = super().grant_access(request)
         if activity.info().attempt == 1:
             raise RuntimeError("worker lost after recording the grant")

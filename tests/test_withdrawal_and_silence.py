@@ -16,7 +16,8 @@ from activities.release import ReleaseDesk
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
 from domain.agencies import Agency
-from domain.messages import Verdict, VettingResult
+from domain.attestation import Attested
+from domain.messages import Verdict
 from domain.policy import Policy
 from domain.review import VET_PARTNER, PartnerRequest
 from domain.status import Outcome, ReviewStatus, Stage
@@ -121,7 +122,7 @@ class SlowVetting(ReleaseDesk):
     """Vetting that takes a moment, so the lab can withdraw while the release is under way."""
 
     @activity.defn(name=VET_PARTNER)
-    def vet_partner(self, request: PartnerRequest) -> VettingResult:
+    def vet_partner(self, request: PartnerRequest) -> Attested:
         time.sleep(1.0)
         return super().vet_partner(request)
 

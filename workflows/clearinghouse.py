@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.agencies import LAB, Agency
+    from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import (
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
@@ -44,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
         VulnerabilityIntake,
     )
     from domain.signatures import KEYS_LOADING, PublicKeyring
-    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, case_id_for, is_party
+    from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, TREASURY, case_id_for, is_party
+    from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, load_public_keys, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
@@ -68,6 +70,9 @@ class Clearinghouse:
         # until a run has loaded it, reports are turned away to be sent again.
         self._signed = workflow.patched(SIGNED_MESSAGES)
         self._keys: PublicKeyring | None = None if self._signed else {}
+        # Activity results are believed only when signed (workflows/attested.py).
+        self._watch = ResetWatch()
+        self._unverified: list[UnverifiedResult] = []
 
     @workflow.run
     async def run(self, state: ClearinghouseInput) -> None:
@@ -75,13 +80,27 @@ class Clearinghouse:
             # Whoever starts the clearinghouse (anyone with a client can) does not choose its
             # embargo clocks: each run applies Treasury's policy, read on Treasury's worker.
             # Reports are taken only once the keys are loaded, after this.
-            treasury = await workflow.execute_activity(
-                LOAD_POLICY,
-                result_type=TreasuryPolicy,
-                task_queue=CLEARINGHOUSE_TASK_QUEUE,
-                start_to_close_timeout=timedelta(seconds=30),
-                summary="load Treasury's clearinghouse policy",
-            )
+            # The result counts only with Treasury's signature, verified against this worker's trust
+            # anchors (anyone can complete an activity by id); without one the run takes no report.
+            try:
+                treasury = await attested(
+                    LOAD_POLICY,
+                    party=TREASURY,
+                    activity_id="treasury-policy",
+                    parse=model(TreasuryPolicy),
+                    watch=self._watch,
+                    refused=self._unverified,
+                    task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    summary="load Treasury's clearinghouse policy",
+                )
+            except Unverifiable as e:
+                raise ApplicationError(
+                    f"Treasury's clearinghouse policy could not be verified: {e}; refused: "
+                    + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
+                    type="Unverifiable",
+                    non_retryable=True,
+                ) from None
             self._policy, self._policy_version = treasury.policy, treasury.version
         if self._signed:
             self._keys = await load_public_keys()

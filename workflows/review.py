@@ -19,13 +19,14 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from domain import metrics
     from domain import search_attributes as sa
     from domain.agencies import LAB, STANDARDS_BODIES, Agency
+    from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
     from domain.messages import (
         AccessGrant,
@@ -59,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.signatures import PublicKeyring
     from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
+    from domain.vulnerability import REVIEW_OFFICE, TREASURY
+    from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, reject_unless
 
 T = TypeVar("T")
@@ -68,6 +71,12 @@ AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 FORWARD_TO_CLEARINGHOUSE = "forward-vulnerabilities-to-clearinghouse"
 # Public keys from the review office, not from the start input (anyone can start a workflow).
 KEYS_FROM_REVIEW_OFFICE = "review-keys-from-review-office"
+
+
+def _keyring(result: object) -> PublicKeyring:
+    if not isinstance(result, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in result.items()):
+        raise Unverifiable("the review office's keyring is not {party: key}")
+    return dict(result)
 
 
 class _Withdrawn(Exception):
@@ -115,6 +124,10 @@ class ModelReview:
         self._keys_from_office = workflow.patched(KEYS_FROM_REVIEW_OFFICE)
         self._keys: PublicKeyring | None = None if self._keys_from_office else review.public_keys
         self._cases: dict[str, str] = {}
+        # Activity results are believed only when signed by the party that produces them
+        # (workflows/attested.py); the others are kept here, for the status and the audit.
+        self._watch = ResetWatch()
+        self._unverified: list[UnverifiedResult] = []
         # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
         # those it refused outright.
         self._forwards_pending: dict[str, str] = {}
@@ -125,11 +138,8 @@ class ModelReview:
     @workflow.run
     async def run(self, review: ReviewInput) -> ReviewStatus:
         if self._keys_from_office:
-            self._keys = await workflow.execute_activity(
-                LOAD_REVIEW_KEYS,
-                result_type=dict[str, str],
-                start_to_close_timeout=timedelta(seconds=30),
-                summary="load the parties' public keys (review office)",
+            self._keys = await self._from_review_office(
+                LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
             )
         self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
@@ -158,20 +168,50 @@ class ModelReview:
         checks = [self._check_standard(body) for body in STANDARDS_BODIES]
         await self._unless_withdrawn(asyncio.gather(*checks))
 
-    async def _check_standard(self, body: Agency) -> None:
-        """One body's classified standard, judged on that body's own worker and queue."""
+    async def _from_review_office(self, activity: str, activity_id: str, parse, summary: str):
+        """What the review office's worker answers, signed with its key; without that the review
+        cannot run: it fails, naming why (it never goes on with what someone else supplied)."""
         try:
-            verdict = await workflow.execute_activity(
+            return await attested(
+                activity,
+                party=REVIEW_OFFICE,
+                activity_id=activity_id,
+                parse=parse,
+                watch=self._watch,
+                refused=self._unverified,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary=summary,
+            )
+        except Unverifiable as e:
+            raise ApplicationError(
+                f"{e}: " + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
+                type="Unverifiable",
+                non_retryable=True,
+            ) from None
+
+    async def _check_standard(self, body: Agency) -> None:
+        """One body's classified standard, judged on that body's own worker and queue, signed with
+        that body's key: an answer nobody can verify is that body's silence."""
+        try:
+            verdict = await attested(
                 CHECK_STANDARD,
                 self._review.disclosure,
-                result_type=StandardsVerdict,
-                task_queue=body.task_queue,
+                party=body.value,
                 activity_id=f"standards-{body.value}",
-                schedule_to_close_timeout=self._policy.standards_check_timeout,
+                parse=model(StandardsVerdict),
+                watch=self._watch,
+                refused=self._unverified,
+                deadline=self._policy.standards_check_timeout,
+                task_queue=body.task_queue,
                 start_to_close_timeout=self._policy.standards_check_attempt_timeout,
                 retry_policy=AGENCY_RETRY,
                 summary=f"{body.title} standards check",
             )
+            if verdict.agency != body:
+                raise Unverifiable(f"{body.value} signed a verdict for {verdict.agency.value}")
+        except Unverifiable as err:
+            why = f"no verifiable answer: {err}"
+            verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
                 return  # the lab withdrew while the check was in flight: no verdict, not a failure
@@ -192,16 +232,22 @@ class ModelReview:
         self._determination_deadline = deadline
         self._nsa_briefed = False
         self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
-        briefing = workflow.start_activity(
-            BRIEF_NSA,
-            Briefing(review_id=self._review.review_id, verdicts=self._verdicts, determination_deadline=deadline),
-            result_type=BriefingReceipt,
-            task_queue=Agency.NSA.task_queue,
-            activity_id="nsa-briefing",
-            schedule_to_close_timeout=self._policy.determination_deadline,
-            start_to_close_timeout=self._policy.standards_check_attempt_timeout,
-            retry_policy=AGENCY_RETRY,
-            summary="NSA briefing",
+        # The receipt counts only with the NSA's signature (a forged one is recorded as unverified).
+        briefing = asyncio.ensure_future(
+            attested(
+                BRIEF_NSA,
+                Briefing(review_id=self._review.review_id, verdicts=self._verdicts, determination_deadline=deadline),
+                party=Agency.NSA.value,
+                activity_id="nsa-briefing",
+                parse=model(BriefingReceipt),
+                watch=self._watch,
+                refused=self._unverified,
+                deadline=self._policy.determination_deadline,
+                task_queue=Agency.NSA.task_queue,
+                start_to_close_timeout=self._policy.standards_check_attempt_timeout,
+                retry_policy=AGENCY_RETRY,
+                summary="NSA briefing",
+            )
         )
         briefing.add_done_callback(self._briefing_done)
         try:
@@ -218,7 +264,7 @@ class ModelReview:
             briefing.cancel()
         try:
             await briefing
-        except (ActivityError, asyncio.CancelledError):
+        except (ActivityError, asyncio.CancelledError, Unverifiable):
             if superseded:
                 self._log("NSA briefing superseded by the determination or the deadline", agency="nsa")
             else:
@@ -285,16 +331,25 @@ class ModelReview:
         self._enter(Stage.RELEASING, "review", f"{self._outcome.value}: release to trusted partners")
         for partner in self._review.disclosure.partners:
             request = PartnerRequest(review_id=self._review.review_id, partner=partner)
-            vetting = await self._unless_withdrawn(
-                workflow.execute_activity(
-                    VET_PARTNER,
-                    request,
-                    result_type=VettingResult,
-                    activity_id=f"vet-{partner.partner_id}",
-                    start_to_close_timeout=self._policy.release_activity_timeout,
-                    summary=f"vet {partner.name}",
+            try:
+                vetting = await self._unless_withdrawn(
+                    attested(
+                        VET_PARTNER,
+                        request,
+                        party=REVIEW_OFFICE,
+                        activity_id=f"vet-{partner.partner_id}",
+                        parse=model(VettingResult),
+                        watch=self._watch,
+                        refused=self._unverified,
+                        start_to_close_timeout=self._policy.release_activity_timeout,
+                        summary=f"vet {partner.name}",
+                    )
                 )
-            )
+            except Unverifiable:
+                # Nobody may approve a partner but the review office: no verified vetting, no grant.
+                vetting = VettingResult(
+                    partner_id=partner.partner_id, approved=False, reason="no verifiable vetting by the review office"
+                )
             if not vetting.approved:
                 self._released.append(
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
@@ -302,19 +357,27 @@ class ModelReview:
                 continue
             # A grant is never cancelled half-way: it completes and is recorded, and a withdrawal
             # that arrived meanwhile stops the release before the next partner.
-            grant = await workflow.execute_activity(
-                GRANT_ACCESS,
-                request,
-                result_type=AccessGrant,
-                activity_id=f"grant-{partner.partner_id}",
-                start_to_close_timeout=self._policy.release_activity_timeout,
-                summary=f"grant access to {partner.name}",
-            )
-            self._released.append(
-                PartnerRelease(
+            try:
+                # The grant is idempotent (review, partner): asking again returns the same grant.
+                grant = await attested(
+                    GRANT_ACCESS,
+                    request,
+                    party=REVIEW_OFFICE,
+                    activity_id=f"grant-{partner.partner_id}",
+                    parse=model(AccessGrant),
+                    watch=self._watch,
+                    refused=self._unverified,
+                    start_to_close_timeout=self._policy.release_activity_timeout,
+                    summary=f"grant access to {partner.name}",
+                )
+                release = PartnerRelease(
                     partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id
                 )
-            )
+            except Unverifiable:
+                release = PartnerRelease(
+                    partner_id=partner.partner_id, granted=False, reason="no verifiable grant from the review office"
+                )
+            self._released.append(release)
             self._publish_details()
             if self._withdrawal is not None:
                 raise _Withdrawn()
@@ -394,6 +457,10 @@ class ModelReview:
                 self._publish_details()
                 receipt = await self._forward_attempt(request, f"forward-{fid}-held", None)
             self._cases[fid] = receipt.case_id
+        except Unverifiable as err:
+            # Only answers nobody can verify came back (someone completing the relay by id, again and again).
+            self._forwards_refused[fid] = f"no verifiable receipt from Treasury: {err}"
+            self._log("vulnerability finding: no verifiable receipt", level=logging.WARNING)
         except ActivityError as err:
             # Refused outright (a non-retryable failure: the report does not verify at Treasury).
             self._forwards_refused[fid] = err.cause.message if err.cause else str(err)
@@ -405,13 +472,17 @@ class ModelReview:
     async def _forward_attempt(
         self, request: ForwardRequest, activity_id: str, deadline: timedelta | None
     ) -> IntakeReceipt:
-        return await workflow.execute_activity(
+        # Treasury's receipt, signed by Treasury; the relay is idempotent, so asking again is safe.
+        return await attested(
             FORWARD_VULNERABILITY,
             request,
-            result_type=IntakeReceipt,
-            task_queue=CLEARINGHOUSE_TASK_QUEUE,
+            party=TREASURY,
             activity_id=activity_id,
-            schedule_to_close_timeout=deadline,
+            parse=model(IntakeReceipt),
+            watch=self._watch,
+            refused=self._unverified,
+            deadline=deadline,
+            task_queue=CLEARINGHOUSE_TASK_QUEUE,
             start_to_close_timeout=self._policy.clearinghouse.activity_timeout,
             retry_policy=AGENCY_RETRY,
             summary=f"forward {request.finding.sender}'s vulnerability finding to the Treasury clearinghouse"
@@ -472,6 +543,7 @@ class ModelReview:
             transitions=self._transitions,
             withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
             clearinghouse_cases=self._cases,
+            unverified_results=self._unverified,
             clearinghouse_pending=self._forwards_pending,
             clearinghouse_refused=self._forwards_refused,
         )

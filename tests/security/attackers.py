@@ -1,0 +1,75 @@
+"""The attackers of tests/security: what someone with namespace access holds.
+
+- `keyless`: a plain `temporalio` client, default converter, no key of any kind (any lab, vendor or
+  partner with a namespace credential).
+- `insider`: the project's converter with the payload key (so it reads and seals payloads, as any
+  party's worker host does), but not the deciding party's signing key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain import attestation
+from domain.agencies import REVIEW_TASK_QUEUE
+from infra.connection import data_converter
+from infra.keys import KeyDirectory
+from workflows.review import ModelReview
+from workflows.sandbox import workflow_runner
+
+
+async def keyless(env: WorkflowEnvironment, namespace: str) -> Client:
+    return await env.connect_client(
+        namespace=namespace, data_converter=DataConverter.default, identity="mallory@keyless"
+    )
+
+
+async def insider(env: WorkflowEnvironment, namespace: str, keys: KeyDirectory) -> Client:
+    return await env.connect_client(
+        namespace=namespace, data_converter=data_converter(keys.payload_keyring()), identity="mallory@insider"
+    )
+
+
+async def complete_by_id(client: Client, workflow_id: str, activity_id: str, result: Any) -> None:
+    """RespondActivityTaskCompletedById, as the issue's attacker did."""
+    await client.get_async_activity_handle(workflow_id=workflow_id, run_id=None, activity_id=activity_id).complete(
+        result
+    )
+
+
+async def activity_events(client: Client, workflow_id: str) -> dict[str, list[str]]:
+    """activity id -> the identities that completed it (from the history: who answered what)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled: dict[int, str] = {}
+    answers: dict[str, list[str]] = {}
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            scheduled[e.event_id] = e.activity_task_scheduled_event_attributes.activity_id
+            answers.setdefault(e.activity_task_scheduled_event_attributes.activity_id, [])
+        elif e.HasField("activity_task_completed_event_attributes"):
+            a = e.activity_task_completed_event_attributes
+            answers[scheduled[a.scheduled_event_id]].append(a.identity)
+    return answers
+
+
+def review_workflows_only(client: Client, keys: KeyDirectory) -> Worker:
+    """The review queue's workflow worker without its activities: the review runs until it waits
+    on an activity, which is then the attacker's to answer first."""
+    attestation.pin(keys.trust_anchors())
+    return Worker(client, task_queue=REVIEW_TASK_QUEUE, workflows=[ModelReview], workflow_runner=workflow_runner())
+
+
+async def scheduled(client: Client, workflow_id: str, activity_id: str, timeout: float = 30) -> None:
+    """Wait until the workflow has scheduled `activity_id`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while activity_id not in await activity_events(client, workflow_id):
+        if loop.time() > deadline:
+            raise AssertionError(f"{workflow_id} never scheduled {activity_id}")
+        await asyncio.sleep(0.05)
