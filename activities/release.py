@@ -77,7 +77,7 @@ class ReleaseDesk:
 
     @activity.defn(name=GRANT_ACCESS)
     def grant_access(self, request: PartnerRequest) -> Attested:
-        grant = self.store.grant(request.review_id, request.partner.partner_id)
+        grant = self.store.grant(request.review_id, request.partner.partner_id, request.run_id)
         if not grant.already_granted:
             counter = activity.metric_meter().create_counter(metrics.GRANTS.name, metrics.GRANTS.description)
             counter.add(1, {"sector": request.partner.sector.value})
@@ -89,4 +89,4 @@ class ReleaseDesk:
                 "already_granted": grant.already_granted,
             },
         )
-        return self.attest(AccessGrant(**grant.model_dump()))
+        return self.attest(AccessGrant(**grant.model_dump(exclude={"run_id"})))

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistoryEventFilterType,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -17,19 +25,22 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import DuplicateDisclosure, Rejected, UnknownReview
-from api.server import describe_or_none, workflow_not_ready
+from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
+from api.idempotency import check_message_id
+from api.server import describe_or_none, transient
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
+from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
+from domain.review import ALREADY_APPLIED, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
 from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
-NOT_READY_RETRIES = 6
+# How long one message keeps being resent through transient failures (seconds).
+PATIENCE = 60.0
 
 
 class ReviewSummary(BaseModel):
@@ -44,6 +55,8 @@ class ReviewSummary(BaseModel):
     policy_version: str | None
     started_at: datetime | None
     closed_at: datetime | None
+    # Every run is listed (a refiled review has several); `audit ID --run-id RUN` reads one.
+    run_id: str | None = None
 
 
 async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
@@ -52,13 +65,21 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     `public_keys` is recorded in the review's input for the record (and for reviews started
     before keys were loaded by the review itself); a review verifies messages with the keys it
     loads from the review office's key directory when it starts."""
-    rid = review_id_for(disclosure)
+    review = admissible(disclosure, policy, public_keys)
+    rid = review.review_id
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
         if previous.status == WorkflowExecutionStatus.RUNNING:
-            raise DuplicateDisclosure(f"review {rid} is already open (stage {stage}); withdraw it before refiling")
-        if stage != Stage.WITHDRAWN:
+            raise DuplicateDisclosure(
+                f"review {rid} is already open (stage {stage}); withdraw it before refiling "
+                "(an operator closes a stuck one with `frontier-review close`)"
+            )
+        if previous.status in ENDED_WITHOUT_OUTCOME and stage not in (Stage.RELEASING, Stage.RELEASED):
+            # Terminated (by an operator or the server), failed or timed out before any partner could
+            # have been granted access: closed, and the refile records it.
+            review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, previous)})
+        elif stage != Stage.WITHDRAWN:
             raise DuplicateDisclosure(
                 f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
                 f"({rid}, {stage or previous.status.name}); disclose a new version"
@@ -74,7 +95,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy, public_keys=public_keys),
+            review,
             id=rid,
             task_queue=REVIEW_TASK_QUEUE,
             search_attributes=attrs,
@@ -94,17 +115,88 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     return rid
 
 
+# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
+ENDED_WITHOUT_OUTCOME = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT,
+    WorkflowExecutionStatus.CANCELED,
+)
+
+
+async def _earlier_run(client: Client, rid: str, d: WorkflowExecutionDescription) -> EarlierRun:
+    """What the refile records about the run before it: how and when it ended, and why if it was told."""
+    reason = ""
+    handle = client.get_workflow_handle(rid, run_id=d.run_id)
+    async for event in handle.fetch_history_events(event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT):
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            attrs = event.workflow_execution_terminated_event_attributes
+            reason = attrs.reason or f"terminated by {attrs.identity or 'someone'} without a reason"
+    return EarlierRun(
+        run_id=d.run_id,
+        status=d.status.name if d.status else "UNKNOWN",
+        stage=d.typed_search_attributes.get(sa.REVIEW_STAGE),
+        closed_at=d.close_time,
+        reason=reason[:1000],
+    )
+
+
+async def close(client: Client, review_id: str, reason: str) -> str:
+    """An operator closes a review that cannot go on (a run stuck on a workflow task that keeps
+    failing, for one): the run is terminated with `reason`, which its history records with the
+    operator's identity. The lab may then refile (unless the release had begun). Returns the run id."""
+    reason = reason.strip()
+    if not reason or len(reason) > 1000:
+        raise Refused("close: a reason of 1 to 1000 characters is required (it is recorded)")
+    d = await describe_or_none(client, review_id)
+    if d is None or d.workflow_type != WORKFLOW_TYPE:
+        raise UnknownReview(f"no review with id {review_id!r}")
+    if d.status != WorkflowExecutionStatus.RUNNING:
+        raise Rejected(f"{review_id}: already closed ({d.status.name if d.status else 'unknown'}); nothing to do")
+    await client.get_workflow_handle(review_id, run_id=d.run_id).terminate(reason=f"closed by an operator: {reason}")
+    return d.run_id
+
+
+def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> ReviewInput:
+    """The review's input, if the door admits it; else `Refused` (nothing was started).
+
+    The disclosure must read back as itself (as the workflow will decode it: a model made with
+    `model_copy` may carry what validation would refuse), name only the policy's evaluations, and
+    plan a release that is not already past (a day's grace for time zones)."""
+    disclosure = round_trips(disclosure, "disclosure", max_bytes=MAX_FILE_BYTES)
+    problem = policy.unknown_evaluations(disclosure.evaluations)
+    if problem:
+        raise Refused(f"disclosure: {problem}")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    if disclosure.intended_release_date < yesterday:
+        raise Refused(
+            f"disclosure: intended_release_date {disclosure.intended_release_date} is in the past "
+            "(a review comes before the release)"
+        )
+    review = ReviewInput(
+        review_id=review_id_for(disclosure), disclosure=disclosure, policy=policy, public_keys=public_keys
+    )
+    # The whole start input, as the SDK will carry it (well under Temporal's 2 MB payload limit).
+    return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
+
+
 async def status(client: Client, review_id: str) -> ReviewStatus:
     """A review's status: from the query while it runs, from its result once closed."""
     description = await describe_or_none(client, review_id)
     if description is None:
         raise UnknownReview(f"no review with id {review_id!r}")
-    handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
+    if description.workflow_type != WORKFLOW_TYPE:
+        raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
+    handle = client.get_workflow_handle(review_id, run_id=description.run_id, result_type=ReviewStatus)
+    run = {"run_id": description.run_id}  # which run this is: `audit ID --run-id` reads it, or another
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
+        return (await handle.result()).model_copy(update=run)
     if description.status != WorkflowExecutionStatus.RUNNING:
-        raise UnknownReview(f"review {review_id} ended abnormally: {description.status.name}")
-    return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
+        raise UnknownReview(
+            f"review {review_id} ended without an outcome: {description.status.name if description.status else '?'} "
+            f"(run {description.run_id}; `frontier-review audit {review_id}` shows its record)"
+        )
+    return (await handle.query(STATUS_QUERY, result_type=ReviewStatus)).model_copy(update=run)
 
 
 async def list_reviews(
@@ -125,23 +217,45 @@ async def list_reviews(
             policy_version=attrs.get(sa.POLICY_VERSION),
             started_at=wf.start_time,
             closed_at=wf.close_time,
+            run_id=wf.run_id,
         )
 
 
-async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id: a retry applies once."""
+async def send(
+    client: Client, review_id: str, update: str, message: Message, signer: Signer, *, message_id: str | None = None
+) -> ReviewStatus:
+    """Sign and send one message as an update. The message id is the update id, so a retry applies
+    it once: `message_id` if given, else the message's own (the clients in api/agency.py derive one
+    from the content, api/idempotency.py, so a command run again is the same message).
+
+    Transient failures recorded nothing, or recorded the message under this id, so the same message
+    goes again for up to PATIENCE seconds: the server unreachable or restarting, its cap on updates
+    in flight, a workflow task failed under the update, a review still loading its keyring. After
+    that, `Unavailable`: one line saying the message may not have been applied."""
+    if message_id is not None:
+        message = message.model_copy(update={"message_id": check_message_id(message_id)})
+    # A message that would not read back as itself in the workflow is `Refused` before anything is sent.
+    message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
     message = signer.sign(review_id, update, message)
     handle: WorkflowHandle = client.get_workflow_handle(review_id)
-    for attempt in range(NOT_READY_RETRIES + 1):
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + PATIENCE
+    delay = 0.1
+    resent = False
+    while True:
         try:
             return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
+            kind = getattr(cause, "type", None)
+            if kind == ALREADY_APPLIED and resent:
+                return await status(client, review_id)  # an earlier attempt of ours got through
             # A review that has just started is loading its keyring: nothing was recorded, send again.
-            if getattr(cause, "type", None) == KEYS_LOADING and attempt < NOT_READY_RETRIES:
-                await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+            if kind != KEYS_LOADING or loop.time() > give_up:
+                raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if loop.time() > give_up:
+                raise _unavailable(review_id, message, "the update timed out") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 closed = await describe_or_none(client, review_id)
@@ -149,10 +263,17 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
                     raise UnknownReview(f"no review with id {review_id!r}") from None
                 stage = closed.typed_search_attributes.get(sa.REVIEW_STAGE) or closed.status.name
                 raise Rejected(f"{review_id}: the review is closed (stage {stage}); nothing was recorded") from None
-            # The server refuses an update whose workflow task was failed under it, e.g.
-            # an UnhandledCommand race with an activity completing at the same moment. The
-            # message was not applied; sending it again (same id) is safe.
-            if not workflow_not_ready(e) or attempt == NOT_READY_RETRIES:
+            if not transient(e):
                 raise
-            await asyncio.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
+            if loop.time() > give_up:
+                raise _unavailable(review_id, message, e.message) from None
+        resent = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def _unavailable(review_id: str, message: Message, why: str) -> Unavailable:
+    return Unavailable(
+        f"{review_id}: the Temporal server did not take message {message.message_id} within {PATIENCE:.0f} s "
+        f"({why}); it may not have been applied: send it again with the same message id, it applies once"
+    )

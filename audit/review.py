@@ -192,7 +192,7 @@ class ModelReviewInterpreter(Interpreter):
             ],
         )
         self.result: dict[str, Any] | None = None
-        self.stage_texts: dict[int, TransitionRecord] = {}
+        self.stage_texts: dict[int, list[TransitionRecord]] = {}
         self.message_texts: dict[int, str] = {}
         self.timer_purpose: dict[str, str] = {}
         self.fired: set[str] = set()
@@ -218,9 +218,11 @@ class ModelReviewInterpreter(Interpreter):
                     self.rec.outcome = Outcome(attrs["Outcome"])
                 if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
                     stage = Stage(attrs["ReviewStage"])
-                    t = self._transition(stage, e, last_conclusion)
-                    self.rec.transitions.append(t)
-                    self.stage_texts[e.id] = t
+                    if stage != Stage.DISCLOSED and not self.rec.transitions:
+                        # The start request set DISCLOSED and the review writes no upsert for it:
+                        # it enters DISCLOSED and STANDARDS_CHECK in the same workflow task.
+                        self._stage_changed(self._transition(Stage.DISCLOSED, e, last_conclusion), e)
+                    self._stage_changed(self._transition(stage, e, last_conclusion), e)
             elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == BRIEF_NSA and e.values:
                 deadline = e.values[0].get("determination_deadline") if isinstance(e.values[0], dict) else None
                 if deadline:
@@ -426,6 +428,10 @@ class ModelReviewInterpreter(Interpreter):
         self.rec.partners.append(p)
         return p
 
+    def _stage_changed(self, t: TransitionRecord, e: Event) -> None:
+        self.rec.transitions.append(t)
+        self.stage_texts.setdefault(e.id, []).append(t)
+
     def _transition(self, stage: Stage, e: Event, last_conclusion: MessageRecord | None) -> TransitionRecord:
         rec = self.rec
         actor, reason = "review", ""
@@ -435,9 +441,8 @@ class ModelReviewInterpreter(Interpreter):
         elif stage == Stage.STANDARDS_CHECK:
             reason = "the five standards bodies judge the disclosure"
         elif stage == Stage.AWAITING_DETERMINATION:
-            counts = {
-                v: sum(1 for x in rec.verdicts if x.verdict == v) for v in ("concern", "no_concern", "no_response")
-            }
+            kinds = ("concern", "insufficient_information", "no_concern", "no_response")
+            counts = {v: sum(1 for x in rec.verdicts if x.verdict == v) for v in kinds}
             shown = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items() if n)
             deadline = e.workflow_time + self._policy_duration("determination_deadline", timedelta(0))
             reason = f"standards check done ({shown}); the NSA is briefed and decides by {_iso(deadline)}"
@@ -525,9 +530,10 @@ class ModelReviewInterpreter(Interpreter):
 
     def entries(self, event: Event) -> list[AuditEntry]:
         if event.id in self.stage_texts:
-            t = self.stage_texts[event.id]
-            entry = self._entry(event, "stage", t.actor, f"→ {t.stage.value}: {t.reason}", at=t.at)
-            return [entry]
+            return [
+                self._entry(event, "stage", t.actor, f"→ {t.stage.value}: {t.reason}", at=t.at)
+                for t in self.stage_texts[event.id]
+            ]
         if event.type == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
             return []  # the stage lines above carry what matters; the rest is in the record
         if event.id in self.message_texts:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from datetime import timedelta
 
-from cli.reviews import BadInput
+from domain.inputs import Refused
 from infra.connection import Target, connect, plain_data_converter
 from infra.namespace import NamespaceConflict, setup_namespace
 
@@ -16,7 +16,7 @@ DEFAULT_RETENTION_DAYS = 90
 
 async def cmd_setup_namespace(args: argparse.Namespace) -> int:
     if not 1 <= args.retention_days <= 36500:
-        raise BadInput(f"--retention-days must be between 1 and 36500, not {args.retention_days}")
+        raise Refused(f"--retention-days must be between 1 and 36500, not {args.retention_days}")
     # No payload is read or written here: the operator running it needs no payload keys.
     client = await connect(Target.from_args(args), converter=plain_data_converter())
     try:

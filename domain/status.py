@@ -70,6 +70,8 @@ class ReviewStatus(BaseModel):
     partners_skipped: list[PartnerRelease] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
     withdrawal_reason: str | None = None
+    # The run the status was read from (set by the API, not the workflow): `audit ID --run-id RUN`.
+    run_id: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
     # Activity results the review did not believe (not signed by the party that should have produced

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import describe
     from domain.review import (
+        ALREADY_APPLIED,
         BRIEF_NSA,
         CHECK_STANDARD,
         CONCLUDE_REVIEW,
@@ -116,6 +117,9 @@ class ModelReview:
         self._applied_messages: set[str] = set()
         self._withdrawal: Withdrawal | None = None
         self._released: list[PartnerRelease] = []
+        # Set just before the first access grant is scheduled: from then on the model is reaching
+        # partners, and the lab can no longer withdraw (README, "Withdrawal and release").
+        self._granting = False
         self._disclosed_at = workflow.now()
         self._forwards: list[asyncio.Task[None]] = []
         # The keys messages are verified with: loaded from the review office at the start of run()
@@ -132,6 +136,9 @@ class ModelReview:
         # those it refused outright.
         self._forwards_pending: dict[str, str] = {}
         self._forwards_refused: dict[str, str] = {}
+        # Search attributes that go out with the next stage change (same workflow task): one
+        # upsert per transition, each a command, an event and a visibility write on the server.
+        self._with_next_stage: list[SearchAttributeUpdate] = []
 
     # ----------------------------------------------------------------- the story
 
@@ -141,7 +148,12 @@ class ModelReview:
             self._keys = await self._from_review_office(
                 LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
             )
-        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
+        refiled = ""
+        if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
+            earlier = review.earlier_run
+            why = f": {earlier.reason}" if earlier.reason else ""
+            refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
+        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}{refiled}")
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
@@ -291,9 +303,11 @@ class ModelReview:
                 ),
             )
         covered = self._determination.covered
-        workflow.upsert_search_attributes(
-            [sa.COVERED.value_set(covered), sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start())]
-        )
+        # Written with the next stage (UNDER_REVIEW or RELEASING), which follows at once.
+        self._with_next_stage += [
+            sa.COVERED.value_set(covered),
+            sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start()),
+        ]
         _count(
             metrics.DETERMINATIONS, covered=str(covered).lower(), by_default=str(self._determination_by_default).lower()
         )
@@ -306,7 +320,7 @@ class ModelReview:
         assert self._determination is not None
         self._participants = list(dict.fromkeys(self._determination.agencies))
         self._window_deadline = workflow.now() + self._policy.review_window
-        workflow.upsert_search_attributes([sa.WINDOW_DEADLINE.value_set(self._window_deadline)])
+        self._with_next_stage.append(sa.WINDOW_DEADLINE.value_set(self._window_deadline))
         self._enter(
             Stage.UNDER_REVIEW,
             self._determination.sender,
@@ -330,7 +344,8 @@ class ModelReview:
         assert self._outcome is not None
         self._enter(Stage.RELEASING, "review", f"{self._outcome.value}: release to trusted partners")
         for partner in self._review.disclosure.partners:
-            request = PartnerRequest(review_id=self._review.review_id, partner=partner)
+            # Keyed by run in the ledger: a refiled review never finds an earlier run's grants.
+            request = PartnerRequest(review_id=self._review.review_id, partner=partner, run_id=workflow.info().run_id)
             try:
                 vetting = await self._unless_withdrawn(
                     attested(
@@ -355,10 +370,11 @@ class ModelReview:
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
                 )
                 continue
-            # A grant is never cancelled half-way: it completes and is recorded, and a withdrawal
-            # that arrived meanwhile stops the release before the next partner.
+            # A withdrawal that arrived while this partner was vetted was caught above; from here on
+            # the withdraw validator refuses, so a review never ends WITHDRAWN with grants.
+            self._granting = True
             try:
-                # The grant is idempotent (review, partner): asking again returns the same grant.
+                # The grant is idempotent (review, run, partner): asking again returns the same grant.
                 grant = await attested(
                     GRANT_ACCESS,
                     request,
@@ -379,8 +395,6 @@ class ModelReview:
                 )
             self._released.append(release)
             self._publish_details()
-            if self._withdrawal is not None:
-                raise _Withdrawn()
         granted = sum(1 for r in self._released if r.granted)
         self._enter(
             Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
@@ -515,6 +529,11 @@ class ModelReview:
         reject_unless(
             self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
         )
+        reject_unless(
+            not self._granting,
+            "the release is under way (access has been granted to a trusted partner): a withdrawal is no "
+            "longer possible",
+        )
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> ReviewStatus:
@@ -550,9 +569,10 @@ class ModelReview:
 
     def _authenticate(self, update: str, message: Message) -> None:
         """Who sent it, proven: a fresh message id and a signature by the sender's key."""
-        reject_unless(
-            message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
-        )
+        if message.message_id in self._applied_messages:
+            raise ApplicationError(
+                f"message {message.message_id} was already applied", type=ALREADY_APPLIED, non_retryable=True
+            )
         authenticate(self._keys, self._review.review_id, update, message, target="review")
 
     def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
@@ -599,7 +619,14 @@ class ModelReview:
     def _enter(self, stage: Stage, actor: str, reason: str) -> None:
         self._stage = stage
         self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
-        workflow.upsert_search_attributes(self._visible_attributes())
+        # Only what changes: the start request already set DISCLOSED (api/reviews.py), and the
+        # outcome stays from RELEASING to RELEASED. Each upsert costs a command, an event and a
+        # visibility write.
+        current = workflow.info().typed_search_attributes
+        updates = [u for u in [*self._with_next_stage, *self._visible_attributes()] if current.get(u.key) != u.value]
+        self._with_next_stage = []
+        if updates:
+            workflow.upsert_search_attributes(updates)
         # The reason (a withdrawal's words, the participants) stays in the encrypted history.
         self._log(f"stage {stage.value}", actor=str(actor))
         self._publish_details()
