@@ -4,6 +4,7 @@ administer (infra/namespace.py). Run it again at will: the second run changes no
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import timedelta
 
@@ -24,8 +25,11 @@ async def cmd_setup_namespace(args: argparse.Namespace) -> int:
     except NamespaceConflict as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for line in report.lines():
-        print(line)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in report.lines():
+            print(line)
     return 0
 
 
@@ -47,4 +51,5 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "an existing namespace keeps its own). Closed reviews' histories, the audit trail, are deleted after it: "
         "archive them for longer",
     )
+    p.add_argument("--json", action="store_true", help="what was found and done, as JSON")
     p.set_defaults(func=cmd_setup_namespace)

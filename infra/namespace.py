@@ -41,6 +41,16 @@ class SetupReport:
     def changed(self) -> bool:
         return self.namespace_created or bool(self.attributes_created)
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "namespace": self.namespace,
+            "namespace_created": self.namespace_created,
+            "retention_days": self.retention.days if self.retention is not None else None,
+            "attributes_created": self.attributes_created,
+            "attributes_present": self.attributes_present,
+            "changed": self.changed,
+        }
+
     def lines(self) -> list[str]:
         days = f"{self.retention.days} days" if self.retention is not None else "unknown"
         out = [f"namespace {self.namespace}: {'created' if self.namespace_created else 'exists'} (retention {days})"]

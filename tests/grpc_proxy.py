@@ -48,6 +48,12 @@ def render(run_dir: Path, *, listen: str, upstream: str, server: Issued, client_
         "FR_SERVER_KEY": str(server.key),
         "FR_CLIENT_CA": str(client_ca),
         "FR_OPERATOR_CN": OPERATOR_CN,
+        # The dev server behind the proxy speaks plain gRPC on a private address.
+        "FR_UPSTREAM_SCHEME": "grpc",
+        "FR_UPSTREAM_CLIENT_CERT": str(server.cert),
+        "FR_UPSTREAM_CLIENT_KEY": str(server.key),
+        "FR_UPSTREAM_CA": str(client_ca),
+        "FR_UPSTREAM_NAME": "temporal-frontend",
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

@@ -5,6 +5,7 @@ the wrong type is reported, and nothing is changed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -56,6 +57,12 @@ async def test_setup_namespace_registers_everything_once(env: WorkflowEnvironmen
     assert second.out.strip().splitlines()[-1] == "nothing to do"
     assert f"namespace {namespace}: exists (retention 45 days)" in second.out
     assert f"search attributes already present: {len(ALL_SEARCH_ATTRIBUTES)}" in second.out
+    third = await setup_cli(address, "--namespace", namespace, "--json", keys_dir=tmp_path)
+    assert third.code == 0, third.err
+    assert json.loads(third.out) == {
+        "namespace": namespace, "namespace_created": False, "retention_days": 45, "attributes_created": [],
+        "attributes_present": [k.name for k in ALL_SEARCH_ATTRIBUTES], "changed": False,
+    }  # fmt: skip
     again = await env.client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
     assert again.config.workflow_execution_retention_ttl.ToTimedelta().days == 45
     assert await attributes(env.client, namespace) == registered
