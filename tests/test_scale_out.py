@@ -26,7 +26,7 @@ from tests.test_multihost import pollers
 from worker import WorkerConfig, build_workers
 
 PROJECT = Path(__file__).resolve().parent.parent
-REVIEWS = 10
+REVIEWS = 6
 
 
 def review_office_worker(address: str, records: Path, keys: KeyDirectory, log: Path) -> subprocess.Popen[bytes]:
