@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
         CLEARINGHOUSE_TASK_QUEUE,
+        CLEARINGHOUSE_TASK_TIMEOUT,
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
         FIND_CASE,
@@ -68,7 +69,13 @@ REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
 # Kept in the status (and carried across runs): the last case ids found squatted.
 FOREIGN_KEPT = 50
 # At most this many applied reports travel to the next run (newest first), whatever the window.
-APPLIED_KEPT = 4000
+APPLIED_KEPT = 2000
+# A run also continues as new once its history holds this many events (about 200 reports). Under a
+# burst on a loaded machine the worker loses the run from its cache now and then (a workflow task
+# overtaken by new events, a slow activation); it then replays the whole history before it can take
+# the next update, and a long history fetched in pages failed there ("Fetched empty history page")
+# again and again, aborting every update in flight: a stall that did not end. Short runs replay fast.
+EVENTS_PER_RUN = 1500
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
@@ -159,7 +166,8 @@ class Clearinghouse:
                 foreign_case_ids=self._foreign[-FOREIGN_KEPT:],
                 applied=recent[-APPLIED_KEPT:],
                 carried_from=workflow.info().run_id,
-            )
+            ),
+            task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
         )
 
     @workflow.update(name=REPORT_VULNERABILITY)
@@ -320,7 +328,12 @@ class Clearinghouse:
 
     def _run_is_full(self) -> bool:
         # Every accepted update counts: a run's updates stay well under Temporal's 2000.
-        return self._updates >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
+        info = workflow.info()
+        return (
+            self._updates >= self._policy.reports_per_run
+            or info.get_current_history_length() >= EVENTS_PER_RUN
+            or info.is_continue_as_new_suggested()
+        )
 
     @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
     def status(self) -> ClearinghouseView:
