@@ -36,7 +36,6 @@ from domain.clearinghouse import (
     CLEARINGHOUSE_ID,
     CLEARINGHOUSE_STATUS_QUERY,
     CLEARINGHOUSE_TASK_QUEUE,
-    CLEARINGHOUSE_TASK_TIMEOUT,
     CLEARINGHOUSE_WORKFLOW,
     CONTINUING_AS_NEW,
     EXPLOITATION_OBSERVED,
@@ -111,7 +110,6 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, si
             task_queue=CLEARINGHOUSE_TASK_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary="Treasury vulnerability clearinghouse",
-            task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
         )
         try:
             return await client.execute_update_with_start_workflow(

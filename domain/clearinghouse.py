@@ -56,11 +56,6 @@ FIND_CASE = "find_case"  # which workflow holds a vulnerability's case (or wheth
 REFRESH_INTERVAL = timedelta(seconds=10)
 # refresh_keys turned away because a reload happened moments ago: the sender asks again shortly.
 REFRESH_TOO_SOON = "RefreshTooSoon"
-# The clearinghouse's workflow task timeout (Temporal's default is 10 s). Under a burst on a loaded
-# worker, a task that takes longer is timed out, its updates aborted, and the run dropped from the
-# worker's cache, so the next task must replay the whole run first and takes longer still: a stall
-# that feeds itself. The cost: a task lost with a killed worker is retried after this long.
-CLEARINGHOUSE_TASK_TIMEOUT = timedelta(seconds=30)
 # A report applied before, sent again: refused (nothing recorded) with the first receipt as detail.
 ALREADY_APPLIED = "AlreadyApplied"
 # How long the clearinghouse remembers a report it applied, across continue-as-new, so that the

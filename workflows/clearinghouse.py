@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
         CLEARINGHOUSE_TASK_QUEUE,
-        CLEARINGHOUSE_TASK_TIMEOUT,
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
         FIND_CASE,
@@ -166,8 +165,7 @@ class Clearinghouse:
                 foreign_case_ids=self._foreign[-FOREIGN_KEPT:],
                 applied=recent[-APPLIED_KEPT:],
                 carried_from=workflow.info().run_id,
-            ),
-            task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
+            )
         )
 
     @workflow.update(name=REPORT_VULNERABILITY)
