@@ -26,7 +26,7 @@ from domain.ids import review_id_for
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
-from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
+from domain.signatures import KEYS_LOADING, STALE_RUN, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
 NOT_READY_RETRIES = 6
@@ -129,16 +129,24 @@ async def list_reviews(
 
 
 async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id: a retry applies once."""
-    message = signer.sign(review_id, update, message)
-    handle: WorkflowHandle = client.get_workflow_handle(review_id)
+    """Sign and send one message as an update. The message id is the update id: a retry applies once.
+
+    The signature covers the review's current run, which the server names (describe): a message
+    can never be replayed into a later run (refiled, reset). If the run changes under the message,
+    it is signed again for the new one."""
     for attempt in range(NOT_READY_RETRIES + 1):
+        current = await describe_or_none(client, review_id)
+        if current is None:
+            raise UnknownReview(f"no review with id {review_id!r}")
+        signed = signer.sign(review_id, update, message, run_id=current.run_id)
+        handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
         try:
-            return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
+            return await handle.execute_update(update, signed, id=signed.message_id, result_type=ReviewStatus)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
-            # A review that has just started is loading its keyring: nothing was recorded, send again.
-            if getattr(cause, "type", None) == KEYS_LOADING and attempt < NOT_READY_RETRIES:
+            # A review that has just started is loading its keyring (nothing was recorded), or the
+            # run changed under the message: send again, signed for the run the server names.
+            if getattr(cause, "type", None) in (KEYS_LOADING, STALE_RUN) and attempt < NOT_READY_RETRIES:
                 await asyncio.sleep(0.1 * 2**attempt)
                 continue
             raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None

@@ -149,6 +149,7 @@ async def test_signed_message_rejections(client: Client, policy: Policy, keys: K
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
     await wait_stage(client, other, Stage.AWAITING_DETERMINATION)
     nsa = keys.signer("nsa")
+    run = (await client.get_workflow_handle(rid).describe()).run_id
     impostor = Signer("nsa", Ed25519PrivateKey.generate())
 
     def determination(**changes) -> Determination:
@@ -162,27 +163,29 @@ async def test_signed_message_rejections(client: Client, policy: Policy, keys: K
         assert (await handle.describe()).status.name == "RUNNING"
 
     # Forged: the NSA's name, someone else's key.
-    await rejected(None, impostor.sign(rid, RECORD_DETERMINATION, determination()), "signature does not verify")
+    await rejected(None, impostor.sign(rid, RECORD_DETERMINATION, determination(), run), "signature does not verify")
     # Altered after signing.
-    signed = nsa.sign(rid, RECORD_DETERMINATION, determination())
+    signed = nsa.sign(rid, RECORD_DETERMINATION, determination(), run)
     await rejected(None, signed.model_copy(update={"covered": True, "agencies": ["dod"]}), "does not verify")
     # Signed for another review.
-    await rejected(None, nsa.sign(other, RECORD_DETERMINATION, determination()), "signed for another review")
+    await rejected(None, nsa.sign(other, RECORD_DETERMINATION, determination(), run), "signed for another review")
     # Signed as another kind of message (a finding's signature on a determination).
-    as_finding = nsa.sign(rid, SUBMIT_FINDING, determination())
+    as_finding = nsa.sign(rid, SUBMIT_FINDING, determination(), run)
     await rejected(None, as_finding, "does not verify")
     # Unsigned.
     await rejected(None, determination(), "is not signed")
     # Unknown signer.
     cia = Signer("cia", Ed25519PrivateKey.generate())
     stranger = Determination(sender="cia", covered=False, rationale="r")
-    await rejected(None, cia.sign(rid, RECORD_DETERMINATION, stranger), "unknown signer 'cia'")
+    await rejected(None, cia.sign(rid, RECORD_DETERMINATION, stranger, run), "unknown signer 'cia'")
     # Wrong role: a real DoD signature on a determination.
     dod_says = Determination(sender="dod", covered=False, rationale="r")
-    await rejected(None, keys.signer("dod").sign(rid, RECORD_DETERMINATION, dod_says), "only the NSA determines")
+    await rejected(None, keys.signer("dod").sign(rid, RECORD_DETERMINATION, dod_says, run), "only the NSA determines")
 
     # The genuine one is accepted; replaying it (another update id) is not.
-    genuine = nsa.sign(rid, RECORD_DETERMINATION, determination())
+    # Genuine but signed for no run (or another run): refused.
+    await rejected(None, nsa.sign(rid, RECORD_DETERMINATION, determination()), "signed for run \\(none\\)")
+    genuine = nsa.sign(rid, RECORD_DETERMINATION, determination(), run)
     await send_raw(client, rid, RECORD_DETERMINATION, genuine)
     with pytest.raises(Rejected, match="already"):
         await send_raw(client, rid, RECORD_DETERMINATION, genuine, update_id="replay")
@@ -323,7 +326,8 @@ async def test_a_review_started_with_someone_elses_keys_still_verifies_against_t
         task_queue="review",
     )
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
-    forged = mallory.sign(rid, RECORD_DETERMINATION, Determination(sender="nsa", covered=False, rationale="r"))
+    run = (await client.get_workflow_handle(rid).describe()).run_id
+    forged = mallory.sign(rid, RECORD_DETERMINATION, Determination(sender="nsa", covered=False, rationale="r"), run)
     with pytest.raises(Rejected, match="signature does not verify for nsa"):
         await send_raw(client, rid, RECORD_DETERMINATION, forged)
     assert forged.message_id not in await update_events(client, rid)

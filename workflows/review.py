@@ -553,7 +553,9 @@ class ModelReview:
         reject_unless(
             message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
         )
-        authenticate(self._keys, self._review.review_id, update, message, target="review")
+        authenticate(
+            self._keys, self._review.review_id, update, message, target="review", run_id=workflow.info().run_id
+        )
 
     def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
         reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
