@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -21,13 +27,16 @@ from api.errors import DuplicateDisclosure, Rejected, UnknownReview
 from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
+from domain.attestation import TrustAnchors, seal_verifies
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import STATUS_QUERY, WORKFLOW_TYPE, ReviewInput
+from domain.review import DISCLOSE, STATUS_QUERY, WORKFLOW_TYPE, Filing, ReviewInput
 from domain.signatures import KEYS_LOADING, STALE_RUN, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
+from domain.vulnerability import REVIEW_OFFICE, lab_party
+from infra.keys import KeyDirectory, KeyProblem
 
 NOT_READY_RETRIES = 6
 
@@ -46,19 +55,40 @@ class ReviewSummary(BaseModel):
     closed_at: datetime | None
 
 
-async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
-    """Start a review; one open review per lab+model+version. Returns the review id.
+async def disclose(
+    client: Client,
+    disclosure: Disclosure,
+    policy: Policy,
+    public_keys: PublicKeyring | None = None,
+    signer: Signer | None = None,
+) -> str:
+    """Start a review, as the lab: one open review per lab+model+version. Returns the review id.
 
-    `public_keys` is recorded in the review's input for the record (and for reviews started
-    before keys were loaded by the review itself); a review verifies messages with the keys it
-    loads from the review office's key directory when it starts."""
+    The disclosure goes in a filing signed by the lab's own party (`lab:<id>`, by default its key
+    from the key directory), naming the policy by name and version; the review office admits the
+    review only on that signature and runs it under its own copy of the policy. A workflow squatting
+    on the review's id without the review office's seal (started by someone else, never admitted)
+    is terminated, with the reason recorded, and the genuine review starts. (`public_keys` is
+    no longer used: a review loads them from the review office.)"""
     rid = review_id_for(disclosure)
+    lab = lab_party(disclosure.lab)
+    signer = signer or KeyDirectory().signer(lab)
+    anchors = _anchors()
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
+        genuine = _sealed(previous, anchors)
+        if previous.status == WorkflowExecutionStatus.RUNNING and genuine is False:
+            # A run the office has not sealed: give one just started a moment to be admitted.
+            previous = await _sealed_soon(client, rid, anchors) or previous
+            genuine = _sealed(previous, anchors)
         if previous.status == WorkflowExecutionStatus.RUNNING:
-            raise DuplicateDisclosure(f"review {rid} is already open (stage {stage}); withdraw it before refiling")
-        if stage != Stage.WITHDRAWN:
+            if genuine is not False:
+                raise DuplicateDisclosure(f"review {rid} is already open (stage {stage}); withdraw it before refiling")
+            await client.get_workflow_handle(rid, run_id=previous.run_id).terminate(
+                reason=f"not a genuine review (no seal of the review office): superseded by {lab}'s signed disclosure"
+            )
+        elif genuine is not False and stage != Stage.WITHDRAWN:
             raise DuplicateDisclosure(
                 f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
                 f"({rid}, {stage or previous.status.name}); disclose a new version"
@@ -71,10 +101,17 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
             SearchAttributePair(sa.POLICY_VERSION, policy.version),
         ]
     )
+    filing = Filing(
+        sender=signer.party,
+        disclosure=disclosure,
+        policy_name=policy.name,
+        policy_version=policy.version,
+        signed_at=datetime.now(UTC),
+    )
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            ReviewInput(review_id=rid, disclosure=disclosure, policy=policy, public_keys=public_keys),
+            ReviewInput(review_id=rid, disclosure=disclosure, filing=signer.sign(rid, DISCLOSE, filing)),
             id=rid,
             task_queue=REVIEW_TASK_QUEUE,
             search_attributes=attrs,
@@ -92,6 +129,38 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     except WorkflowAlreadyStartedError:
         raise DuplicateDisclosure(f"review {rid} is already open; withdraw it before refiling") from None
     return rid
+
+
+SEAL_WAIT = 10.0  # seconds a just-started review is given to be admitted before it counts as a squatter
+
+
+def _anchors() -> TrustAnchors | None:
+    try:
+        return KeyDirectory().trust_anchors()
+    except KeyProblem:
+        return None
+
+
+def _sealed(description: WorkflowExecutionDescription, anchors: TrustAnchors | None) -> bool | None:
+    """Whether this run carries the review office's seal (None: this client has no anchors to tell)."""
+    if anchors is None:
+        return None
+    seal = description.typed_search_attributes.get(sa.GENUINE_SEAL)
+    return seal_verifies(anchors, REVIEW_OFFICE, description.id, description.run_id, seal)
+
+
+async def _sealed_soon(
+    client: Client, review_id: str, anchors: TrustAnchors | None
+) -> WorkflowExecutionDescription | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SEAL_WAIT
+    while True:
+        current = await describe_or_none(client, review_id)
+        if current is None or current.status != WorkflowExecutionStatus.RUNNING or _sealed(current, anchors):
+            return current
+        if loop.time() > deadline:
+            return current
+        await asyncio.sleep(0.2)
 
 
 async def status(client: Client, review_id: str) -> ReviewStatus:

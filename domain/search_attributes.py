@@ -18,6 +18,11 @@ POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 SECONDS_TO_DETERMINATION = SearchAttributeKey.for_int("SecondsToDetermination")
 SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
+# Whether the review office admitted the review (the lab's signature on its disclosure verified, its
+# policy loaded by the office). Anyone starting a workflow may preset both: `GenuineSeal` is the review
+# office's signature over (review id, run id) (domain/attestation.py), which readers verify.
+GENUINE = SearchAttributeKey.for_bool("Genuine")
+GENUINE_SEAL = SearchAttributeKey.for_keyword("GenuineSeal")
 
 REVIEW_SEARCH_ATTRIBUTES = (
     REVIEW_STAGE,
@@ -29,6 +34,8 @@ REVIEW_SEARCH_ATTRIBUTES = (
     OUTCOME,
     SECONDS_TO_DETERMINATION,
     SECONDS_TO_RELEASE,
+    GENUINE,
+    GENUINE_SEAL,
 )
 
 # Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.

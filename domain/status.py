@@ -70,6 +70,10 @@ class ReviewStatus(BaseModel):
     partners_skipped: list[PartnerRelease] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
     withdrawal_reason: str | None = None
+    # Whether the review office admitted the review (the lab's signed filing, the office's policy):
+    # None until it has answered; False: not a genuine review, it does nothing (`admission` says why).
+    genuine: bool | None = None
+    admission: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
     # Activity results the review did not believe (not signed by the party that should have produced

@@ -25,7 +25,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from domain import metrics
     from domain import search_attributes as sa
-    from domain.agencies import LAB, STANDARDS_BODIES, Agency
+    from domain.agencies import STANDARDS_BODIES, Agency
     from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
     from domain.messages import (
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import describe
     from domain.review import (
+        ADMIT_DISCLOSURE,
         BRIEF_NSA,
         CHECK_STANDARD,
         CONCLUDE_REVIEW,
@@ -55,12 +56,14 @@ with workflow.unsafe.imports_passed_through():
         VET_PARTNER,
         WITHDRAW,
         WORKFLOW_TYPE,
+        Admission,
+        AdmissionRequest,
         PartnerRequest,
         ReviewInput,
     )
     from domain.signatures import PublicKeyring
     from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
-    from domain.vulnerability import REVIEW_OFFICE, TREASURY
+    from domain.vulnerability import REVIEW_OFFICE, TREASURY, lab_party
     from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, reject_unless
 
@@ -128,6 +131,9 @@ class ModelReview:
         # (workflows/attested.py); the others are kept here, for the status and the audit.
         self._watch = ResetWatch()
         self._unverified: list[UnverifiedResult] = []
+        # The review office's admission (None until it answers); the lab's one signing party.
+        self._admission: Admission | None = None
+        self._lab = lab_party(review.disclosure.lab)
         # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
         # those it refused outright.
         self._forwards_pending: dict[str, str] = {}
@@ -141,7 +147,32 @@ class ModelReview:
             self._keys = await self._from_review_office(
                 LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
             )
-        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}")
+        # Anyone can start a ModelReview with any input: nothing runs until the review office has
+        # checked the lab's signature on the filing and loaded the policy it names, itself.
+        admission: Admission = await self._from_review_office(
+            ADMIT_DISCLOSURE,
+            "admission",
+            model(Admission),
+            "admit the disclosure (the lab's signature, the office's policy)",
+            AdmissionRequest(review_id=review.review_id, disclosure=review.disclosure, filing=review.filing),
+        )
+        self._admission = admission
+        if not admission.admitted or admission.policy is None:
+            # Not a genuine review: it does nothing, and says so (status, search attribute, Web UI).
+            workflow.upsert_search_attributes([sa.GENUINE.value_set(False)])
+            self._log("not admitted: not a genuine review", level=logging.WARNING)
+            self._publish_details()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.status()
+        self._policy = admission.policy
+        workflow.upsert_search_attributes(
+            [
+                sa.GENUINE.value_set(True),
+                sa.GENUINE_SEAL.value_set(admission.seal or ""),
+                sa.POLICY_VERSION.value_set(self._policy.version),
+            ]
+        )
+        self._enter(Stage.DISCLOSED, self._lab, f"disclosed under policy {self._policy.version}")
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
@@ -154,7 +185,7 @@ class ModelReview:
         except _Withdrawn:
             assert self._withdrawal is not None
             self._outcome = Outcome.WITHDRAWN
-            self._enter(Stage.WITHDRAWN, LAB, self._withdrawal.reason)
+            self._enter(Stage.WITHDRAWN, self._lab, self._withdrawal.reason)
         # Findings still on their way to the clearinghouse get there, however long Treasury is
         # away: the release has already happened, and the review stays open until they are delivered.
         await asyncio.gather(*self._forwards)
@@ -168,12 +199,13 @@ class ModelReview:
         checks = [self._check_standard(body) for body in STANDARDS_BODIES]
         await self._unless_withdrawn(asyncio.gather(*checks))
 
-    async def _from_review_office(self, activity: str, activity_id: str, parse, summary: str):
+    async def _from_review_office(self, activity: str, activity_id: str, parse, summary: str, *args):
         """What the review office's worker answers, signed with its key; without that the review
         cannot run: it fails, naming why (it never goes on with what someone else supplied)."""
         try:
             return await attested(
                 activity,
+                *args,
                 party=REVIEW_OFFICE,
                 activity_id=activity_id,
                 parse=parse,
@@ -510,7 +542,9 @@ class ModelReview:
     @withdraw.validator
     def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
         self._authenticate(WITHDRAW, withdrawal)
-        reject_unless(withdrawal.sender == LAB, f"only the lab can withdraw, not {withdrawal.sender!r}")
+        # One signing party per lab: only this review's lab withdraws it.
+        who = withdrawal.sender
+        reject_unless(who == self._lab, f"only this review's lab ({self._lab}) can withdraw, not {who!r}")
         reject_unless(self._withdrawal is None, "the lab has already withdrawn")
         reject_unless(
             self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
@@ -527,7 +561,9 @@ class ModelReview:
             stage=self._stage,
             outcome=self._outcome,
             covered=self._determination.covered if self._determination else None,
-            policy_version=self._policy.version,
+            policy_version=self._policy.version if self._admission and self._policy else "(not admitted)",
+            genuine=self._admission.admitted if self._admission else None,
+            admission=self._admission.reason if self._admission else None,
             disclosed_at=self._disclosed_at,
             determination_deadline=self._determination_deadline,
             determination=self._determination,
@@ -622,6 +658,8 @@ class ModelReview:
     def _publish_details(self) -> None:
         """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
         lines = [f"**{self._stage.value}**"]
+        if self._admission is not None and not self._admission.admitted:
+            lines = [f"**NOT GENUINE**: {self._admission.reason}. This review does nothing."]
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
         if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
