@@ -23,6 +23,7 @@ from domain.attestation import TrustAnchors, Unverifiable, verify
 from domain.clearinghouse import FORWARD_VULNERABILITY
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from domain.review import (
+    ADMIT_DISCLOSURE,
     BRIEF_NSA,
     CHECK_STANDARD,
     CONCLUDE_REVIEW,
@@ -177,7 +178,14 @@ class ModelReviewInterpreter(Interpreter):
         started = history.events[0]
         review = started.values[0] if started.values and isinstance(started.values[0], dict) else {}
         disclosure = review.get("disclosure", {})
-        self.policy: dict[str, Any] = review.get("policy", {})
+        # The policy the review ran under is the review office's (the admission's), read below; the
+        # start input's is never used (reviews started before admission carried theirs there).
+        self.policy: dict[str, Any] = review.get("policy") or {}
+        for e in history.events:
+            if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == ADMIT_DISCLOSURE and e.values:
+                admitted = e.values[0].get("result") if isinstance(e.values[0], dict) else None
+                if isinstance(admitted, dict) and isinstance(admitted.get("policy"), dict):
+                    self.policy = admitted["policy"]
         self.rec = ReviewRecord(
             review_id=review.get("review_id", history.workflow_id),
             lab=disclosure.get("lab", "?"),

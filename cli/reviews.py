@@ -13,12 +13,13 @@ from pydantic import ValidationError
 from api.agency import AgencyClient, LabClient
 from api.reviews import disclose, list_reviews, status
 from cli.render import as_json, list_view, status_view
-from domain.agencies import LAB, Agency, parse_agency
+from domain.agencies import Agency, parse_agency
 from domain.disclosure import Disclosure
 from domain.messages import FindingKind, Severity
 from domain.policy import DEFAULT_POLICY, load_policy, one_line
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
+from domain.vulnerability import lab_party
 from infra.connection import Target, connect
 from infra.keys import KeyDirectory
 
@@ -158,7 +159,9 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
     client = await connect(Target.from_args(args))
-    s = await LabClient(client, _signer(args, LAB)).withdraw(args.review_id, args.reason)
+    # The review's own lab (`lab:<id>`) signs: with --key, that lab's key from a file.
+    lab = lab_party((await status(client, args.review_id)).lab)
+    s = await LabClient(client, _signer(args, lab)).withdraw(args.review_id, args.reason)
     _print_status(args, s)
     return 0
 

@@ -62,10 +62,11 @@ def default_registry_file() -> Path:
 def development_parties(
     registry_file: Path | None = None, vulnerabilities_dir: Path = SAMPLE_VULNERABILITIES
 ) -> list[str]:
-    """Who gets a development key: the agencies, the labs of the sample disclosures; the operators of every sector (the 16
-    critical-infrastructure sectors, and the others a report may name as affected, e.g. cloud
-    providers); each approved party of the trusted-party registry (`partner:<id>`); and the
-    vendors of the sample vulnerabilities (`vendor:<id>`). Anyone else is enrolled with `keys add`."""
+    """Who gets a development key: the agencies, the labs of the sample disclosures (`lab:<id>`);
+    the operators of every sector (the 16 critical-infrastructure sectors, and the others a report
+    may name as affected, e.g. cloud providers); each approved party of the trusted-party registry
+    (`partner:<id>`); and the vendors of the sample vulnerabilities (`vendor:<id>`). Anyone else is
+    enrolled with `keys add`."""
     parties = [*PARTIES, *(operator_party(s) for s in Sector)]
     registry = registry_file or default_registry_file()
     if registry.is_file():
