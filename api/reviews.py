@@ -53,6 +53,11 @@ class ReviewSummary(BaseModel):
     policy_version: str | None
     started_at: datetime | None
     closed_at: datetime | None
+    # The review office's seal verifies for this run (None: this reader holds no trust anchors).
+    # Anyone may start a ModelReview with any search attributes: only a sealed one is a review.
+    genuine: bool | None = None
+    # How Temporal says the run ended: COMPLETED, or TERMINATED / FAILED / ... (killed, not an outcome).
+    execution: str | None = None
 
 
 async def disclose(
@@ -73,7 +78,7 @@ async def disclose(
     rid = review_id_for(disclosure)
     lab = lab_party(disclosure.lab)
     signer = signer or KeyDirectory().signer(lab)
-    anchors = _anchors()
+    anchors = reader_anchors()
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
@@ -134,7 +139,7 @@ async def disclose(
 SEAL_WAIT = 10.0  # seconds a just-started review is given to be admitted before it counts as a squatter
 
 
-def _anchors() -> TrustAnchors | None:
+def reader_anchors() -> TrustAnchors | None:
     try:
         return KeyDirectory().trust_anchors()
     except KeyProblem:
@@ -182,8 +187,11 @@ async def list_reviews(
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if stage:
         query += f' AND ReviewStage = "{stage}"'
+    anchors = reader_anchors()
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
+        seal = attrs.get(sa.GENUINE_SEAL)
+        genuine = None if anchors is None else seal_verifies(anchors, REVIEW_OFFICE, wf.id, wf.run_id, seal)
         yield ReviewSummary(
             review_id=wf.id,
             stage=attrs.get(sa.REVIEW_STAGE),
@@ -194,6 +202,8 @@ async def list_reviews(
             policy_version=attrs.get(sa.POLICY_VERSION),
             started_at=wf.start_time,
             closed_at=wf.close_time,
+            genuine=genuine,
+            execution=wf.status.name if wf.status else None,
         )
 
 

@@ -36,7 +36,7 @@ from domain.review import (
     WORKFLOW_TYPE,
 )
 from domain.status import Outcome, Stage
-from domain.vulnerability import REVIEW_OFFICE, TREASURY
+from domain.vulnerability import REVIEW_OFFICE, TREASURY, lab_party
 
 # A release (or a determination taking effect) happens in the workflow task after its cause.
 SAME_MOMENT = timedelta(seconds=5)
@@ -438,7 +438,7 @@ class ModelReviewInterpreter(Interpreter):
         rec = self.rec
         actor, reason = "review", ""
         if stage == Stage.DISCLOSED:
-            actor = "lab"
+            actor = lab_party(rec.lab)
             reason = f"{rec.lab} disclosed {rec.model_name} {rec.model_version} under policy {rec.policy_version}"
         elif stage == Stage.STANDARDS_CHECK:
             reason = "the five standards bodies judge the disclosure"
@@ -479,7 +479,7 @@ class ModelReviewInterpreter(Interpreter):
             granted = sum(1 for p in rec.partners if p.granted)
             reason = f"access granted to {granted} of {len(rec.partners)} partners"
         elif stage == Stage.WITHDRAWN:
-            actor = "lab"
+            actor = rec.withdrawal.message.sender if rec.withdrawal and rec.withdrawal.message else lab_party(rec.lab)
             reason = rec.withdrawal.reason if rec.withdrawal else "withdrawn"
         return TransitionRecord(stage=stage, at=e.workflow_time, actor=actor, reason=reason, event_id=e.id)
 

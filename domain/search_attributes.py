@@ -23,6 +23,11 @@ SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
 # office's signature over (review id, run id) (domain/attestation.py), which readers verify.
 GENUINE = SearchAttributeKey.for_bool("Genuine")
 GENUINE_SEAL = SearchAttributeKey.for_keyword("GenuineSeal")
+# What a namespace user did that the review could not prevent, flagged by the review itself:
+# its history was reset (`temporal workflow reset`), a cancellation was requested (and ignored).
+INTEGRITY = SearchAttributeKey.for_keyword_list("Integrity")
+INTEGRITY_RESET = "reset"
+INTEGRITY_CANCEL_REQUESTED = "cancel-requested"
 
 REVIEW_SEARCH_ATTRIBUTES = (
     REVIEW_STAGE,
@@ -36,6 +41,7 @@ REVIEW_SEARCH_ATTRIBUTES = (
     SECONDS_TO_RELEASE,
     GENUINE,
     GENUINE_SEAL,
+    INTEGRITY,
 )
 
 # Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.
