@@ -15,7 +15,10 @@ from cli.main import main as run
 
 def main() -> None:
     code = run()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader of a pipe went away; what it read is all it wanted
+        pass
     sys.stderr.flush()
     # The SDK's Rust runtime threads can abort CPython's finalisation of a short-lived
     # client process ("PyGILState_Release", temporalio/sdk-python#300; seen here about

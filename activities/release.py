@@ -28,6 +28,7 @@ from domain.review import (
     Admission,
     AdmissionRequest,
     PartnerRequest,
+    disclosure_digest,
 )
 from domain.signatures import PublicKeyring, signature_problem
 from domain.vulnerability import REVIEW_OFFICE, lab_party
@@ -96,7 +97,7 @@ class ReleaseDesk:
             raise ApplicationError(str(e), type="KeyProblem") from None  # retried until the directory is fixed
         refusals = [
             (filing.sender != lab, f"filed by {filing.sender!r}, not by the lab's party {lab!r}"),
-            (filing.disclosure != disclosure, "the disclosure is not the one the lab signed"),
+            (filing.disclosure_sha256 != disclosure_digest(disclosure), "the disclosure is not the one the lab signed"),
             (request.review_id != review_id_for(disclosure), "the review id is not this disclosure's"),
             (first_seen - filing.signed_at > FILING_FRESHNESS, "the filing is stale (signed long before this run)"),
             (filing.signed_at - first_seen > FILING_FRESHNESS, "the filing is dated in the future"),
@@ -148,7 +149,7 @@ class ReleaseDesk:
 
     @activity.defn(name=GRANT_ACCESS)
     def grant_access(self, request: PartnerRequest) -> Attested:
-        grant = self.store.grant(request.review_id, request.partner.partner_id)
+        grant = self.store.grant(request.review_id, request.partner.partner_id, request.run_id)
         if not grant.already_granted:
             counter = activity.metric_meter().create_counter(metrics.GRANTS.name, metrics.GRANTS.description)
             counter.add(1, {"sector": request.partner.sector.value})
@@ -160,4 +161,4 @@ class ReleaseDesk:
                 "already_granted": grant.already_granted,
             },
         )
-        return self.attest(AccessGrant(**grant.model_dump()))
+        return self.attest(AccessGrant(**grant.model_dump(exclude={"run_id"})))

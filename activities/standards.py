@@ -48,9 +48,15 @@ class Rule(BaseModel):
             raise ValueError("an evaluation rule needs both `evaluation` and `at_least`")
         return self
 
+    def lacks(self, d: Disclosure) -> str | None:
+        """The evaluation this rule needs and the disclosure does not report (the rule cannot tell)."""
+        if self.evaluation is not None and self.evaluation not in d.evaluations:
+            return self.evaluation
+        return None
+
     def fires(self, d: Disclosure) -> bool:
         if self.evaluation is not None and self.at_least is not None:
-            return d.evaluations.get(self.evaluation, 0.0) >= self.at_least
+            return self.evaluation in d.evaluations and d.evaluations[self.evaluation] >= self.at_least
         if self.training_compute_flop_at_least is not None:
             return d.training_compute_flop >= self.training_compute_flop_at_least
         assert self.safeguards_below is not None
@@ -92,12 +98,22 @@ class StandardsBody:
 
     def judge(self, disclosure: Disclosure) -> StandardsVerdict:
         fired = [r.reason for r in self.standard.rules if r.fires(disclosure)]
+        lacking = sorted({name for r in self.standard.rules if (name := r.lacks(disclosure))})
         activity.logger.info("standards check", extra={"agency": self.standard.agency.value, "concerns": len(fired)})
+        not_reported = f"not reported: {', '.join(lacking)}" if lacking else ""
         if fired:
             return StandardsVerdict(
                 agency=self.standard.agency,
                 verdict=Verdict.CONCERN,
-                rationale="; ".join(fired),
+                rationale="; ".join([*fired, *([not_reported] if lacking else [])]),
+                standard_version=self.standard.version,
+            )
+        if lacking:
+            # A threshold the disclosure gives nothing to test against is not a threshold unmet.
+            return StandardsVerdict(
+                agency=self.standard.agency,
+                verdict=Verdict.INSUFFICIENT_INFORMATION,
+                rationale=f"cannot tell: the disclosure does not report {', '.join(lacking)}",
                 standard_version=self.standard.version,
             )
         return StandardsVerdict(

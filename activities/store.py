@@ -32,10 +32,11 @@ CREATE TABLE IF NOT EXISTS trusted_parties (
 );
 CREATE TABLE IF NOT EXISTS grants (
     review_id  TEXT NOT NULL,
+    run_id     TEXT NOT NULL,
     partner_id TEXT NOT NULL,
     grant_id   TEXT NOT NULL UNIQUE,
     granted_at TEXT NOT NULL,
-    PRIMARY KEY (review_id, partner_id)
+    PRIMARY KEY (review_id, run_id, partner_id)
 );
 CREATE TABLE IF NOT EXISTS briefings (
     review_id    TEXT PRIMARY KEY,
@@ -57,6 +58,7 @@ class RegisteredParty(BaseModel):
 
 class Grant(BaseModel):
     review_id: str
+    run_id: str = ""
     partner_id: str
     grant_id: str
     granted_at: datetime
@@ -70,6 +72,10 @@ class RecordStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(grants)")]
+            if columns and "run_id" not in columns:
+                # A ledger from before grants were keyed by run: kept aside, never reused.
+                db.execute("ALTER TABLE grants RENAME TO grants_before_runs")
             db.executescript(SCHEMA)
             db.execute("PRAGMA journal_mode=WAL")
 
@@ -111,21 +117,24 @@ class RecordStore:
 
     # -- access grants
 
-    def grant(self, review_id: str, partner_id: str) -> Grant:
-        """Record a grant; a second call for the same review and partner returns the first."""
+    def grant(self, review_id: str, partner_id: str, run_id: str = "") -> Grant:
+        """Record a grant; a second call for the same review run and partner returns the first. Another
+        run of the same review (a refile) is another key: it never finds this run's grant."""
         now = datetime.now(UTC).isoformat()
         with closing(self._connect()) as db:
             cur = db.execute(
-                "INSERT INTO grants VALUES (?, ?, ?, ?) ON CONFLICT(review_id, partner_id) DO NOTHING",
-                (review_id, partner_id, uuid.uuid4().hex, now),
+                "INSERT INTO grants (review_id, run_id, partner_id, grant_id, granted_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(review_id, run_id, partner_id) DO NOTHING",
+                (review_id, run_id, partner_id, uuid.uuid4().hex, now),
             )
             inserted = cur.rowcount == 1
             row = db.execute(
-                "SELECT grant_id, granted_at FROM grants WHERE review_id = ? AND partner_id = ?",
-                (review_id, partner_id),
+                "SELECT grant_id, granted_at FROM grants WHERE review_id = ? AND run_id = ? AND partner_id = ?",
+                (review_id, run_id, partner_id),
             ).fetchone()
         return Grant(
             review_id=review_id,
+            run_id=run_id,
             partner_id=partner_id,
             grant_id=row[0],
             granted_at=datetime.fromisoformat(row[1]),
@@ -133,7 +142,7 @@ class RecordStore:
         )
 
     def grants(self, review_id: str | None = None) -> list[Grant]:
-        sql = "SELECT review_id, partner_id, grant_id, granted_at FROM grants"
+        sql = "SELECT review_id, partner_id, grant_id, granted_at, run_id FROM grants"
         args: tuple[str, ...] = ()
         if review_id is not None:
             sql += " WHERE review_id = ?"
@@ -143,6 +152,7 @@ class RecordStore:
         return [
             Grant(
                 review_id=r[0],
+                run_id=r[4],
                 partner_id=r[1],
                 grant_id=r[2],
                 granted_at=datetime.fromisoformat(r[3]),

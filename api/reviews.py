@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -12,6 +12,7 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowHistoryEventFilterType,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
@@ -30,9 +31,10 @@ from domain.agencies import REVIEW_TASK_QUEUE
 from domain.attestation import TrustAnchors, seal_verifies
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
+from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import DISCLOSE, STATUS_QUERY, WORKFLOW_TYPE, Filing, ReviewInput
+from domain.review import DISCLOSE, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, Filing, ReviewInput, disclosure_digest
 from domain.signatures import KEYS_LOADING, STALE_RUN, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 from domain.vulnerability import REVIEW_OFFICE, lab_party
@@ -79,6 +81,7 @@ async def disclose(
     lab = lab_party(disclosure.lab)
     signer = signer or KeyDirectory().signer(lab)
     anchors = reader_anchors()
+    review = admissible(disclosure, policy, public_keys or {})
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
@@ -89,11 +92,25 @@ async def disclose(
             genuine = _sealed(previous, anchors)
         if previous.status == WorkflowExecutionStatus.RUNNING:
             if genuine is not False:
-                raise DuplicateDisclosure(f"review {rid} is already open (stage {stage}); withdraw it before refiling")
+                raise DuplicateDisclosure(
+                    f"review {rid} is already open (stage {stage}); withdraw it before refiling "
+                    "(an operator closes a stuck one with `frontier-review close`)"
+                )
+            # Never admitted by the review office (started by someone else): replaced, and the
+            # refiled run records it.
             await client.get_workflow_handle(rid, run_id=previous.run_id).terminate(
                 reason=f"not a genuine review (no seal of the review office): superseded by {lab}'s signed disclosure"
             )
-        elif genuine is not False and stage != Stage.WITHDRAWN:
+            ended = await describe_or_none(client, rid)
+            if ended is not None:
+                review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, ended)})
+        elif genuine is False:
+            pass  # a closed run the office never admitted: nothing to refile over
+        elif previous.status in ENDED_WITHOUT_OUTCOME and stage not in (Stage.RELEASING, Stage.RELEASED):
+            # Terminated (by an operator or the server), failed or timed out before any partner could
+            # have been granted access: closed, and the refile records it.
+            review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, previous)})
+        elif stage != Stage.WITHDRAWN:
             raise DuplicateDisclosure(
                 f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
                 f"({rid}, {stage or previous.status.name}); disclose a new version"
@@ -108,15 +125,17 @@ async def disclose(
     )
     filing = Filing(
         sender=signer.party,
-        disclosure=disclosure,
+        disclosure_sha256=disclosure_digest(review.disclosure),
         policy_name=policy.name,
         policy_version=policy.version,
         signed_at=datetime.now(UTC),
     )
+    # The policy goes by name and version only: the review office runs its own copy.
+    review = review.model_copy(update={"filing": signer.sign(rid, DISCLOSE, filing), "policy": None})
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
-            ReviewInput(review_id=rid, disclosure=disclosure, filing=signer.sign(rid, DISCLOSE, filing)),
+            review,
             id=rid,
             task_queue=REVIEW_TASK_QUEUE,
             search_attributes=attrs,
@@ -168,16 +187,86 @@ async def _sealed_soon(
         await asyncio.sleep(0.2)
 
 
+# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
+ENDED_WITHOUT_OUTCOME = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT,
+    WorkflowExecutionStatus.CANCELED,
+)
+
+
+async def _earlier_run(client: Client, rid: str, d: WorkflowExecutionDescription) -> EarlierRun:
+    """What the refile records about the run before it: how and when it ended, and why if it was told."""
+    reason = ""
+    handle = client.get_workflow_handle(rid, run_id=d.run_id)
+    async for event in handle.fetch_history_events(event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT):
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            attrs = event.workflow_execution_terminated_event_attributes
+            reason = attrs.reason or f"terminated by {attrs.identity or 'someone'} without a reason"
+    return EarlierRun(
+        run_id=d.run_id,
+        status=d.status.name if d.status else "UNKNOWN",
+        stage=d.typed_search_attributes.get(sa.REVIEW_STAGE),
+        closed_at=d.close_time,
+        reason=reason[:1000],
+    )
+
+
+async def close(client: Client, review_id: str, reason: str) -> str:
+    """An operator closes a review that cannot go on (a run stuck on a workflow task that keeps
+    failing, for one): the run is terminated with `reason`, which its history records with the
+    operator's identity. The lab may then refile (unless the release had begun). Returns the run id."""
+    reason = reason.strip()
+    if not reason or len(reason) > 1000:
+        raise Refused("close: a reason of 1 to 1000 characters is required (it is recorded)")
+    d = await describe_or_none(client, review_id)
+    if d is None or d.workflow_type != WORKFLOW_TYPE:
+        raise UnknownReview(f"no review with id {review_id!r}")
+    if d.status != WorkflowExecutionStatus.RUNNING:
+        raise Rejected(f"{review_id}: already closed ({d.status.name if d.status else 'unknown'}); nothing to do")
+    await client.get_workflow_handle(review_id, run_id=d.run_id).terminate(reason=f"closed by an operator: {reason}")
+    return d.run_id
+
+
+def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> ReviewInput:
+    """The review's input, if the door admits it; else `Refused` (nothing was started).
+
+    The disclosure must read back as itself (as the workflow will decode it: a model made with
+    `model_copy` may carry what validation would refuse), name only the policy's evaluations, and
+    plan a release that is not already past (a day's grace for time zones)."""
+    disclosure = round_trips(disclosure, "disclosure", max_bytes=MAX_FILE_BYTES)
+    problem = policy.unknown_evaluations(disclosure.evaluations)
+    if problem:
+        raise Refused(f"disclosure: {problem}")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    if disclosure.intended_release_date < yesterday:
+        raise Refused(
+            f"disclosure: intended_release_date {disclosure.intended_release_date} is in the past "
+            "(a review comes before the release)"
+        )
+    review = ReviewInput(
+        review_id=review_id_for(disclosure), disclosure=disclosure, policy=policy, public_keys=public_keys
+    )
+    # The whole start input, as the SDK will carry it (well under Temporal's 2 MB payload limit).
+    return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
+
+
 async def status(client: Client, review_id: str) -> ReviewStatus:
     """A review's status: from the query while it runs, from its result once closed."""
     description = await describe_or_none(client, review_id)
     if description is None:
         raise UnknownReview(f"no review with id {review_id!r}")
+    if description.workflow_type != WORKFLOW_TYPE:
+        raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
     handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
     if description.status != WorkflowExecutionStatus.RUNNING:
-        raise UnknownReview(f"review {review_id} ended abnormally: {description.status.name}")
+        raise UnknownReview(
+            f"review {review_id} ended without an outcome: {description.status.name if description.status else '?'} "
+            f"(run {description.run_id}; `frontier-review audit {review_id}` shows its record)"
+        )
     return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
 
 
@@ -212,7 +301,9 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
 
     The signature covers the review's current run, which the server names (describe): a message
     can never be replayed into a later run (refiled, reset). If the run changes under the message,
-    it is signed again for the new one."""
+    it is signed again for the new one. A message that would not read back as itself in the
+    workflow is `Refused` before anything is sent."""
+    message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
     for attempt in range(NOT_READY_RETRIES + 1):
         current = await describe_or_none(client, review_id)
         if current is None:

@@ -28,7 +28,11 @@ from temporalio.converter import (
     decode_typed_search_attributes,
 )
 
+from domain.inputs import Refused, decode_utf8, read_file
+
 UNDECODABLE = "<undecodable>"
+# Temporal's own cap on a history is 50 MB; an export in JSON is larger than the wire form.
+MAX_HISTORY_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -106,13 +110,14 @@ async def fetch(client: Client, workflow_id: str, run_id: str | None = None) -> 
 def load_export(path: Path, workflow_id: str | None = None) -> WorkflowHistory:
     """A history exported with `temporal workflow show --output json` (or the Web UI's download)."""
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise HistoryFileError(f"{path}: no such file") from None
-    try:
+        text = decode_utf8(read_file(path, max_bytes=MAX_HISTORY_BYTES), str(path))
         data = json.loads(text)
+    except Refused as e:  # missing, a directory, unreadable, too large, not UTF-8
+        raise HistoryFileError(str(e)) from None
     except json.JSONDecodeError as e:
         raise HistoryFileError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None
+    except RecursionError:
+        raise HistoryFileError(f"{path}: not a workflow history (nested too deeply)") from None
     if not isinstance(data, dict) or not data.get("events"):
         raise HistoryFileError(f"{path}: not a workflow history (no `events`)")
     try:

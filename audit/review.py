@@ -443,9 +443,8 @@ class ModelReviewInterpreter(Interpreter):
         elif stage == Stage.STANDARDS_CHECK:
             reason = "the five standards bodies judge the disclosure"
         elif stage == Stage.AWAITING_DETERMINATION:
-            counts = {
-                v: sum(1 for x in rec.verdicts if x.verdict == v) for v in ("concern", "no_concern", "no_response")
-            }
+            kinds = ("concern", "insufficient_information", "no_concern", "no_response")
+            counts = {v: sum(1 for x in rec.verdicts if x.verdict == v) for v in kinds}
             shown = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items() if n)
             deadline = e.workflow_time + self._policy_duration("determination_deadline", timedelta(0))
             reason = f"standards check done ({shown}); the NSA is briefed and decides by {_iso(deadline)}"

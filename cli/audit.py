@@ -12,11 +12,18 @@ from rich.markdown import Markdown
 from api.errors import UnknownReview
 from audit import HistoryFileError, UnknownWorkflow, audit_export, audit_workflow
 from audit.markdown import to_markdown
+from cli import args as arg
 from cli.reviews import BadInput
 from infra.connection import Target, connect
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
+    if args.output:
+        target = Path(args.output)
+        if target.is_dir():
+            raise BadInput(f"-o {args.output}: is a directory; name a file")
+        if not target.parent.is_dir():
+            raise BadInput(f"-o {args.output}: no directory {target.parent}")
     if args.history:
         try:
             trail = await audit_export(Path(args.history), args.review_id, namespace=args.namespace or "default")
@@ -55,8 +62,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "conclusions and grants. Reads the server, or a history exported with "
         "`temporal workflow show -w ID --output json`.",
     )
-    p.add_argument("review_id", nargs="?", help="the review (workflow) id")
-    p.add_argument("--run-id", help="a particular run (default: the latest, e.g. after a withdraw-and-refile)")
+    p.add_argument("review_id", nargs="?", type=arg.workflow_id("workflow", "review-"), help="the review (workflow) id")
+    p.add_argument(
+        "--run-id",
+        type=arg.workflow_id("run", ""),
+        help="a particular run (default: the latest, e.g. after a withdraw-and-refile); `status` shows the latest "
+        "run's id, `list --all-runs` every run's",
+    )
     p.add_argument("--history", metavar="FILE", help="read an exported history instead of the server")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="the trail as JSON")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
+from cli import args as arg
 from cli.render import console
 from cli.reviews import BadInput
 from domain.vulnerability import parse_party
@@ -92,7 +92,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     ):
         p = ksub.add_parser(name, help=text)
         p.add_argument(
-            "--dir", type=Path, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
+            "--dir",
+            type=arg.directory,
+            help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)",
         )
         p.set_defaults(func=func)
 
@@ -107,7 +109,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--public-key", help="the party's Ed25519 public key (base64, as `keys add` prints it)")
     p.add_argument("--replace", action="store_true", help="replace the party's key (e.g. a compromised one)")
     p.add_argument(
-        "--dir", type=Path, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
+        "--dir", type=arg.directory, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
     )
     p.set_defaults(func=cmd_keys_add)
 
@@ -115,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--ui-origin", action="append", help=f"allowed browser origin (default {DEFAULT_UI_ORIGIN})")
-    p.add_argument("--dir", type=Path, help="key directory")
+    p.add_argument("--dir", type=arg.directory, help="key directory")
     p.set_defaults(func=cmd_codec_server)
 
 

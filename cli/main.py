@@ -1,13 +1,16 @@
 """Entry point: parse, dispatch, and turn every known failure into one line and an exit code.
 
 Exit codes: 0 done; 1 the review turned the request away (rejected, unknown, duplicate);
-2 bad input that never reached Temporal (file, field, agency, policy).
+2 bad input that never reached Temporal (file, field, agency, policy). Never a traceback: an error
+nobody foresaw is still one line (exit 1), and output cut short by a closed pipe (`| head`) is not
+an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,22 +18,22 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import audit, embedded, keys, report, reviews, vuln
-from cli.reviews import BadInput
-from domain.policy import one_line
+from cli import audit, embedded, keys, report, reviews, schema, vuln
+from cli.args import OneLineParser, address
+from domain.inputs import Refused, one_line
 from infra.connection import ClientConfigError
 from infra.devserver import DevServerError
 from infra.keys import KeyProblem
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     conn = common.add_argument_group("connection (default: temporalio envconfig: profile file, TEMPORAL_* env)")
-    conn.add_argument("--address", help="Temporal frontend host:port")
+    conn.add_argument("--address", type=address, help="Temporal frontend host:port")
     conn.add_argument("--namespace", help="Temporal namespace")
     conn.add_argument("--profile", help="envconfig profile name")
 
-    root = argparse.ArgumentParser(
+    root = OneLineParser(
         prog="frontier-review",
         description="Pre-release review of frontier AI models, on Temporal.",
     )
@@ -41,34 +44,62 @@ def parser() -> argparse.ArgumentParser:
     vuln.add_commands(sub, common)
     audit.add_commands(sub, common)
     report.add_commands(sub, common)
+    schema.add_commands(sub, common)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a flag refused by the parser (2, one line already printed)
+        return e.code if isinstance(e.code, int) else 2
     except ValueError as e:  # a bad FRONTIER_REVIEW_* default read while building the parser
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 2
     try:
         return asyncio.run(args.func(args))
-    except (BadInput, KeyProblem) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it wanted it has. Quietly, as other Unix tools.
+        _silence_stdout()
+        return 0
+    except (Refused, KeyProblem) as e:
+        _say(e)
         return 2
     except ValidationError as e:  # a message that never reached Temporal (e.g. an empty --reason)
-        print(f"error: {one_line(e)}", file=sys.stderr)
+        _say(one_line(e))
         return 2
     except ClientConfigError as e:  # envconfig: unknown profile, unreadable config file
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 2
     except ReviewError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 1
     except RPCError as e:
-        print(f"error: Temporal: {e.message}", file=sys.stderr)
+        _say(f"Temporal: {e.message}")
         return 1
     except (ConnectionError, TimeoutError, DevServerError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(e)
         return 1
+    except OSError as e:  # a file or directory named on the command line: missing, not writable, ...
+        where = f"{e.filename}: " if e.filename else ""
+        _say(f"{where}{e.strerror or e}")
+        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001  a bug, but still one line: the contract is never a traceback
+        _say(f"unexpected {type(e).__name__}: {str(e)[:300]} (please report this)")
+        return 1
+
+
+def _say(error: object) -> None:
+    """The one line: whatever the error's text holds (an input's newline), it is printed as one line."""
+    print("error: " + " ".join(str(error).split()), file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing what is left cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

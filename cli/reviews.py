@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
-from api.reviews import disclose, list_reviews, status
+from api.reviews import admissible, close, disclose, list_reviews, status
+from cli import args as arg
 from cli.render import as_json, list_view, status_view
-from domain.agencies import Agency, parse_agency
+from domain.agencies import LAB, Agency, parse_agency
 from domain.disclosure import Disclosure
-from domain.messages import FindingKind, Severity
+from domain.inputs import MAX_MESSAGE_BYTES, Refused, load_model, read_file, round_trips
+from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
 from domain.policy import DEFAULT_POLICY, load_policy, one_line
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
@@ -24,36 +26,25 @@ from infra.connection import Target, connect
 from infra.keys import KeyDirectory
 
 
-class BadInput(ValueError):
+class BadInput(Refused):
     """Input that never reached Temporal: exit 2, nothing recorded."""
 
 
 def load_disclosure(path: str) -> Disclosure:
-    file = Path(path)
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInput(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    try:
-        return Disclosure.model_validate(data)
-    except ValidationError as e:
-        raise BadInput(f"{path}: invalid disclosure: {one_line(e)}") from None
+    """A disclosure file through the door (domain/inputs.py): UTF-8 JSON, no duplicate keys, finite
+    numbers, at most 256 KiB, valid as a Disclosure."""
+    return load_model(Disclosure, path, "disclosure")
 
 
 def _signer(args: argparse.Namespace, party: str) -> Signer:
     """The sender's private key: --key FILE, else the party's key in the key directory."""
     if args.key is None:
         return KeyDirectory().signer(party)
+    data = read_file(args.key, max_bytes=16 * 1024)
     try:
-        key = load_pem_private_key(Path(args.key).read_bytes(), password=None)
-    except (OSError, ValueError) as e:
-        raise BadInput(f"--key {args.key}: not a readable private key ({e})") from None
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise BadInput(f"--key {args.key}: not a readable private key ({str(e).splitlines()[0]})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise BadInput(f"--key {args.key}: not an Ed25519 private key")
     return Signer(party, key)
@@ -68,11 +59,32 @@ def _agencies(text: str | None) -> list[Agency]:
         raise BadInput(str(e)) from None
 
 
+def _valid(model: type[Message], **fields: object) -> None:
+    """The message the command will send, checked before connecting: a refusal never waits on Temporal."""
+    try:
+        round_trips(model(**fields), model.__name__.lower(), max_bytes=MAX_MESSAGE_BYTES)
+    except ValidationError as e:
+        raise BadInput(one_line(e)) from None
+
+
 def _print_status(args: argparse.Namespace, s: ReviewStatus) -> None:
     if getattr(args, "json", False):
         print(as_json(s))
     else:
         status_view(s)
+
+
+async def _after(client, review_id: str, s: ReviewStatus, moves_on_from: Stage, patience: float = 10.0) -> ReviewStatus:
+    """The status once the review has acted on the message: an update's result is the status when
+    the message was applied, and the stage it causes (a determination, a withdrawal, the last
+    conclusion) follows a moment later, in the workflow's own run. Polls briefly; the status as
+    applied if the move takes longer (a loaded machine)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while s.stage == moves_on_from and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        s = await status(client, review_id)
+    return s
 
 
 async def cmd_disclose(args: argparse.Namespace) -> int:
@@ -82,9 +94,10 @@ async def cmd_disclose(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     public_keys = KeyDirectory().public_keys()
+    admissible(disclosure, policy, public_keys)  # the policy's vocabulary, the date: before connecting
     client = await connect(Target.from_args(args))
     rid = await disclose(client, disclosure, policy, public_keys)
-    print(rid)
+    print(json.dumps({"review_id": rid}) if args.json else rid)
     return 0
 
 
@@ -111,12 +124,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_determine(args: argparse.Namespace) -> int:
+    agencies = _agencies(args.agencies)
+    _valid(Determination, sender=args.agency, covered=args.covered, agencies=agencies, rationale=args.rationale)
+    signer = _signer(args, args.agency)
     client = await connect(Target.from_args(args))
-    nsa = AgencyClient(client, args.agency, _signer(args, args.agency))
-    s = await nsa.determine(
-        args.review_id, covered=args.covered, agencies=_agencies(args.agencies), rationale=args.rationale
-    )
-    _print_status(args, s)
+    nsa = AgencyClient(client, args.agency, signer)
+    s = await nsa.determine(args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale)
+    _print_status(args, await _after(client, args.review_id, s, Stage.AWAITING_DETERMINATION))
     return 0
 
 
@@ -132,8 +146,13 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         raise BadInput("a vulnerability finding needs --details FILE.json (see examples/vulnerabilities/)")
     if args.kind != FindingKind.VULNERABILITY and details is not None:
         raise BadInput(f"--details applies only to --kind vulnerability, not {args.kind}")
+    _valid(
+        ReviewFinding, sender=agency.value, kind=args.kind, severity=args.severity, summary=args.summary,
+        vulnerability=details,
+    )  # fmt: skip
+    signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, _signer(args, agency.value)).submit_finding(
+    s = await AgencyClient(client, agency, signer).submit_finding(
         args.review_id,
         kind=FindingKind(args.kind),
         severity=Severity(args.severity),
@@ -149,74 +168,107 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
         agency = parse_agency(args.agency)
     except ValueError as e:
         raise BadInput(str(e)) from None
+    _valid(Conclusion, sender=agency.value, summary=args.summary or "")
+    signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, _signer(args, agency.value)).conclude(
-        args.review_id, summary=args.summary or ""
-    )
+    s = await AgencyClient(client, agency, signer).conclude(args.review_id, summary=args.summary or "")
+    if not s.pending_agencies and s.stage == Stage.UNDER_REVIEW:  # the last conclusion closes the window
+        s = await _after(client, args.review_id, s, Stage.UNDER_REVIEW)
     _print_status(args, s)
     return 0
 
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
+    _valid(Withdrawal, sender=LAB, reason=args.reason)
+    signer = _signer(args, LAB)
     client = await connect(Target.from_args(args))
-    # The review's own lab (`lab:<id>`) signs: with --key, that lab's key from a file.
+    # The review's own lab (`lab:<id>`) signs: its key from the key directory, or --key (checked above).
     lab = lab_party((await status(client, args.review_id)).lab)
-    s = await LabClient(client, _signer(args, lab)).withdraw(args.review_id, args.reason)
-    _print_status(args, s)
+    signer = Signer(lab, signer._key) if args.key else _signer(args, lab)
+    s = await LabClient(client, signer).withdraw(args.review_id, args.reason)
+    _print_status(args, await _after(client, args.review_id, s, s.stage))
+    return 0
+
+
+async def cmd_close(args: argparse.Namespace) -> int:
+    client = await connect(Target.from_args(args))
+    run_id = await close(client, args.review_id, args.reason)
+    if args.json:
+        print(json.dumps({"review_id": args.review_id, "run_id": run_id, "closed": True}))
+    else:
+        print(f"{args.review_id} (run {run_id}) closed; the lab may refile it")
     return 0
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("disclose", parents=[common], help="validate a lab's disclosure and start its review")
-    p.add_argument("file", help="disclosure JSON (see examples/)")
-    p.add_argument("--policy", help=f"policy name or TOML file (default {DEFAULT_POLICY})")
+    p.add_argument("file", type=arg.text, help="disclosure JSON (`frontier-review schema disclosure`; examples/)")
+    p.add_argument("--policy", type=arg.text, help=f"policy name or TOML file (default {DEFAULT_POLICY})")
+    p.add_argument("--json", action="store_true", help='print {"review_id": ...}')
     p.set_defaults(func=cmd_disclose)
 
     p = sub.add_parser("status", parents=[common], help="where a review stands")
-    p.add_argument("review_id")
+    p.add_argument("review_id", type=arg.review_id)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("list", parents=[common], help="list reviews")
-    p.add_argument("--stage", help="only reviews at this stage")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--stage", type=arg.text, help="only reviews at this stage")
+    p.add_argument("--limit", type=arg.count(1, 100_000, "--limit"), default=None, help="at most this many")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("determine", parents=[common], help="the NSA's determination")
-    p.add_argument("review_id")
+    p.add_argument("review_id", type=arg.review_id)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--covered", dest="covered", action="store_true")
     group.add_argument("--not-covered", dest="covered", action="store_false")
-    p.add_argument("--agencies", help="participating agencies, comma-separated (covered only)")
-    p.add_argument("--rationale", required=True)
-    p.add_argument("--as", dest="agency", default=Agency.NSA.value, help="the party you speak for (default nsa)")
+    p.add_argument("--agencies", type=arg.text, help="participating agencies, comma-separated (covered only)")
+    p.add_argument("--rationale", type=arg.text, required=True)
+    p.add_argument(
+        "--as", dest="agency", type=arg.text, default=Agency.NSA.value, help="the party you speak for (default nsa)"
+    )
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
+    p.add_argument(
+        "--key", type=arg.text, help="sign with this Ed25519 private key (PEM) instead of the key directory's"
+    )
     p.set_defaults(func=cmd_determine)
 
     p = sub.add_parser("finding", parents=[common], help="a participating agency's finding")
-    p.add_argument("review_id")
-    p.add_argument("--agency", required=True)
+    p.add_argument("review_id", type=arg.review_id)
+    p.add_argument("--agency", type=arg.text, required=True)
     p.add_argument("--kind", required=True, choices=[k.value for k in FindingKind])
     p.add_argument("--severity", required=True, choices=[s.value for s in Severity])
-    p.add_argument("--summary", required=True)
+    p.add_argument("--summary", type=arg.text, required=True)
     p.add_argument("--details", help="vulnerability details JSON, required with --kind vulnerability")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_finding)
 
     p = sub.add_parser("conclude", parents=[common], help="a participating agency concludes its review")
-    p.add_argument("review_id")
-    p.add_argument("--agency", required=True)
-    p.add_argument("--summary")
+    p.add_argument("review_id", type=arg.review_id)
+    p.add_argument("--agency", type=arg.text, required=True)
+    p.add_argument("--summary", type=arg.text)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_conclude)
 
     p = sub.add_parser("withdraw", parents=[common], help="the lab withdraws from the review")
-    p.add_argument("review_id")
-    p.add_argument("--reason", required=True)
+    p.add_argument("review_id", type=arg.review_id)
+    p.add_argument("--reason", type=arg.text, required=True)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--key", help="sign with this Ed25519 private key (PEM)")
+    p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
     p.set_defaults(func=cmd_withdraw)
+
+    p = sub.add_parser(
+        "close",
+        parents=[common],
+        help="an operator closes a review that cannot go on (terminated, with the reason recorded)",
+        description="Terminate a review's run that cannot go on (e.g. a workflow task failing for good), with a "
+        "reason that its history records. The lab may then disclose the same model version again, unless the "
+        "release had begun; the new run's record names the closed one.",
+    )
+    p.add_argument("review_id", type=arg.review_id)
+    p.add_argument("--reason", type=arg.text, required=True, help="why (recorded in the history)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_close)

@@ -16,11 +16,9 @@ Every message is signed with the sending party's key: `signing/<party>.pem` in t
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import timedelta
-from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from rich.table import Table
 
 from api.clearinghouse import (
@@ -32,30 +30,21 @@ from api.clearinghouse import (
     list_cases,
     report,
 )
+from cli import args as arg
 from cli.render import as_json, console
 from cli.reviews import BadInput
 from cli.reviews import _signer as signer_for
-from domain.clearinghouse import CaseStatus, CaseView, VulnerabilityIntake
-from domain.policy import DEFAULT_POLICY, load_policy, one_line
+from domain.clearinghouse import MAX_EXTENSION_REQUEST, CaseStatus, CaseView, ClearinghouseView, VulnerabilityIntake
+from domain.inputs import load_model
+from domain.policy import DEFAULT_POLICY, load_policy
 from domain.sectors import Sector
 from domain.vulnerability import TREASURY, VulnerabilityReport, parse_party
 from infra.connection import Target, connect
 
 
 def load_vulnerability(path: str) -> VulnerabilityReport:
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise BadInput(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    try:
-        return VulnerabilityReport.model_validate(data)
-    except ValidationError as e:
-        raise BadInput(f"{path}: invalid vulnerability report: {one_line(e)}") from None
+    """A vulnerability report file through the door (domain/inputs.py); `schema report` describes it."""
+    return load_model(VulnerabilityReport, path, "vulnerability report")
 
 
 def _party(text: str, *, kind: str | None = None) -> str:
@@ -73,8 +62,20 @@ def _print(args: argparse.Namespace, value: BaseModel) -> None:
         print(as_json(value))
     elif isinstance(value, CaseView):
         case_view(value)
+    elif isinstance(value, ClearinghouseView):
+        clearinghouse_view(value)
     else:
-        console.print(value)
+        console.print(value.model_dump_json(indent=2))
+
+
+def clearinghouse_view(v: ClearinghouseView) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("policy", v.policy_version)
+    table.add_row("reports", str(v.reports))
+    table.add_row("cases opened", str(v.cases_opened))
+    table.add_row("duplicates", str(v.duplicates))
+    table.add_row("runs", f"{v.runs} ({v.reports_this_run} reports in this run)")
+    console.print(table)
 
 
 def case_view(c: CaseView) -> None:
@@ -209,8 +210,6 @@ async def cmd_exploitation(args: argparse.Namespace) -> int:
 
 async def cmd_extension(args: argparse.Namespace) -> int:
     vendor = _party(args.sender, kind="vendor")
-    if args.days <= 0:
-        raise BadInput("--days must be positive")
     signer = signer_for(args, vendor)
     client = await connect(Target.from_args(args))
     extension = timedelta(days=args.days)
@@ -226,43 +225,60 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     def command(name: str, help: str, func, case: bool = True, signed: bool = True) -> argparse.ArgumentParser:
         p = cmds.add_parser(name, parents=[common], help=help)
         if case:
-            p.add_argument("case_id")
+            p.add_argument("case_id", type=arg.case_id)
         p.add_argument("--json", action="store_true")
         if signed:
-            p.add_argument("--key", help="sign with this Ed25519 private key (PEM) instead of the key directory's")
+            p.add_argument(
+                "--key", type=arg.text, help="sign with this Ed25519 private key (PEM) instead of the key directory's"
+            )
         p.set_defaults(func=func)
         return p
 
     p = command("report", "report a vulnerability (JSON, see examples/vulnerabilities/)", cmd_report, case=False)
-    p.add_argument("file")
-    p.add_argument("--as", dest="sender", default=TREASURY, help="reporting party (default treasury)")
-    p.add_argument("--reference", default="", help="your own reference for the report")
-    p.add_argument("--policy", help=f"policy if this report starts the clearinghouse (default {DEFAULT_POLICY})")
+    p.add_argument("file", type=arg.text, help="`frontier-review schema report` describes it")
+    p.add_argument("--as", dest="sender", type=arg.text, default=TREASURY, help="reporting party (default treasury)")
+    p.add_argument("--reference", type=arg.text, default="", help="your own reference for the report")
+    p.add_argument(
+        "--policy",
+        type=arg.text,
+        help="recorded in the clearinghouse's start input when this report starts it; the clearinghouse "
+        "runs under Treasury's policy, read on Treasury's worker, whatever this says "
+        f"(default {DEFAULT_POLICY})",
+    )
 
     p = command("list", "list cases, most urgent first", cmd_list, case=False, signed=False)
-    p.add_argument("--status", help="only cases in this status")
-    p.add_argument("--sector", help="only cases affecting this sector")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--status", type=arg.text, help="only cases in this status")
+    p.add_argument("--sector", type=arg.text, help="only cases affecting this sector")
+    p.add_argument("--limit", type=arg.count(1, 100_000, "--limit"), default=None, help="at most this many")
 
     command("status", "one case", cmd_status, signed=False)
     command("clearinghouse", "the clearinghouse's totals", cmd_clearinghouse, case=False, signed=False)
 
     p = command("fix-ready", "the vendor: a fix is ready", cmd_fix_ready)
-    p.add_argument("--as", dest="sender", required=True, help="vendor:<id>")
-    p.add_argument("--fixed-in", required=True, help="fixed versions, comma-separated")
-    p.add_argument("--advisory", help="the vendor's advisory text")
+    p.add_argument("--as", dest="sender", type=arg.text, required=True, help="vendor:<id>")
+    p.add_argument("--fixed-in", type=arg.text, required=True, help="fixed versions, comma-separated")
+    p.add_argument("--advisory", type=arg.text, help="the vendor's advisory text")
 
     p = command(
         "patch-deployed", "operators of a sector (or the vendor, treasury): the patch is deployed", cmd_patch_deployed
     )
-    p.add_argument("--as", dest="sender", required=True, help="operator:<sector>, vendor:<id> or treasury")
-    p.add_argument("--note")
+    p.add_argument(
+        "--as", dest="sender", type=arg.text, required=True, help="operator:<sector>, vendor:<id> or treasury"
+    )
+    p.add_argument("--note", type=arg.text)
 
     p = command("exploitation-observed", "exploitation seen in the wild: shortens the embargo", cmd_exploitation)
-    p.add_argument("--as", dest="sender", required=True, help="operator:<sector>, vendor:<id> or treasury")
-    p.add_argument("--evidence", required=True)
+    p.add_argument(
+        "--as", dest="sender", type=arg.text, required=True, help="operator:<sector>, vendor:<id> or treasury"
+    )
+    p.add_argument("--evidence", type=arg.text, required=True)
 
     p = command("request-extension", "the vendor asks for more time (capped by policy)", cmd_extension)
-    p.add_argument("--as", dest="sender", required=True, help="vendor:<id>")
-    p.add_argument("--days", type=int, required=True)
-    p.add_argument("--reason", required=True)
+    p.add_argument("--as", dest="sender", type=arg.text, required=True, help="vendor:<id>")
+    p.add_argument(
+        "--days",
+        type=arg.count(1, MAX_EXTENSION_REQUEST.days, "--days"),
+        required=True,
+        help="the policy caps the total",
+    )
+    p.add_argument("--reason", type=arg.text, required=True)

@@ -57,7 +57,10 @@ SIGNED_MESSAGES = "clearinghouse-signed-messages"
 POLICY_FROM_TREASURY = "clearinghouse-policy-from-treasury"
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
-Versions = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1)]
+Versions = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1, max_length=100)]
+# No embargo runs for years: the policy caps the total far below (max_extension); this bounds the
+# value so that a deadline computed from it always exists (`--days 1000000000` overflowed).
+MAX_EXTENSION_REQUEST = timedelta(days=3650)
 
 
 class CaseStatus(StrEnum):
@@ -107,7 +110,7 @@ class ExploitationObserved(Message):
 class ExtensionRequest(Message):
     """The vendor asks for more time before public disclosure; the policy caps the total."""
 
-    extension: Annotated[timedelta, Field(gt=timedelta(0))]
+    extension: Annotated[timedelta, Field(gt=timedelta(0), le=MAX_EXTENSION_REQUEST)]
     reason: Text
 
 

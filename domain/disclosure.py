@@ -11,6 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from domain.sectors import Sector
 
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")]
+# Names of evaluations: the policy's vocabulary (domain/policy.py `evaluations`) says which exist,
+# and the door refuses any other name with the list of known ones.
+EvaluationName = Annotated[str, Field(min_length=1, max_length=64)]
+# Numbers are finite and numbers only: `true` is not a score, "3e26" is not a compute figure.
+Score = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)]
+Flop = Annotated[float, Field(gt=0, lt=1e40, strict=True, allow_inf_nan=False)]
+
+# Caps well under what one Temporal payload and one history hold (domain/inputs.py): the brief's
+# largest sharing programme invited 150 organisations.
+MAX_PARTNERS = 500
+MAX_EVALUATIONS = 64
 
 
 class SafeguardsLevel(StrEnum):
@@ -45,13 +56,23 @@ class Disclosure(BaseModel):
     model_name: Slug
     model_version: Slug
     checkpoint_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    evaluations: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        description="Evaluation name -> score in [0, 1] (share of tasks solved)."
+    evaluations: dict[EvaluationName, Score] = Field(
+        max_length=MAX_EVALUATIONS,
+        description="Evaluation name -> score in [0, 1] (share of tasks solved). Names come from the "
+        "policy's vocabulary (`frontier-review schema evaluations`).",
     )
-    training_compute_flop: Annotated[float, Field(gt=0)]
+    training_compute_flop: Flop
     safeguards_level: SafeguardsLevel
     intended_release_date: date
-    partners: list[TrustedPartner] = Field(default_factory=list)
+    partners: list[TrustedPartner] = Field(default_factory=list, max_length=MAX_PARTNERS)
+
+    @field_validator("intended_release_date", mode="before")
+    @classmethod
+    def _a_calendar_date(cls, v: object) -> object:
+        # Lax pydantic reads 1700000000 as a date; a disclosure names a day, as "2027-01-15".
+        if isinstance(v, bool | int | float):
+            raise ValueError("a date is written as YYYY-MM-DD")
+        return v
 
     @field_validator("evaluations")
     @classmethod

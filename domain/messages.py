@@ -13,31 +13,46 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.agencies import Agency
+from domain.agencies import STANDARDS_BODIES, Agency
 from domain.vulnerability import VulnerabilityReport
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
+# Sender ids are party ids (`nsa`, `vendor:acme-...`); message ids double as update ids.
+PartyId = Annotated[str, Field(min_length=1, max_length=200)]
+MessageId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sender: str
-    message_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    sender: PartyId
+    message_id: MessageId = Field(default_factory=lambda: uuid.uuid4().hex)
     # Ed25519 over the canonical bytes (domain/signatures.py); set by the sender's Signer.
-    signature: str | None = None
+    signature: Annotated[str, Field(max_length=200)] | None = None
     # The run of the workflow the message is signed for, as the server named it to the sender's
     # client: a message signed for an earlier run (withdrawn and refiled, reset, continued as new)
     # is refused by the workflows that check it (the review, a case).
-    run_id: str | None = None
+    run_id: Annotated[str, Field(max_length=100)] | None = None
 
 
 class Determination(Message):
     """The NSA's call: covered or not, and which agencies take part in the review."""
 
-    covered: bool
-    agencies: list[Agency] = Field(default_factory=list)
+    covered: Annotated[bool, Field(strict=True)]
+    # The review's participants are standards bodies: the NSA decides, it does not take part
+    # (as the policy's default_participants).
+    agencies: list[Agency] = Field(default_factory=list, max_length=len(STANDARDS_BODIES))
     rationale: Text
+
+    @model_validator(mode="after")
+    def _participants_are_standards_bodies(self) -> Determination:
+        others = [a.value for a in self.agencies if a not in STANDARDS_BODIES]
+        if others:
+            known = ", ".join(a.value for a in STANDARDS_BODIES)
+            raise ValueError(f"participating agencies are standards bodies ({known}), not {', '.join(others)}")
+        if len(set(self.agencies)) != len(self.agencies):
+            raise ValueError("an agency is named twice among the participants")
+        return self
 
 
 class FindingKind(StrEnum):
@@ -77,7 +92,7 @@ class ReviewFinding(Message):
 class Conclusion(Message):
     """A participating agency has finished its review."""
 
-    summary: str = ""
+    summary: Annotated[str, Field(max_length=4000)] = ""
 
 
 class Withdrawal(Message):
@@ -90,6 +105,13 @@ class Verdict(StrEnum):
     CONCERN = "concern"
     NO_CONCERN = "no_concern"
     NO_RESPONSE = "no_response"
+    # The disclosure lacks something a rule of the standard needs (an evaluation it does not report):
+    # the standard cannot tell, which counts as a concern, never as "no concern".
+    INSUFFICIENT_INFORMATION = "insufficient_information"
+
+    @property
+    def is_concern(self) -> bool:
+        return self in (Verdict.CONCERN, Verdict.INSUFFICIENT_INFORMATION)
 
 
 class StandardsVerdict(BaseModel):

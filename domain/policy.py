@@ -7,6 +7,7 @@ later change of the file never alters a running review.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -72,6 +73,11 @@ class Policy(BaseModel):
     default_participants: list[Agency] = Field(default_factory=lambda: list(STANDARDS_BODIES))
     # Review window, from the determination.
     review_window: Positive
+    # The evaluations a disclosure may report (name -> what it measures): a controlled vocabulary, so a
+    # misspelt name is refused at the door instead of slipping past every standard.
+    evaluations: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")], str], Field(min_length=1)
+    ]
     # Release.
     release_activity_timeout: Positive = timedelta(minutes=5)
     # Treasury's vulnerability clearinghouse (defaults: CERT/CC's 45-day embargo).
@@ -89,6 +95,17 @@ class Policy(BaseModel):
         return self
 
 
+    def unknown_evaluations(self, names: Iterable[str]) -> str | None:
+        """Why these evaluation names are not acceptable under this policy, or None."""
+        unknown = sorted(n for n in names if n not in self.evaluations)
+        if not unknown:
+            return None
+        return (
+            f"unknown evaluation{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)} "
+            f"(policy {self.version} knows: {', '.join(sorted(self.evaluations))})"
+        )
+
+
 class PolicyError(ValueError):
     pass
 
@@ -102,7 +119,11 @@ def load_policy(name_or_path: str | Path = DEFAULT_POLICY) -> Policy:
         known = ", ".join(sorted(p.stem for p in POLICY_DIR.glob("*.toml")))
         raise PolicyError(f"policy {str(name_or_path)!r} not found (known: {known})")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise PolicyError(f"policy {path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"policy {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise PolicyError(f"policy {path}: malformed TOML: {e}") from None
     try:

@@ -6,6 +6,8 @@ agency's classified standard lives only in that agency's worker.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,10 +45,29 @@ class Filing(Message):
     """The lab's disclosure, signed by the lab (`lab:<id>`), naming the policy it is filed under.
     The review office admits a review only on a filing that verifies (ADMIT_DISCLOSURE)."""
 
-    disclosure: Disclosure
+    disclosure_sha256: str = Field(min_length=64, max_length=64)  # disclosure_digest(the disclosure)
     policy_name: str = Field(min_length=1, max_length=100)
     policy_version: str = Field(min_length=1, max_length=100)
     signed_at: datetime
+
+
+class EarlierRun(BaseModel):
+    """A run of the same review that ended without an outcome (terminated, failed, timed out):
+    recorded in the refiled run's input, so the record says why the review started again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    status: str  # the Temporal status: TERMINATED, FAILED, TIMED_OUT, CANCELED
+    stage: str | None = None  # the last ReviewStage it published
+    closed_at: datetime | None = None
+    reason: str = ""  # a termination's reason (`frontier-review close --reason`), when it had one
+
+
+def disclosure_digest(disclosure: Disclosure) -> str:
+    """What the lab signs for its disclosure (not the disclosure again: the input stays small)."""
+    canonical = json.dumps(disclosure.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class ReviewInput(BaseModel):
@@ -65,6 +86,8 @@ class ReviewInput(BaseModel):
     # directory (an activity, recorded in history), since anyone who can start a workflow
     # could put their own keys here. Read only by reviews started before that change.
     public_keys: PublicKeyring = Field(default_factory=dict)
+    # Set when this run refiles a review whose last run ended without an outcome.
+    earlier_run: EarlierRun | None = None
 
 
 class AdmissionRequest(BaseModel):
@@ -88,3 +111,5 @@ class PartnerRequest(BaseModel):
 
     review_id: str
     partner: TrustedPartner
+    # The review's run: the ledger keys grants by it, so a refile never reuses another run's grant.
+    run_id: str = ""

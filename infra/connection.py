@@ -71,6 +71,8 @@ async def connect(
     converter = data_converter(keyring)
     try:
         return await Client.connect(**config, data_converter=converter, runtime=runtime)
+    except ValueError as e:  # e.g. TEMPORAL_ADDRESS="not a host": "invalid target URL"
+        raise ClientConfigError(f"Temporal address {config['target_host']!r}: {e}") from None
     except RuntimeError as e:
         if "client connect" not in str(e).lower():
             raise

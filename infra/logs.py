@@ -8,7 +8,9 @@ them here through its `ProcessorFormatter`, so structlog is never called from wo
 from __future__ import annotations
 
 import logging
+import queue
 import sys
+import threading
 
 import structlog
 from temporalio import activity, workflow
@@ -65,6 +67,31 @@ def _lift_temporal_context(_: object, __: str, event: dict) -> dict:
     return {**head, **keys, **event, **lifted}
 
 
+class _Handler(logging.StreamHandler):
+    """Writes lines logged inside the workflow sandbox from a thread of its own, outside it.
+
+    The SDK logs a failed workflow task from inside the sandbox, with the failure's traceback.
+    Rendering a traceback reads source files (os.path) and imports lazily, which the sandbox forbids:
+    formatting there made the handler itself fail ("Cannot access os.path from inside a workflow")
+    and the real failure was never logged. Formatting is not workflow logic, so it is done on a
+    plain thread: the record is handed over as it is and rendered there."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._outside: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        threading.Thread(target=self._drain, name="log-writer", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if workflow.unsafe.in_sandbox():
+            self._outside.put(record)
+        else:
+            super().emit(record)
+
+    def _drain(self) -> None:
+        while True:
+            super().emit(self._outside.get())
+
+
 def configure(level: str = "INFO", *, json: bool | None = None, stream=None) -> None:
     stream = stream or sys.stderr
     if json is None:
@@ -86,10 +113,12 @@ def configure(level: str = "INFO", *, json: bool | None = None, stream=None) -> 
         processors=[
             _lift_temporal_context,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # JSON lines carry a failure's traceback as text (the console renderer draws its own).
+            *([structlog.processors.format_exc_info] if json else []),
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler = _Handler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -53,16 +53,26 @@ def test_evaluation_threshold_rule() -> None:
     at = mythos(evaluations={"cyber_offense": 0.5})
     verdict = check("dod", at)
     assert verdict.verdict == Verdict.CONCERN
-    assert verdict.rationale == "autonomous exploitation of software vulnerabilities"
+    assert verdict.rationale == "autonomous exploitation of software vulnerabilities; not reported: cbrn_uplift"
     assert verdict.standard_version == "dod-fictional-2026.1"
+
+
+def test_a_standard_that_lacks_an_evaluation_cannot_tell() -> None:
+    """A threshold the disclosure gives nothing to test against is not a threshold unmet: the issue's
+    misspelt `cyber-offense` passed every standard as "no concern"."""
+    silent = mythos(evaluations={"autonomy": 0.1}, training_compute_flop=1e20, safeguards_level="maximum")
+    dod = check("dod", silent)
+    assert dod.verdict == Verdict.INSUFFICIENT_INFORMATION and dod.verdict.is_concern
+    assert dod.rationale == "cannot tell: the disclosure does not report cbrn_uplift, cyber_offense"
+    assert check("commerce", silent).verdict == Verdict.NO_CONCERN, "compute is always reported"
 
 
 def test_compute_and_safeguards_rules() -> None:
     assert check("commerce", mythos(training_compute_flop=1e26)).verdict == Verdict.CONCERN
     assert check("commerce", mythos(training_compute_flop=9.9e25)).verdict == Verdict.NO_CONCERN
-    weak = mythos(evaluations={"cyber_offense": 0.1}, safeguards_level="standard")
+    weak = mythos(evaluations={"ics_vuln_discovery": 0.1}, safeguards_level="standard")
     assert "safeguards" in check("dhs", weak).rationale
-    strong = mythos(evaluations={"cyber_offense": 0.1}, safeguards_level="maximum")
+    strong = mythos(evaluations={"ics_vuln_discovery": 0.1}, safeguards_level="maximum")
     assert check("dhs", strong).verdict == Verdict.NO_CONCERN
 
 

@@ -47,7 +47,8 @@ async def test_not_covered_goes_straight_to_release(client: Client, policy: Poli
 
 async def test_standards_verdicts_come_from_each_agency_standard(client: Client, policy: Policy) -> None:
     quiet = mythos(
-        evaluations={"cyber_offense": 0.1},
+        # Every evaluation of the policy, each low (one left out would be "insufficient information").
+        evaluations={name: 0.1 for name in policy.evaluations},
         training_compute_flop=1e24,
         safeguards_level="maximum",
     )

@@ -64,6 +64,8 @@ def plaintext(history: WorkflowHistory) -> bytes:
 
 async def covered_review_with_secrets(client: Client, policy: Policy) -> str:
     disclosure = mythos(evaluations={"cyber_offense": 0.9, SECRET_EVAL: 0.77})
+    # A policy whose vocabulary names the secret evaluation (a classified one, say).
+    policy = policy.model_copy(update={"evaluations": {**policy.evaluations, SECRET_EVAL: "classified"}})
     rid = await disclose(client, disclosure, policy)
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
     await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale=SECRET_RATIONALE)

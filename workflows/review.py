@@ -119,6 +119,9 @@ class ModelReview:
         self._applied_messages: set[str] = set()
         self._withdrawal: Withdrawal | None = None
         self._released: list[PartnerRelease] = []
+        # Set just before the first access grant is scheduled: from then on the model is reaching
+        # partners, and the lab can no longer withdraw (README, "Withdrawal and release").
+        self._granting = False
         self._disclosed_at = workflow.now()
         self._forwards: list[asyncio.Task[None]] = []
         # The keys messages are verified with: loaded from the review office at the start of run()
@@ -172,7 +175,12 @@ class ModelReview:
                 sa.POLICY_VERSION.value_set(self._policy.version),
             ]
         )
-        self._enter(Stage.DISCLOSED, self._lab, f"disclosed under policy {self._policy.version}")
+        refiled = ""
+        if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
+            earlier = review.earlier_run
+            why = f": {earlier.reason}" if earlier.reason else ""
+            refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
+        self._enter(Stage.DISCLOSED, self._lab, f"disclosed under policy {self._policy.version}{refiled}")
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
@@ -362,7 +370,8 @@ class ModelReview:
         assert self._outcome is not None
         self._enter(Stage.RELEASING, "review", f"{self._outcome.value}: release to trusted partners")
         for partner in self._review.disclosure.partners:
-            request = PartnerRequest(review_id=self._review.review_id, partner=partner)
+            # Keyed by run in the ledger: a refiled review never finds an earlier run's grants.
+            request = PartnerRequest(review_id=self._review.review_id, partner=partner, run_id=workflow.info().run_id)
             try:
                 vetting = await self._unless_withdrawn(
                     attested(
@@ -387,10 +396,11 @@ class ModelReview:
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
                 )
                 continue
-            # A grant is never cancelled half-way: it completes and is recorded, and a withdrawal
-            # that arrived meanwhile stops the release before the next partner.
+            # A withdrawal that arrived while this partner was vetted was caught above; from here on
+            # the withdraw validator refuses, so a review never ends WITHDRAWN with grants.
+            self._granting = True
             try:
-                # The grant is idempotent (review, partner): asking again returns the same grant.
+                # The grant is idempotent (review, run, partner): asking again returns the same grant.
                 grant = await attested(
                     GRANT_ACCESS,
                     request,
@@ -411,8 +421,6 @@ class ModelReview:
                 )
             self._released.append(release)
             self._publish_details()
-            if self._withdrawal is not None:
-                raise _Withdrawn()
         granted = sum(1 for r in self._released if r.granted)
         self._enter(
             Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
@@ -548,6 +556,11 @@ class ModelReview:
         reject_unless(self._withdrawal is None, "the lab has already withdrawn")
         reject_unless(
             self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
+        )
+        reject_unless(
+            not self._granting,
+            "the release is under way (access has been granted to a trusted partner): a withdrawal is no "
+            "longer possible",
         )
 
     @workflow.query(name=STATUS_QUERY)

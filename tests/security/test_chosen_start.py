@@ -19,7 +19,7 @@ from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.ids import review_id_for
 from domain.policy import Policy
-from domain.review import DISCLOSE, WORKFLOW_TYPE, Filing, ReviewInput
+from domain.review import DISCLOSE, WORKFLOW_TYPE, Filing, ReviewInput, disclosure_digest
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
 from domain.vulnerability import lab_party
@@ -50,7 +50,7 @@ async def test_a_review_started_with_a_chosen_policy_does_nothing_and_the_lab_st
         DISCLOSE,
         Filing(
             sender=mallory.party,
-            disclosure=disclosure,
+            disclosure_sha256=disclosure_digest(disclosure),
             policy_name="eo-2026",
             policy_version="eo-2026.1",
             signed_at=datetime.now(UTC),
