@@ -104,12 +104,14 @@ async def disclose(
             ended = await describe_or_none(client, rid)
             if ended is not None:
                 review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, ended)})
-        elif genuine is False:
-            pass  # a closed run the office never admitted: nothing to refile over
-        elif previous.status in ENDED_WITHOUT_OUTCOME and stage not in (Stage.RELEASING, Stage.RELEASED):
+        elif previous.status in ENDED_WITHOUT_OUTCOME and (
+            genuine is False or stage not in (Stage.RELEASING, Stage.RELEASED)
+        ):
             # Terminated (by an operator or the server), failed or timed out before any partner could
             # have been granted access: closed, and the refile records it.
             review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, previous)})
+        elif genuine is False:
+            pass  # a closed run the review office never admitted: nothing was reviewed
         elif stage != Stage.WITHDRAWN:
             raise DuplicateDisclosure(
                 f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
