@@ -14,8 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, SerializeAsAny
+from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 
 from audit.history import UNDECODABLE, DecodedHistory, Event, duration
+
+# A reset (`temporal workflow reset`) shows in the new run's history as a failed workflow task.
+RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
 
 REJECTED_UPDATES_NOTE = (
     "A message that the workflow rejected (wrong party, wrong stage, a replay of an applied "
@@ -221,6 +225,20 @@ class Interpreter:
             return self.visibility_entry(event)
         if t == "WORKFLOW_EXECUTION_COMPLETED":
             return [self._entry(event, "workflow", "workflow", "completed")]
+        if t == "WORKFLOW_EXECUTION_CANCEL_REQUESTED":
+            why = f": {event.attributes.cause}" if event.attributes.cause else ""
+            who = event.attributes.identity or "someone"
+            return [self._entry(event, "workflow", who, f"cancel requested (ignored by a review){why}")]
+        if t == "WORKFLOW_TASK_FAILED" and event.attributes.cause == RESET_CAUSE:
+            attrs = event.attributes
+            return [
+                self._entry(
+                    event,
+                    "workflow",
+                    attrs.identity or "someone",
+                    f"history RESET to this point (new run {attrs.new_run_id}): {attrs.failure.message}",
+                )
+            ]
         if t in ("WORKFLOW_EXECUTION_FAILED", "WORKFLOW_EXECUTION_TERMINATED"):
             verb = "failed" if t.endswith("FAILED") else "terminated"
             return [self._entry(event, "workflow", event.identity or "workflow", f"{verb}: {event.failure}")]

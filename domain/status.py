@@ -74,6 +74,9 @@ class ReviewStatus(BaseModel):
     # None until it has answered; False: not a genuine review, it does nothing (`admission` says why).
     genuine: bool | None = None
     admission: str | None = None
+    # Cancel requests received (and ignored: only the lab withdraws); whether the history was reset.
+    cancel_requests: list[datetime] = Field(default_factory=list)
+    history_reset: bool = False
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
     # Activity results the review did not believe (not signed by the party that should have produced

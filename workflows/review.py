@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -136,6 +136,10 @@ class ModelReview:
         self._unverified: list[UnverifiedResult] = []
         # The review office's admission (None until it answers); the lab's one signing party.
         self._admission: Admission | None = None
+        # What a namespace user did that the review cannot prevent, flagged (search attribute
+        # Integrity, status, Web UI): cancel requests (ignored), a reset of its history.
+        self._cancel_requests: list[datetime] = []
+        self._integrity: list[str] = []
         self._lab = lab_party(review.disclosure.lab)
         # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
         # those it refused outright.
@@ -146,6 +150,21 @@ class ModelReview:
 
     @workflow.run
     async def run(self, review: ReviewInput) -> ReviewStatus:
+        """The story, shielded from cancellation: only the lab ends a review early (it withdraws). A
+        cancel request (anyone with namespace access may send one) is recorded and ignored."""
+        story = asyncio.ensure_future(self._story(review))
+        while True:
+            try:
+                return await asyncio.shield(story)
+            except asyncio.CancelledError:
+                if story.done():
+                    raise
+                self._cancel_requests.append(workflow.now())
+                self._flag(sa.INTEGRITY_CANCEL_REQUESTED)
+                self._log("cancel request ignored: only the lab withdraws a review", level=logging.WARNING)
+                self._publish_details()
+
+    async def _story(self, review: ReviewInput) -> ReviewStatus:
         if self._keys_from_office:
             self._keys = await self._from_review_office(
                 LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
@@ -315,6 +334,16 @@ class ModelReview:
                 )
         if self._withdrawal is not None:
             raise _Withdrawn()
+        if self._determination is None and self._watch.resets:
+            # The history was reset (`temporal workflow reset`) to before the determination: the
+            # NSA's answer may have been erased with the events after that point. No default
+            # applies to a reset review: it is flagged and waits for the NSA to determine again.
+            self._flag(sa.INTEGRITY_RESET)
+            self._log("history reset before the determination: no default applies", level=logging.WARNING)
+            self._publish_details()
+            await workflow.wait_condition(lambda: self._determination is not None or self._withdrawal is not None)
+            if self._withdrawal is not None:
+                raise _Withdrawn()
         if self._determination is None:
             # The NSA was silent past its deadline: the policy's default applies.
             covered = self._policy.on_nsa_silence == "covered"
@@ -576,6 +605,8 @@ class ModelReview:
             covered=self._determination.covered if self._determination else None,
             policy_version=self._policy.version if self._admission and self._policy else "(not admitted)",
             genuine=self._admission.admitted if self._admission else None,
+            cancel_requests=self._cancel_requests,
+            history_reset=bool(self._watch.resets),
             admission=self._admission.reason if self._admission else None,
             disclosed_at=self._disclosed_at,
             determination_deadline=self._determination_deadline,
@@ -647,7 +678,14 @@ class ModelReview:
             return self._pending_reviewers()
         return []
 
+    def _flag(self, what: str) -> None:
+        if what not in self._integrity:
+            self._integrity.append(what)
+            workflow.upsert_search_attributes([sa.INTEGRITY.value_set(list(self._integrity))])
+
     def _enter(self, stage: Stage, actor: str, reason: str) -> None:
+        if self._watch.resets:
+            self._flag(sa.INTEGRITY_RESET)
         self._stage = stage
         self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
         workflow.upsert_search_attributes(self._visible_attributes())
@@ -673,6 +711,10 @@ class ModelReview:
         lines = [f"**{self._stage.value}**"]
         if self._admission is not None and not self._admission.admitted:
             lines = [f"**NOT GENUINE**: {self._admission.reason}. This review does nothing."]
+        if self._watch.resets:
+            lines.append("**history reset**: a namespace user reset this review (see its audit)")
+        if self._cancel_requests:
+            lines.append(f"cancel requests ignored: {len(self._cancel_requests)} (only the lab withdraws)")
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
         if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
