@@ -15,7 +15,9 @@ from temporalio.exceptions import ApplicationError
 from activities.store import RecordStore
 from domain import metrics
 from domain.attestation import Attested, ResultSigner
+from domain.disclosure import MAX_PARTNERS
 from domain.ids import review_id_for
+from domain.inputs import MAX_FILE_BYTES
 from domain.messages import AccessGrant, VettingResult
 from domain.policy import POLICY_DIR, load_policy
 from domain.review import (
@@ -95,7 +97,11 @@ class ReleaseDesk:
             keyring = self.keys.public_keys()
         except KeyProblem as e:
             raise ApplicationError(str(e), type="KeyProblem") from None  # retried until the directory is fixed
+        size = len(disclosure.model_dump_json().encode())
         refusals = [
+            # The door's caps, held here too: a start input made without the door is no bigger.
+            (size > MAX_FILE_BYTES, f"the disclosure is {size} bytes, over the cap of {MAX_FILE_BYTES}"),
+            (len(disclosure.partners) > MAX_PARTNERS, f"more than {MAX_PARTNERS} partners"),
             (filing.sender != lab, f"filed by {filing.sender!r}, not by the lab's party {lab!r}"),
             (filing.disclosure_sha256 != disclosure_digest(disclosure), "the disclosure is not the one the lab signed"),
             (request.review_id != review_id_for(disclosure), "the review id is not this disclosure's"),
