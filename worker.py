@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -47,6 +48,20 @@ from workflows.vulnerability_case import VulnerabilityCase
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
+DEFAULT_CACHED_WORKFLOWS = 1000  # the SDK's default
+
+
+def cache_size(text: str, source: str) -> int:
+    """A workflow cache size from a flag or the environment: a whole number, at least 1."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise ValueError(f"{source} must be a whole number of workflows, not {text!r}") from None
+    if size < 1:
+        raise ValueError(f"{source} must be at least 1, not {size}")
+    return size
+
+
 # Activity slots (and as many threads) per queue. Each queue has its own, so a dependency that
 # stalls one queue's activities (a locked ledger, a slow standard) cannot take another's: with one
 # pool for every queue, grants blocked on a locked ledger once left five healthy standards bodies
@@ -80,6 +95,16 @@ class WorkerConfig:
     # The review office's policy library: each review runs under the policy its filing names, as held here.
     policies_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("FRONTIER_REVIEW_POLICIES_DIR", POLICY_DIR))
+    )
+
+    # Workflows each workflow worker keeps in memory. A workflow not in the cache is replayed
+    # from its full history before an update's validator or a query can run, so size it for
+    # what waits at once (reviews awaiting a decision + cases in embargo), see the README.
+    max_cached_workflows: int = field(
+        default_factory=lambda: cache_size(
+            os.environ.get("FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS", str(DEFAULT_CACHED_WORKFLOWS)),
+            "FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS",
+        )
     )
 
     # The worker's own key directory: its trust anchors and its party's signing key.
@@ -116,6 +141,7 @@ def build_workers(
                     task_queue=REVIEW_TASK_QUEUE,
                     workflows=[ModelReview],
                     workflow_runner=workflow_runner(),
+                    max_cached_workflows=config.max_cached_workflows,
                     activities=[desk.load_review_keys, desk.admit_disclosure, desk.vet_partner, desk.grant_access],
                     **activity_slots(REVIEW),
                 )
@@ -158,6 +184,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
         workflows=[Clearinghouse, VulnerabilityCase],
         workflow_runner=workflow_runner(),
+        max_cached_workflows=config.max_cached_workflows,
         activities=[
             desk.validate_report,
             desk.triage_case,
@@ -210,6 +237,11 @@ async def main(argv: Sequence[str] | None = None) -> int:
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: $FRONTIER_REVIEW_METRICS_PORT, else off)",
     )
     parser.add_argument("--metrics-host", default=metrics_host_default(), help="address to bind metrics (0.0.0.0)")
+    parser.add_argument(
+        "--max-cached-workflows",
+        help="workflows kept in memory per workflow worker (default: $FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS, else "
+        f"{DEFAULT_CACHED_WORKFLOWS}); at least the reviews and cases that wait at once",
+    )
     args = parser.parse_args(argv)
     logs.configure()
     log = logs.get_logger("worker")
@@ -223,10 +255,18 @@ async def main(argv: Sequence[str] | None = None) -> int:
         roles = [REVIEW]
     else:
         roles = [REVIEW, *(a.value for a in Agency)]
+    try:
+        config = WorkerConfig()
+        if args.max_cached_workflows is not None:
+            size = cache_size(args.max_cached_workflows, "--max-cached-workflows")
+            config = dataclasses.replace(config, max_cached_workflows=size)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
         client = await connect(Target.from_args(args), runtime=runtime)
-        workers = build_workers(client, roles)
+        workers = build_workers(client, roles, config)
     except (ValueError, KeyProblem, Unreachable) as e:  # ClientConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """What an agency or the lab sends into a running review, as typed calls.
 
 Each client speaks for one party; the workflow checks that the party may send the
-message at this stage and rejects it with the reason otherwise.
+message at this stage and rejects it with the reason otherwise. Every call takes an idempotency
+key (`message_id=`); without one, the key is derived from the message's content, its sender and
+the review (api/idempotency.py), so a call made again after a lost reply is applied once.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from collections.abc import Iterable
 
 from temporalio.client import Client
 
+from api.idempotency import keyed
 from api.reviews import send, status
 from domain.agencies import Agency, parse_agency
-from domain.messages import Conclusion, Determination, FindingKind, ReviewFinding, Severity, Withdrawal
+from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.signatures import Signer
 from domain.status import ReviewStatus
@@ -30,7 +33,13 @@ class AgencyClient:
         self.signer = signer or KeyDirectory().signer(self.agency.value)
 
     async def determine(
-        self, review_id: str, *, covered: bool, rationale: str, agencies: Iterable[Agency | str] = ()
+        self,
+        review_id: str,
+        *,
+        covered: bool,
+        rationale: str,
+        agencies: Iterable[Agency | str] = (),
+        message_id: str | None = None,
     ) -> ReviewStatus:
         """The NSA's determination (only the NSA's is accepted)."""
         message = Determination(
@@ -39,7 +48,7 @@ class AgencyClient:
             agencies=[parse_agency(a) if isinstance(a, str) else a for a in agencies],
             rationale=rationale,
         )
-        return await send(self.client, review_id, RECORD_DETERMINATION, message, self.signer)
+        return await self._send(review_id, RECORD_DETERMINATION, message, message_id)
 
     async def submit_finding(
         self,
@@ -49,6 +58,7 @@ class AgencyClient:
         severity: Severity | str,
         summary: str,
         vulnerability: VulnerabilityReport | None = None,
+        message_id: str | None = None,
     ) -> ReviewStatus:
         """A vulnerability finding carries its details (`vulnerability`); it goes on to Treasury's clearinghouse."""
         message = ReviewFinding(
@@ -58,11 +68,14 @@ class AgencyClient:
             summary=summary,
             vulnerability=vulnerability,
         )
-        return await send(self.client, review_id, SUBMIT_FINDING, message, self.signer)
+        return await self._send(review_id, SUBMIT_FINDING, message, message_id)
 
-    async def conclude(self, review_id: str, summary: str = "") -> ReviewStatus:
+    async def conclude(self, review_id: str, summary: str = "", *, message_id: str | None = None) -> ReviewStatus:
         message = Conclusion(sender=self.agency.value, summary=summary)
-        return await send(self.client, review_id, CONCLUDE_REVIEW, message, self.signer)
+        return await self._send(review_id, CONCLUDE_REVIEW, message, message_id)
+
+    async def _send(self, review_id: str, update: str, message: Message, message_id: str | None) -> ReviewStatus:
+        return await send(self.client, review_id, update, keyed(review_id, update, message, message_id), self.signer)
 
 
 class LabClient:
@@ -73,6 +86,7 @@ class LabClient:
         self.client = client
         self.signer = signer
 
-    async def withdraw(self, review_id: str, reason: str) -> ReviewStatus:
+    async def withdraw(self, review_id: str, reason: str, *, message_id: str | None = None) -> ReviewStatus:
         signer = self.signer or KeyDirectory().signer(lab_party((await status(self.client, review_id)).lab))
-        return await send(self.client, review_id, WITHDRAW, Withdrawal(sender=signer.party, reason=reason), signer)
+        message = keyed(review_id, WITHDRAW, Withdrawal(sender=signer.party, reason=reason), message_id)
+        return await send(self.client, review_id, WITHDRAW, message, signer)

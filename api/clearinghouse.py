@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Rejected, ReviewError
+from api.idempotency import keyed
 from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
 from domain.clearinghouse import (
@@ -52,6 +53,7 @@ from domain.clearinghouse import (
     PatchDeployed,
     VulnerabilityIntake,
 )
+from domain.inputs import MAX_MESSAGE_BYTES, round_trips
 from domain.messages import Message
 from domain.policy import Policy
 from domain.sectors import Sector
@@ -94,9 +96,11 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, si
     The message id is the update id: a retried report is applied once. A duplicate of a known
     vulnerability is linked to its case and the receipt says so.
     """
+    # The door: refused here (domain.inputs.Refused) if the workflow could not read it back as sent.
+    intake = round_trips(intake, REPORT_VULNERABILITY, max_bytes=MAX_MESSAGE_BYTES)
     intake = signer.sign(CLEARINGHOUSE_ID, REPORT_VULNERABILITY, intake)
 
-    def attempt() -> Awaitable[IntakeReceipt]:
+    async def attempt() -> IntakeReceipt:
         start = WithStartWorkflowOperation(
             CLEARINGHOUSE_WORKFLOW,
             ClearinghouseInput(policy_version=policy.version, policy=policy.clearinghouse),
@@ -105,21 +109,34 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, si
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary="Treasury vulnerability clearinghouse",
         )
-        return client.execute_update_with_start_workflow(
-            REPORT_VULNERABILITY,
-            intake,
-            start_workflow_operation=start,
-            id=intake.message_id,
-            result_type=IntakeReceipt,
-        )
+        try:
+            return await client.execute_update_with_start_workflow(
+                REPORT_VULNERABILITY,
+                intake,
+                start_workflow_operation=start,
+                id=intake.message_id,
+                result_type=IntakeReceipt,
+            )
+        finally:
+            _settle(start)
 
     return await _deliver(client, CLEARINGHOUSE_ID, attempt, intake.sender)
+
+
+def _settle(start: WithStartWorkflowOperation) -> None:
+    """A failed update-with-start also fails the start operation's own future, which nobody awaits:
+    read it, or asyncio prints "Future exception was never retrieved" on the reporter's stderr for
+    every attempt made while the server was away."""
+    future = getattr(start, "_workflow_handle", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()
 
 
 async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseView:
     """Sign one message for this case, update and run, and send it as an update. The message id is
     the update id: a retry applies once. The run is the case's current one, named by the server; a
     case that continued as new meanwhile gets the message signed again for its new run."""
+    message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
 
     async def attempt() -> CaseView:
         current = await describe_or_none(client, case_id)
@@ -244,17 +261,25 @@ class CaseParty:
         self.party = parse_party(party)
         self.signer = signer or KeyDirectory().signer(self.party)
 
-    async def report(self, vulnerability: VulnerabilityReport, policy: Policy, reference: str = "") -> IntakeReceipt:
+    async def report(
+        self, vulnerability: VulnerabilityReport, policy: Policy, reference: str = "", *, message_id: str | None = None
+    ) -> IntakeReceipt:
         intake = VulnerabilityIntake(sender=self.party, report=vulnerability, reference=reference)
+        intake = keyed(CLEARINGHOUSE_ID, REPORT_VULNERABILITY, intake, message_id)
         return await report(self.client, intake, policy, self.signer)
 
-    async def patch_deployed(self, case_id: str, note: str = "") -> CaseView:
+    async def patch_deployed(self, case_id: str, note: str = "", *, message_id: str | None = None) -> CaseView:
         message = PatchDeployed(sender=self.party, note=note)
-        return await send(self.client, case_id, PATCH_DEPLOYED, message, self.signer)
+        return await self._send(case_id, PATCH_DEPLOYED, message, message_id)
 
-    async def exploitation_observed(self, case_id: str, evidence: str) -> CaseView:
+    async def exploitation_observed(self, case_id: str, evidence: str, *, message_id: str | None = None) -> CaseView:
         message = ExploitationObserved(sender=self.party, evidence=evidence)
-        return await send(self.client, case_id, EXPLOITATION_OBSERVED, message, self.signer)
+        return await self._send(case_id, EXPLOITATION_OBSERVED, message, message_id)
+
+    async def _send(self, case_id: str, update: str, message: Message, message_id: str | None) -> CaseView:
+        """Every message with its idempotency key: `message_id`, else derived from its content
+        (api/idempotency.py), so the same call made again is applied once."""
+        return await send(self.client, case_id, update, keyed(case_id, update, message, message_id), self.signer)
 
 
 class VendorClient(CaseParty):
@@ -263,13 +288,17 @@ class VendorClient(CaseParty):
     def __init__(self, client: Client, vendor: str, signer: Signer | None = None) -> None:
         super().__init__(client, vendor if vendor.startswith("vendor:") else vendor_party(vendor), signer)
 
-    async def fix_ready(self, case_id: str, fixed_versions: list[str], advisory: str = "") -> CaseView:
+    async def fix_ready(
+        self, case_id: str, fixed_versions: list[str], advisory: str = "", *, message_id: str | None = None
+    ) -> CaseView:
         message = FixReady(sender=self.party, fixed_versions=fixed_versions, advisory=advisory)
-        return await send(self.client, case_id, FIX_READY, message, self.signer)
+        return await self._send(case_id, FIX_READY, message, message_id)
 
-    async def request_extension(self, case_id: str, extension: timedelta, reason: str) -> CaseView:
+    async def request_extension(
+        self, case_id: str, extension: timedelta, reason: str, *, message_id: str | None = None
+    ) -> CaseView:
         message = ExtensionRequest(sender=self.party, extension=extension, reason=reason)
-        return await send(self.client, case_id, REQUEST_EXTENSION, message, self.signer)
+        return await self._send(case_id, REQUEST_EXTENSION, message, message_id)
 
 
 class OperatorClient(CaseParty):

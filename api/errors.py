@@ -17,3 +17,8 @@ class DuplicateDisclosure(ReviewError):
 
 class Rejected(ReviewError):
     """The review turned a message away (wrong party, wrong stage, ...); nothing was recorded."""
+
+
+class Unavailable(ReviewError):
+    """The Temporal server did not answer (down, restarting, overloaded) for as long as we retried;
+    the message may or may not have been applied: sending it again with the same id applies it once."""

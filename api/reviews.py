@@ -14,6 +14,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistoryEventFilterType,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -24,8 +25,9 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import DuplicateDisclosure, Rejected, UnknownReview
-from api.server import describe_or_none, workflow_not_ready
+from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
+from api.idempotency import check_message_id
+from api.server import describe_or_none, transient
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.attestation import TrustAnchors, seal_verifies
@@ -34,13 +36,23 @@ from domain.ids import review_id_for
 from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import DISCLOSE, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, Filing, ReviewInput, disclosure_digest
+from domain.review import (
+    ALREADY_APPLIED,
+    DISCLOSE,
+    STATUS_QUERY,
+    WORKFLOW_TYPE,
+    EarlierRun,
+    Filing,
+    ReviewInput,
+    disclosure_digest,
+)
 from domain.signatures import KEYS_LOADING, STALE_RUN, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 from domain.vulnerability import REVIEW_OFFICE, lab_party
 from infra.keys import KeyDirectory, KeyProblem
 
-NOT_READY_RETRIES = 6
+# How long one message keeps being resent through transient failures (seconds).
+PATIENCE = 60.0
 
 
 class ReviewSummary(BaseModel):
@@ -60,6 +72,8 @@ class ReviewSummary(BaseModel):
     genuine: bool | None = None
     # How Temporal says the run ended: COMPLETED, or TERMINATED / FAILED / ... (killed, not an outcome).
     execution: str | None = None
+    # Every run is listed (a refiled review has several); `audit ID --run-id RUN` reads one.
+    run_id: str | None = None
 
 
 async def disclose(
@@ -261,15 +275,16 @@ async def status(client: Client, review_id: str) -> ReviewStatus:
         raise UnknownReview(f"no review with id {review_id!r}")
     if description.workflow_type != WORKFLOW_TYPE:
         raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
-    handle = client.get_workflow_handle(review_id, result_type=ReviewStatus)
+    handle = client.get_workflow_handle(review_id, run_id=description.run_id, result_type=ReviewStatus)
+    run = {"run_id": description.run_id}  # which run this is: `audit ID --run-id` reads it, or another
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
+        return (await handle.result()).model_copy(update=run)
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise UnknownReview(
             f"review {review_id} ended without an outcome: {description.status.name if description.status else '?'} "
             f"(run {description.run_id}; `frontier-review audit {review_id}` shows its record)"
         )
-    return await handle.query(STATUS_QUERY, result_type=ReviewStatus)
+    return (await handle.query(STATUS_QUERY, result_type=ReviewStatus)).model_copy(update=run)
 
 
 async def list_reviews(
@@ -295,33 +310,51 @@ async def list_reviews(
             closed_at=wf.close_time,
             genuine=genuine,
             execution=wf.status.name if wf.status else None,
+            run_id=wf.run_id,
         )
 
 
-async def send(client: Client, review_id: str, update: str, message: Message, signer: Signer) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id: a retry applies once.
+async def send(
+    client: Client, review_id: str, update: str, message: Message, signer: Signer, *, message_id: str | None = None
+) -> ReviewStatus:
+    """Sign and send one message as an update. The message id is the update id, so a retry applies
+    it once: `message_id` if given, else the message's own (the clients in api/agency.py derive one
+    from the content, api/idempotency.py, so a command run again is the same message).
 
-    The signature covers the review's current run, which the server names (describe): a message
-    can never be replayed into a later run (refiled, reset). If the run changes under the message,
-    it is signed again for the new one. A message that would not read back as itself in the
-    workflow is `Refused` before anything is sent."""
+    Transient failures recorded nothing, or recorded the message under this id, so the same message
+    goes again for up to PATIENCE seconds: the server unreachable or restarting, its cap on updates
+    in flight, a workflow task failed under the update, a review still loading its keyring, the run
+    changed under the message (it is signed again for the run the server names). After that,
+    `Unavailable`: one line saying the message may not have been applied."""
+    if message_id is not None:
+        message = message.model_copy(update={"message_id": check_message_id(message_id)})
+    # A message that would not read back as itself in the workflow is `Refused` before anything is sent.
     message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
-    for attempt in range(NOT_READY_RETRIES + 1):
-        current = await describe_or_none(client, review_id)
-        if current is None:
-            raise UnknownReview(f"no review with id {review_id!r}")
-        signed = signer.sign(review_id, update, message, run_id=current.run_id)
-        handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + PATIENCE
+    delay = 0.1
+    resent = False
+    while True:
         try:
+            # Signed for the run the server names now: never valid in a later run (refiled, reset).
+            current = await describe_or_none(client, review_id)
+            if current is None:
+                raise UnknownReview(f"no review with id {review_id!r}")
+            signed = signer.sign(review_id, update, message, run_id=current.run_id)
+            handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
             return await handle.execute_update(update, signed, id=signed.message_id, result_type=ReviewStatus)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
-            # A review that has just started is loading its keyring (nothing was recorded), or the
-            # run changed under the message: send again, signed for the run the server names.
-            if getattr(cause, "type", None) in (KEYS_LOADING, STALE_RUN) and attempt < NOT_READY_RETRIES:
-                await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+            kind = getattr(cause, "type", None)
+            if kind == ALREADY_APPLIED and resent:
+                return await status(client, review_id)  # an earlier attempt of ours got through
+            # A review that has just started is loading its keyring (nothing was recorded), or the run
+            # changed under the message (refiled, reset): send again, signed for the run the server names.
+            if kind not in (KEYS_LOADING, STALE_RUN) or loop.time() > give_up:
+                raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if loop.time() > give_up:
+                raise _unavailable(review_id, message, "the update timed out") from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 closed = await describe_or_none(client, review_id)
@@ -329,10 +362,17 @@ async def send(client: Client, review_id: str, update: str, message: Message, si
                     raise UnknownReview(f"no review with id {review_id!r}") from None
                 stage = closed.typed_search_attributes.get(sa.REVIEW_STAGE) or closed.status.name
                 raise Rejected(f"{review_id}: the review is closed (stage {stage}); nothing was recorded") from None
-            # The server refuses an update whose workflow task was failed under it, e.g.
-            # an UnhandledCommand race with an activity completing at the same moment. The
-            # message was not applied; sending it again (same id) is safe.
-            if not workflow_not_ready(e) or attempt == NOT_READY_RETRIES:
+            if not transient(e):
                 raise
-            await asyncio.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
+            if loop.time() > give_up:
+                raise _unavailable(review_id, message, e.message) from None
+        resent = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def _unavailable(review_id: str, message: Message, why: str) -> Unavailable:
+    return Unavailable(
+        f"{review_id}: the Temporal server did not take message {message.message_id} within {PATIENCE:.0f} s "
+        f"({why}); it may not have been applied: send it again with the same message id, it applies once"
+    )

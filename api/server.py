@@ -22,3 +22,20 @@ def workflow_not_ready(e: RPCError) -> bool:
     return e.status == RPCStatusCode.FAILED_PRECONDITION and any(
         d.type_url.endswith("WorkflowNotReadyFailure") for d in e.grpc_status.details
     )
+
+
+# The server was unreachable, restarting or over its in-flight cap: nothing was applied, or it
+# was and the same update id applies once. Either way the same message may be sent again.
+TRANSIENT_STATUSES = (
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.CANCELLED,
+)
+
+
+def transient(e: RPCError) -> bool:
+    # A connection cut mid-call (the server killed under it) comes back as UNKNOWN "transport error".
+    cut = e.status == RPCStatusCode.UNKNOWN and "transport error" in e.message
+    return cut or e.status in TRANSIENT_STATUSES or workflow_not_ready(e)

@@ -200,7 +200,7 @@ class ModelReviewInterpreter(Interpreter):
             ],
         )
         self.result: dict[str, Any] | None = None
-        self.stage_texts: dict[int, TransitionRecord] = {}
+        self.stage_texts: dict[int, list[TransitionRecord]] = {}
         self.message_texts: dict[int, str] = {}
         self.timer_purpose: dict[str, str] = {}
         self.fired: set[str] = set()
@@ -226,9 +226,11 @@ class ModelReviewInterpreter(Interpreter):
                     self.rec.outcome = Outcome(attrs["Outcome"])
                 if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
                     stage = Stage(attrs["ReviewStage"])
-                    t = self._transition(stage, e, last_conclusion)
-                    self.rec.transitions.append(t)
-                    self.stage_texts[e.id] = t
+                    if stage != Stage.DISCLOSED and not self.rec.transitions:
+                        # The start request set DISCLOSED and the review writes no upsert for it:
+                        # it enters DISCLOSED and STANDARDS_CHECK in the same workflow task.
+                        self._stage_changed(self._transition(Stage.DISCLOSED, e, last_conclusion), e)
+                    self._stage_changed(self._transition(stage, e, last_conclusion), e)
             elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == BRIEF_NSA and e.values:
                 deadline = e.values[0].get("determination_deadline") if isinstance(e.values[0], dict) else None
                 if deadline:
@@ -434,6 +436,10 @@ class ModelReviewInterpreter(Interpreter):
         self.rec.partners.append(p)
         return p
 
+    def _stage_changed(self, t: TransitionRecord, e: Event) -> None:
+        self.rec.transitions.append(t)
+        self.stage_texts.setdefault(e.id, []).append(t)
+
     def _transition(self, stage: Stage, e: Event, last_conclusion: MessageRecord | None) -> TransitionRecord:
         rec = self.rec
         actor, reason = "review", ""
@@ -532,9 +538,10 @@ class ModelReviewInterpreter(Interpreter):
 
     def entries(self, event: Event) -> list[AuditEntry]:
         if event.id in self.stage_texts:
-            t = self.stage_texts[event.id]
-            entry = self._entry(event, "stage", t.actor, f"→ {t.stage.value}: {t.reason}", at=t.at)
-            return [entry]
+            return [
+                self._entry(event, "stage", t.actor, f"→ {t.stage.value}: {t.reason}", at=t.at)
+                for t in self.stage_texts[event.id]
+            ]
         if event.type == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
             return []  # the stage lines above carry what matters; the rest is in the record
         if event.id in self.message_texts:

@@ -67,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "--run-id",
         type=arg.workflow_id("run", ""),
         help="a particular run (default: the latest, e.g. after a withdraw-and-refile); `status` shows the latest "
-        "run's id, `list --all-runs` every run's",
+        "run's id, `list` every run's",
     )
     p.add_argument("--history", metavar="FILE", help="read an exported history instead of the server")
     fmt = p.add_mutually_exclusive_group()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -60,7 +61,10 @@ async def cmd_up(args: argparse.Namespace) -> int:
             )
         try:
             with console.status("starting the workers…"):
-                workers = build_workers(env.client, config=WorkerConfig())
+                config = WorkerConfig()
+                if args.clearinghouse_policy:
+                    config = dataclasses.replace(config, clearinghouse_policy=args.clearinghouse_policy)
+                workers = build_workers(env.client, config=config)
             console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db}, log {env.log_file})")
             console.print(f"Web UI           [bold]{ui_origin}[/bold]  (payloads decoded by the codec server)")
             console.print(f"codec server     http://localhost:{args.codec_port}  (bearer token in {keys.token_file})")
@@ -224,6 +228,15 @@ async def _with_workers(client: Client, config: WorkerConfig, keys: KeyDirectory
         await running
 
 
+def _policy_name(value: str) -> str:
+    """A policy that loads (name or TOML file), checked before anything starts."""
+    try:
+        load_policy(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("up", help="start the embedded Temporal dev server, its Web UI and every worker")
     p.add_argument(
@@ -235,6 +248,12 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--codec-port", type=int, default=8081)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--clearinghouse-policy",
+        type=_policy_name,
+        help="the policy Treasury's clearinghouse runs under (embargoes): `demo` for seconds-scale cases "
+        "beside demo reviews (default $FRONTIER_REVIEW_CLEARINGHOUSE_POLICY, else eo-2026)",
+    )
     p.add_argument(
         "--metrics-port",
         type=int,

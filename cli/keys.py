@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from cli import args as arg
 from cli.render import console
@@ -26,6 +27,9 @@ def ensure_development_keys(keys: KeyDirectory) -> None:
 async def cmd_keys_init(args: argparse.Namespace) -> int:
     keys = KeyDirectory(args.dir)
     created = keys.init_development()
+    if args.json:
+        print(json.dumps({"directory": str(keys.path), "created": [str(p) for p in created]}, indent=2))
+        return 0
     for path in created:
         print(f"created {path}")
     print(f"keys in {keys.path} ({'nothing new' if not created else f'{len(created)} new'})")
@@ -41,6 +45,10 @@ async def cmd_keys_add(args: argparse.Namespace) -> int:
         raise BadInput(str(e)) from None
     keys = KeyDirectory(args.dir)
     public_key, private_file = keys.add_party(party, args.public_key, replace=args.replace)
+    if args.json:
+        out = {"party": party, "public_key": public_key, "public_keys_file": str(keys.public_file)}
+        print(json.dumps({**out, "private_key_file": str(private_file) if private_file else None}, indent=2))
+        return 0
     if private_file:
         print(f"created {private_file} (the private key: give it to {party} only)")
     print(f"enrolled {party} in {keys.public_file}")
@@ -52,6 +60,9 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
     keys = KeyDirectory(args.dir)
     rotated = keys.payload_keyring().rotated()
     keys.write_payload_keyring(rotated)
+    if args.json:
+        print(json.dumps({"current": rotated.current, "keys": list(rotated.keys)}, indent=2))
+        return 0
     print(f"payload key {rotated.current} is now current; {', '.join(rotated.keys)} still decode")
     return 0
 
@@ -59,6 +70,11 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
 async def cmd_keys_show(args: argparse.Namespace) -> int:
     keys = KeyDirectory(args.dir)
     ring = keys.payload_keyring()
+    if args.json:
+        parties = sorted(keys.public_keys())
+        print(json.dumps({"directory": str(keys.path), "payload_keys": list(ring.keys), "current": ring.current,
+                          "signing_parties": parties}, indent=2))  # fmt: skip
+        return 0
     print(f"directory        {keys.path}")
     print(f"payload keys     {', '.join(ring.keys)} (current {ring.current})")
     print(f"signing parties  {', '.join(sorted(keys.public_keys()))}")
@@ -96,6 +112,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
             type=arg.directory,
             help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)",
         )
+        p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
     p = ksub.add_parser(
@@ -108,6 +125,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("party", help="vendor:<id>, operator:<sector>, partner:<id>, an agency, lab")
     p.add_argument("--public-key", help="the party's Ed25519 public key (base64, as `keys add` prints it)")
     p.add_argument("--replace", action="store_true", help="replace the party's key (e.g. a compromised one)")
+    p.add_argument("--json", action="store_true")
     p.add_argument(
         "--dir", type=arg.directory, help="key directory (default $FRONTIER_REVIEW_KEYS_DIR, ~/.frontier-review/keys)"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -18,15 +19,43 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from api.errors import ReviewError
-from cli import audit, embedded, keys, report, reviews, schema, vuln
 from cli.args import OneLineParser, address
 from domain.inputs import Refused, one_line
 from infra.connection import ClientConfigError
 from infra.devserver import DevServerError
 from infra.keys import KeyProblem
 
+# Which module defines each command: a command imports only its own module (and what that
+# imports), so `status` never loads the audit trail, the codec server's aiohttp or the workers.
+MODULES = ("embedded", "reviews", "keys", "vuln", "audit", "report", "schema")  # the order of --help
+COMMANDS = {
+    "up": "embedded",
+    "demo": "embedded",
+    "disclose": "reviews",
+    "status": "reviews",
+    "list": "reviews",
+    "determine": "reviews",
+    "finding": "reviews",
+    "conclude": "reviews",
+    "withdraw": "reviews",
+    "close": "reviews",
+    "keys": "keys",
+    "codec-server": "keys",
+    "vuln": "vuln",
+    "audit": "audit",
+    "report": "report",
+    "schema": "schema",
+}
 
-def parser() -> argparse.ArgumentParser:
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (its first word that is not an option), if known."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for `command` only (every command when None: --help, a typo, no command)."""
     common = OneLineParser(add_help=False)
     conn = common.add_argument_group("connection (default: temporalio envconfig: profile file, TEMPORAL_* env)")
     conn.add_argument("--address", type=address, help="Temporal frontend host:port")
@@ -38,19 +67,15 @@ def parser() -> argparse.ArgumentParser:
         description="Pre-release review of frontier AI models, on Temporal.",
     )
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    embedded.add_commands(sub, common)
-    reviews.add_commands(sub, common)
-    keys.add_commands(sub, common)
-    vuln.add_commands(sub, common)
-    audit.add_commands(sub, common)
-    report.add_commands(sub, common)
-    schema.add_commands(sub, common)
+    for name in (COMMANDS[command],) if command else MODULES:
+        importlib.import_module(f"cli.{name}").add_commands(sub, common)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser().parse_args(argv)
+        args = parser(command_of(argv)).parse_args(argv)
     except SystemExit as e:  # --help (0), or a flag refused by the parser (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     except ValueError as e:  # a bad FRONTIER_REVIEW_* default read while building the parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 
 from pydantic import BaseModel
@@ -12,7 +13,9 @@ from rich.table import Table
 from api.reviews import ReviewSummary
 from domain.status import ReviewStatus
 
-console = Console()
+# A terminal gets tables at its width; a pipe or a file gets every value whole (ids are never cut
+# to 80 columns for a script to misread).
+console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
 
 
 def as_json(value: BaseModel | Iterable[BaseModel]) -> str:
@@ -24,6 +27,8 @@ def as_json(value: BaseModel | Iterable[BaseModel]) -> str:
 def status_view(s: ReviewStatus) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("review", s.review_id)
+    if s.run_id:
+        table.add_row("run", s.run_id)
     table.add_row("model", f"{s.lab} {s.model_name} {s.model_version}")
     table.add_row("stage", f"[bold]{s.stage.value}[/bold]" + (f"  ({s.outcome.value})" if s.outcome else ""))
     table.add_row("policy", s.policy_version)
@@ -54,7 +59,10 @@ def status_view(s: ReviewStatus) -> None:
 
 
 def list_view(rows: list[ReviewSummary]) -> None:
-    table = Table("review", "stage", "lab", "model", "covered", "window closes", "policy")
+    table = Table()
+    table.add_column("review", no_wrap=True, overflow="fold")  # on a narrow terminal a long id folds, never cut
+    for heading in ("stage", "lab", "model", "covered", "window closes", "policy", "run"):
+        table.add_column(heading)
     for r in rows:
         table.add_row(
             r.review_id,
@@ -64,6 +72,7 @@ def list_view(rows: list[ReviewSummary]) -> None:
             "" if r.covered is None else ("yes" if r.covered else "no"),
             r.window_deadline.isoformat(timespec="seconds") if r.window_deadline else "",
             r.policy_version or "",
+            r.run_id or "",
         )
     console.print(table)
     console.print(f"{len(rows)} review(s)")

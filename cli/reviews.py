@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
+from api.idempotency import check_message_id
 from api.reviews import admissible, close, disclose, list_reviews, status
 from cli import args as arg
 from cli.render import as_json, list_view, status_view
@@ -48,6 +49,16 @@ def _signer(args: argparse.Namespace, party: str) -> Signer:
     if not isinstance(key, Ed25519PrivateKey):
         raise BadInput(f"--key {args.key}: not an Ed25519 private key")
     return Signer(party, key)
+
+
+def _message_id(args: argparse.Namespace) -> str | None:
+    """--message-id: the caller's idempotency key (else derived from the message's content)."""
+    if args.message_id is None:
+        return None
+    try:
+        return check_message_id(args.message_id)
+    except ValueError as e:
+        raise BadInput(f"--message-id: {e}") from None
 
 
 def _agencies(text: str | None) -> list[Agency]:
@@ -129,7 +140,9 @@ async def cmd_determine(args: argparse.Namespace) -> int:
     signer = _signer(args, args.agency)
     client = await connect(Target.from_args(args))
     nsa = AgencyClient(client, args.agency, signer)
-    s = await nsa.determine(args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale)
+    s = await nsa.determine(
+        args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale, message_id=_message_id(args)
+    )
     _print_status(args, await _after(client, args.review_id, s, Stage.AWAITING_DETERMINATION))
     return 0
 
@@ -158,6 +171,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         severity=Severity(args.severity),
         summary=args.summary,
         vulnerability=details,
+        message_id=_message_id(args),
     )
     _print_status(args, s)
     return 0
@@ -171,7 +185,9 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
     _valid(Conclusion, sender=agency.value, summary=args.summary or "")
     signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, signer).conclude(args.review_id, summary=args.summary or "")
+    s = await AgencyClient(client, agency, signer).conclude(
+        args.review_id, summary=args.summary or "", message_id=_message_id(args)
+    )
     if not s.pending_agencies and s.stage == Stage.UNDER_REVIEW:  # the last conclusion closes the window
         s = await _after(client, args.review_id, s, Stage.UNDER_REVIEW)
     _print_status(args, s)
@@ -185,7 +201,7 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
     # The review's own lab (`lab:<id>`) signs: its key from the key directory, or --key (checked above).
     lab = lab_party((await status(client, args.review_id)).lab)
     signer = Signer(lab, signer._key) if args.key else _signer(args, lab)
-    s = await LabClient(client, signer).withdraw(args.review_id, args.reason)
+    s = await LabClient(client, signer).withdraw(args.review_id, args.reason, message_id=_message_id(args))
     _print_status(args, await _after(client, args.review_id, s, s.stage))
     return 0
 
@@ -232,6 +248,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument(
         "--key", type=arg.text, help="sign with this Ed25519 private key (PEM) instead of the key directory's"
     )
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_determine)
 
     p = sub.add_parser("finding", parents=[common], help="a participating agency's finding")
@@ -243,6 +260,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--details", help="vulnerability details JSON, required with --kind vulnerability")
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_finding)
 
     p = sub.add_parser("conclude", parents=[common], help="a participating agency concludes its review")
@@ -251,6 +269,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--summary", type=arg.text)
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_conclude)
 
     p = sub.add_parser("withdraw", parents=[common], help="the lab withdraws from the review")
@@ -258,6 +277,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--reason", type=arg.text, required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", type=arg.text, help="sign with this Ed25519 private key (PEM)")
+    _idempotency_flag(p)
     p.set_defaults(func=cmd_withdraw)
 
     p = sub.add_parser(
@@ -272,3 +292,12 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--reason", type=arg.text, required=True, help="why (recorded in the history)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_close)
+
+
+def _idempotency_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--message-id",
+        type=arg.text,
+        help="idempotency key: the same key applies once however often it is sent (default: derived from "
+        "the message's content, sender and review, so running the same command again applies it once)",
+    )

@@ -112,7 +112,10 @@ def case_view(c: CaseView) -> None:
 
 
 def list_view(rows: list[CaseSummary]) -> None:
-    table = Table("case", "priority", "severity", "status", "sectors", "embargo until")
+    table = Table()
+    table.add_column("case", no_wrap=True, overflow="fold")  # on a narrow terminal a long id folds, never cut
+    for heading in ("priority", "severity", "status", "sectors", "embargo until"):
+        table.add_column(heading)
     for r in rows:
         table.add_row(
             r.case_id,

@@ -40,6 +40,10 @@ CONCLUDE_REVIEW = "conclude_review"
 WITHDRAW = "withdraw"
 STATUS_QUERY = "status"
 
+# A review's refusal of a message id it has applied (its own error type: a sender's retry that
+# meets it knows its earlier attempt got through).
+ALREADY_APPLIED = "AlreadyApplied"
+
 
 class Filing(Message):
     """The lab's disclosure, signed by the lab (`lab:<id>`), naming the policy it is filed under.

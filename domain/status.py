@@ -77,6 +77,8 @@ class ReviewStatus(BaseModel):
     # Cancel requests received (and ignored: only the lab withdraws); whether the history was reset.
     cancel_requests: list[datetime] = Field(default_factory=list)
     history_reset: bool = False
+    # The run the status was read from (set by the API, not the workflow): `audit ID --run-id RUN`.
+    run_id: str | None = None
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
     # Activity results the review did not believe (not signed by the party that should have produced

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import describe
     from domain.review import (
         ADMIT_DISCLOSURE,
+        ALREADY_APPLIED,
         BRIEF_NSA,
         CHECK_STANDARD,
         CONCLUDE_REVIEW,
@@ -145,6 +146,9 @@ class ModelReview:
         # those it refused outright.
         self._forwards_pending: dict[str, str] = {}
         self._forwards_refused: dict[str, str] = {}
+        # Search attributes that go out with the next stage change (same workflow task): one
+        # upsert per transition, each a command, an event and a visibility write on the server.
+        self._with_next_stage: list[SearchAttributeUpdate] = []
 
     # ----------------------------------------------------------------- the story
 
@@ -360,9 +364,11 @@ class ModelReview:
                 ),
             )
         covered = self._determination.covered
-        workflow.upsert_search_attributes(
-            [sa.COVERED.value_set(covered), sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start())]
-        )
+        # Written with the next stage (UNDER_REVIEW or RELEASING), which follows at once.
+        self._with_next_stage += [
+            sa.COVERED.value_set(covered),
+            sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start()),
+        ]
         _count(
             metrics.DETERMINATIONS, covered=str(covered).lower(), by_default=str(self._determination_by_default).lower()
         )
@@ -375,7 +381,7 @@ class ModelReview:
         assert self._determination is not None
         self._participants = list(dict.fromkeys(self._determination.agencies))
         self._window_deadline = workflow.now() + self._policy.review_window
-        workflow.upsert_search_attributes([sa.WINDOW_DEADLINE.value_set(self._window_deadline)])
+        self._with_next_stage.append(sa.WINDOW_DEADLINE.value_set(self._window_deadline))
         self._enter(
             Stage.UNDER_REVIEW,
             self._determination.sender,
@@ -630,9 +636,10 @@ class ModelReview:
 
     def _authenticate(self, update: str, message: Message) -> None:
         """Who sent it, proven: a fresh message id and a signature by the sender's key."""
-        reject_unless(
-            message.message_id not in self._applied_messages, f"message {message.message_id} was already applied"
-        )
+        if message.message_id in self._applied_messages:
+            raise ApplicationError(
+                f"message {message.message_id} was already applied", type=ALREADY_APPLIED, non_retryable=True
+            )
         authenticate(
             self._keys, self._review.review_id, update, message, target="review", run_id=workflow.info().run_id
         )
@@ -688,7 +695,14 @@ class ModelReview:
             self._flag(sa.INTEGRITY_RESET)
         self._stage = stage
         self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
-        workflow.upsert_search_attributes(self._visible_attributes())
+        # Only what changes: the start request already set DISCLOSED (api/reviews.py), and the
+        # outcome stays from RELEASING to RELEASED. Each upsert costs a command, an event and a
+        # visibility write.
+        current = workflow.info().typed_search_attributes
+        updates = [u for u in [*self._with_next_stage, *self._visible_attributes()] if current.get(u.key) != u.value]
+        self._with_next_stage = []
+        if updates:
+            workflow.upsert_search_attributes(updates)
         # The reason (a withdrawal's words, the participants) stays in the encrypted history.
         self._log(f"stage {stage.value}", actor=str(actor))
         self._publish_details()

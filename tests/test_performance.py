@@ -1,0 +1,193 @@
+"""The benchmark runs and reports every figure; the worker's cache is sized by its operator.
+
+The smoke run checks that `python -m bench` works end to end and that its figures are sane
+(counted, positive, consistent), never how fast anything is: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api.agency import AgencyClient
+from bench.table import Phase, percentile, ratios
+from domain import search_attributes as sa
+from domain.policy import POLICY_DIR, load_policy
+from domain.status import Stage
+from tests.conftest import disclose, mythos, wait_stage
+from worker import WorkerConfig, build_workers
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PATHS = ("review, not covered", "review, covered", "report, new case", "report, duplicate")
+
+
+def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    out = tmp_path_factory.mktemp("bench") / "figures.json"
+    done = run("-m", "bench", "--smoke", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout, json.loads(out.read_text())
+
+
+def test_smoke_run_prints_a_row_for_every_path_and_side(smoke: tuple[str, dict]) -> None:
+    table, figures = smoke
+    rows = [line for line in table.splitlines() if line.startswith(PATHS)]
+    for path in PATHS:
+        sides = {line[31:39].strip() for line in rows if line.startswith(path) and line[31:39].strip()}
+        assert {"bare", "project"} <= sides, (path, table)
+    assert "ratio project / bare" in table and "peak RSS" in table
+    phases = [Phase.from_dict(p) for p in figures["phases"]]
+    assert {(p.side, p.path) for p in phases} == {(s, path) for s in ("bare", "project") for path in PATHS}
+
+
+def test_smoke_figures_are_counted_and_sane(smoke: tuple[str, dict]) -> None:
+    _, figures = smoke
+    for p in (Phase.from_dict(d) for d in figures["phases"]):
+        assert p.failed == 0 and p.n == len(p.end_to_end) > 0, p
+        assert p.seconds > 0 and p.per_second > 0
+        # Every message was timed: one determination per review, two more when covered, a receipt per report.
+        expected = {"review, not covered": 1, "review, covered": 3}.get(p.path, 1)
+        assert len(p.updates) == expected * p.n, (p.path, len(p.updates))
+        # The phase waited for each review's result, which comes after its updates.
+        assert max(p.end_to_end) >= max(p.updates) > 0
+        # Both sides ran real workflows on a real server: history, and CPU spent by each process.
+        assert p.events >= 10 and p.history_bytes > 1000, p
+        assert p.worker_cpu_s > 0 and p.server_cpu_s > 0, p
+        assert 10 < p.worker_rss_mb < 4000
+        assert "cores" in p.load
+    assert all(v > 10 for v in figures["peak_rss_mb"].values()), figures["peak_rss_mb"]
+    pairs = ratios([Phase.from_dict(d) for d in figures["phases"]])
+    assert set(pairs) == set(PATHS)
+    assert all(0 < r < 1000 for figures_ in pairs.values() for values in figures_.values() for r in values)
+
+
+def test_ratios_pair_the_same_repetition_only() -> None:
+    def phase(side: str, rep: int, seconds: float) -> Phase:
+        return Phase(side, "review, covered", rep, 10, seconds, 0, [1.0] * 10, [0.5] * 10, 1.0, 1.0, 50, 9000, 100, "")
+
+    pairs = ratios([phase("bare", 0, 1.0), phase("project", 0, 2.0), phase("project", 1, 9.0)])
+    assert pairs["review, covered"]["time per review (1 / per s)"] == [2.0]
+    assert percentile([], 0.5) is None and percentile([3.0, 1.0, 2.0], 0.99) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--max-cached-workflows", "0"], {}, "--max-cached-workflows must be at least 1"),
+        (["--max-cached-workflows", "ten"], {}, "--max-cached-workflows must be a whole number"),
+        ([], {"FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS": "-5"}, "FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS must be at least 1"),
+    ],
+)
+def test_a_bad_cache_size_is_refused_before_connecting(args: list[str], env: dict[str, str], words: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "worker.py", "--address", "127.0.0.1:1", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {done.stderr.strip().removeprefix('error: ')}"]
+    assert words in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_cache_size_reaches_every_workflow_worker(env: WorkflowEnvironment, tmp_path: Path) -> None:
+    config = WorkerConfig(data_dir=tmp_path, max_cached_workflows=12_000)
+    # Its own connection and namespace: workers registered on the session's client would
+    # collide with the session's own (never run, these only show their configuration).
+    client = await Client.connect(env.client.service_client.config.target_host, namespace="cache-size")
+    workers = build_workers(client, config=config)
+    caches = {w.task_queue: w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
+    assert caches == {"review": 12_000, "clearinghouse": 12_000}
+
+
+@pytest.mark.parametrize("covered", [False, True])
+async def test_a_review_writes_search_attributes_once_per_stage_change(client: Client, covered: bool) -> None:
+    """Each upsert is a command, an event and a visibility write: none for what the start request
+    set, at most one per workflow task, and every attribute still right at the end."""
+    rid = await disclose(client, mythos(), load_policy("eo-2026"))
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    await AgencyClient(client, "nsa").determine(
+        rid, covered=covered, agencies=["dod"] if covered else [], rationale="benchmark"
+    )
+    if covered:
+        await AgencyClient(client, "dod").conclude(rid)
+    handle = client.get_workflow_handle(rid)
+    await handle.result()
+    history = await handle.fetch_history()
+    upserts_per_task: list[int] = [0]
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            upserts_per_task.append(0)
+        elif event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            if set(fields) == {"TemporalChangeVersion"}:
+                continue  # the SDK's own, for a workflow.patched id
+            upserts_per_task[-1] += 1
+            assert b"DISCLOSED" not in fields[sa.REVIEW_STAGE.name].data, "the start request set DISCLOSED"
+    assert max(upserts_per_task) == 1, upserts_per_task
+    # STANDARDS_CHECK, AWAITING_DETERMINATION, (UNDER_REVIEW,) RELEASING, RELEASED
+    assert sum(upserts_per_task) == (5 if covered else 4), upserts_per_task
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.REVIEW_STAGE) == Stage.RELEASED
+    assert attrs.get(sa.COVERED) is covered
+    assert attrs.get(sa.OUTCOME) == ("CONCLUDED_EARLY" if covered else "NOT_COVERED")
+    assert attrs.get(sa.SECONDS_TO_DETERMINATION) is not None and attrs.get(sa.SECONDS_TO_RELEASE) is not None
+    assert (attrs.get(sa.WINDOW_DEADLINE) is not None) is covered
+    assert attrs.get(sa.LAB) and attrs.get(sa.MODEL_NAME) and attrs.get(sa.POLICY_VERSION) == "eo-2026.1"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in POLICY_DIR.glob("*.toml")))
+def test_a_lost_task_costs_minutes_not_an_hour(name: str) -> None:
+    """The dev server, saturated, has recorded activity tasks as started that never reached a worker:
+    each waits out its attempt (start-to-close) timeout before it is retried. The checks, the
+    briefing, vetting and grants are short writes: one attempt is bounded in minutes."""
+    policy = load_policy(name)
+    attempts = {
+        "standards check and briefing": policy.standards_check_attempt_timeout,
+        "vetting and grants": policy.release_activity_timeout,
+        "clearinghouse activities": policy.clearinghouse.activity_timeout,
+    }
+    assert all(t <= timedelta(minutes=10) for t in attempts.values()), attempts
+
+
+def test_status_imports_only_what_it_uses() -> None:
+    """`status` is typed often: it must not pay for the audit trail, the codec server's aiohttp,
+    the workers or plotting."""
+    probe = (
+        "import sys; from cli.main import parser; parser('status').parse_args(['status', 'r-1']); "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = run("-c", probe, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert loaded.isdisjoint({"aiohttp", "audit", "worker", "matplotlib", "workflows", "activities"}), loaded
+    assert {"temporalio", "api", "cli"} <= loaded
+
+
+def test_every_command_is_found_in_the_module_that_defines_it() -> None:
+    from cli.main import COMMANDS, MODULES, parser
+
+    everything = parser()
+    commands = next(a for a in everything._actions if a.dest == "command").choices
+    assert set(commands) == set(COMMANDS)
+    assert set(COMMANDS.values()) == set(MODULES)
+    for command in COMMANDS:
+        alone = parser(command)
+        assert command in next(a for a in alone._actions if a.dest == "command").choices
