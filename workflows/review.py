@@ -191,19 +191,19 @@ class ModelReview:
             await workflow.wait_condition(workflow.all_handlers_finished)
             return self.status()
         self._policy = admission.policy
-        workflow.upsert_search_attributes(
-            [
-                sa.GENUINE.value_set(True),
-                sa.GENUINE_SEAL.value_set(admission.seal or ""),
-                sa.POLICY_VERSION.value_set(self._policy.version),
-            ]
-        )
         refiled = ""
         if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
             earlier = review.earlier_run
             why = f": {earlier.reason}" if earlier.reason else ""
             refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
         self._enter(Stage.DISCLOSED, self._lab, f"disclosed under policy {self._policy.version}{refiled}")
+        # Written with the next stage's upsert (one visibility write per stage change; the start
+        # request set DISCLOSED, so entering it writes nothing).
+        self._with_next_stage += [
+            sa.GENUINE.value_set(True),
+            sa.GENUINE_SEAL.value_set(admission.seal or ""),
+            sa.POLICY_VERSION.value_set(self._policy.version),
+        ]
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
