@@ -28,7 +28,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.clearinghouse import ClearinghouseDesk, ClearinghouseForwarder, Outbox
+from activities.clearinghouse import CaseDirectory, ClearinghouseDesk, ClearinghouseForwarder, Outbox
 from activities.nsa import NsaBriefingDesk
 from activities.release import ReleaseDesk
 from activities.standards import StandardsBody, load_standard
@@ -179,6 +179,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
     outbox.load_registry(config.registry_file)
     desk = ClearinghouseDesk(outbox)
     forwarder = ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy))
+    directory = CaseDirectory(client, outbox, forwarder.attester)
     return Worker(
         client,
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
@@ -195,6 +196,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
             desk.load_public_keys,
             forwarder.forward_vulnerability,
             forwarder.load_clearinghouse_policy,
+            directory.find_case,
         ],
         **activity_slots(CLEARINGHOUSE_TASK_QUEUE),
     )

@@ -14,16 +14,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from activities.store import RecordStore
 from api.clearinghouse import report
 from api.errors import ReviewError
+from api.server import describe_or_none
 from domain.agencies import Agency
 from domain.attestation import Attested, ResultSigner
 from domain.clearinghouse import (
+    CASE_WORKFLOW,
+    CLEARINGHOUSE_ID,
+    CLEARINGHOUSE_TASK_QUEUE,
     DISTRIBUTE_PATCH,
+    FIND_CASE,
     FORWARD_VULNERABILITY,
     LOAD_POLICY,
     LOAD_PUBLIC_KEYS,
@@ -32,6 +37,8 @@ from domain.clearinghouse import (
     PUBLISH_ADVISORY,
     TRIAGE_CASE,
     VALIDATE_REPORT,
+    CaseLocation,
+    CaseLookup,
     ForwardRequest,
     Notice,
     NoticeReceipt,
@@ -56,6 +63,10 @@ CREATE TABLE IF NOT EXISTS notices (
     body       TEXT NOT NULL,
     sent_at    TEXT NOT NULL,
     PRIMARY KEY (case_id, kind, recipient)
+);
+CREATE TABLE IF NOT EXISTS case_ids (
+    fingerprint TEXT PRIMARY KEY,
+    case_id     TEXT NOT NULL
 );
 """
 
@@ -82,13 +93,46 @@ class Outbox(RecordStore):
         with closing(self._connect()) as db:
             cur = db.execute(
                 "INSERT INTO notices VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(case_id, kind, recipient) DO NOTHING",
-                (notice.case_id, notice.kind.value, recipient, notice.subject, notice.body, now),
+                (
+                    notice.case_id,
+                    notice.kind.value,
+                    recipient,
+                    # The embargoed details of the case: sealed, bound to this row.
+                    self.seal.seal(notice.subject, "notices.subject", notice.case_id, notice.kind.value, recipient),
+                    self.seal.seal(notice.body, "notices.body", notice.case_id, notice.kind.value, recipient),
+                    now,
+                ),
             )
             row = db.execute(
                 "SELECT sent_at FROM notices WHERE case_id = ? AND kind = ? AND recipient = ?",
                 (notice.case_id, notice.kind.value, recipient),
             ).fetchone()
         return datetime.fromisoformat(row[0]), cur.rowcount != 1
+
+    def case_id(self, fingerprint: str, proposed: str | None = None) -> str | None:
+        """The id a vulnerability's case was opened under when its derived id was squatted; with
+        `proposed`, record that one unless another is recorded already (the first one stays)."""
+        with closing(self._connect()) as db:
+            if proposed is not None:
+                db.execute(
+                    "INSERT INTO case_ids VALUES (?, ?) ON CONFLICT(fingerprint) DO NOTHING", (fingerprint, proposed)
+                )
+            row = db.execute("SELECT case_id FROM case_ids WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return row[0] if row else None
+
+    def notice_text(self, case_id: str, kind: str, recipient: str) -> tuple[str, str] | None:
+        """A recorded notice's subject and body, unsealed."""
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT subject, body FROM notices WHERE case_id = ? AND kind = ? AND recipient = ?",
+                (case_id, kind, recipient),
+            ).fetchone()
+        if row is None:
+            return None
+        return (
+            self.seal.open(row[0], "notices.subject", case_id, kind, recipient),
+            self.seal.open(row[1], "notices.body", case_id, kind, recipient),
+        )
 
     def notices(self, case_id: str) -> list[tuple[str, str, datetime]]:
         """(kind, recipient, sent_at) of every notice of a case, in the order they were sent."""
@@ -131,14 +175,15 @@ class ClearinghouseDesk:
             )
         else:
             result = Validation(valid=True, reason=f"CVSS {score.version} vector scores {score.base_score}")
-        activity.logger.info("report validated", extra={"valid": result.valid, "reason": result.reason})
+        # No reason or score in the log: they describe an embargoed vulnerability.
+        activity.logger.info("report validated")
         return result
 
     @activity.defn(name=TRIAGE_CASE)
     def triage_case(self, report: VulnerabilityReport) -> Triage:
         score = cvss_score(report.cvss_vector)
         rank = priority(score.rating, report.sectors, report.exploited)
-        activity.logger.info("case triaged", extra={"severity": score.rating.value, "priority": rank.name})
+        activity.logger.info("case triaged")
         return Triage(
             cvss_version=score.version,
             cvss_vector=score.vector,
@@ -174,7 +219,8 @@ class ClearinghouseDesk:
             self.outbox.record(notice, f"partner:{org}")
         activity.logger.info(
             "notice recorded",
-            extra={"case_id": notice.case_id, "kind": notice.kind.value, "recipient": notice.recipient},
+            # Not the recipient: a vendor's id says which product is vulnerable.
+            extra={"case_id": notice.case_id, "kind": notice.kind.value},
         )
         return NoticeReceipt(
             case_id=notice.case_id,
@@ -242,3 +288,56 @@ class ClearinghouseForwarder:
             raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
         activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})
         return self.attester.attest(receipt)
+
+
+# A case that ended like this never took its report: its id may be opened again.
+ENDED_ABNORMALLY = {
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.CANCELED,
+    WorkflowExecutionStatus.TIMED_OUT,
+}
+
+
+def is_genuine_case(d: WorkflowExecutionDescription) -> bool:
+    """Started by the clearinghouse (a client cannot set a parent), as a case, on Treasury's queue."""
+    return (
+        d.workflow_type == CASE_WORKFLOW
+        and d.task_queue == CLEARINGHOUSE_TASK_QUEUE
+        and d.parent_id == CLEARINGHOUSE_ID
+    )
+
+
+class CaseDirectory:
+    """Where a vulnerability's case lives, when the id derived from its fingerprint is taken."""
+
+    def __init__(self, client: Client, outbox: Outbox, attester: ResultSigner) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.attester = attester  # Treasury's key: the clearinghouse believes only a signed answer
+
+    @activity.defn(name=FIND_CASE)
+    async def find_case(self, lookup: CaseLookup) -> Attested:
+        return self.attester.attest(await self._find(lookup))
+
+    async def _find(self, lookup: CaseLookup) -> CaseLocation:
+        recorded = self.outbox.case_id(lookup.fingerprint)
+        if recorded is not None:
+            # Opened elsewhere before, because a stranger held the derived id.
+            d = await describe_or_none(self.client, recorded)
+            exists = d is not None and is_genuine_case(d) and d.status not in ENDED_ABNORMALLY
+            return CaseLocation(case_id=recorded, exists=exists, foreign=None)
+        d = await describe_or_none(self.client, lookup.case_id)
+        if d is None or (is_genuine_case(d) and d.status not in ENDED_ABNORMALLY):
+            return CaseLocation(case_id=lookup.case_id, exists=d is not None)
+        if is_genuine_case(d):
+            # A case that failed or was ended: the start was refused only by a race; open it again.
+            return CaseLocation(case_id=lookup.case_id, exists=False)
+        foreign = (
+            f"{d.workflow_type} on queue {d.task_queue}, {d.status.name if d.status else 'unknown'}, "
+            f"started {d.start_time:%Y-%m-%d %H:%M:%S} UTC" + (f" by {d.parent_id}" if d.parent_id else " by a client")
+        )
+        activity.logger.warning("foreign workflow holds a case id", extra={"case_id": lookup.case_id})
+        case_id = self.outbox.case_id(lookup.fingerprint, lookup.alternate)
+        assert case_id is not None
+        return CaseLocation(case_id=case_id, exists=False, foreign=foreign)

@@ -99,7 +99,8 @@ class StandardsBody:
     def judge(self, disclosure: Disclosure) -> StandardsVerdict:
         fired = [r.reason for r in self.standard.rules if r.fires(disclosure)]
         lacking = sorted({name for r in self.standard.rules if (name := r.lacks(disclosure))})
-        activity.logger.info("standards check", extra={"agency": self.standard.agency.value, "concerns": len(fired)})
+        # No verdict and no count of concerns in the log: they are the classified standard's output.
+        activity.logger.info("standards check", extra={"agency": self.standard.agency.value})
         not_reported = f"not reported: {', '.join(lacking)}" if lacking else ""
         if fired:
             return StandardsVerdict(

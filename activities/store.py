@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from domain.sectors import Sector
+from infra.sealing import FieldSeal, private_file
 
 # Seconds a call waits for a lock outside an activity (setup, tests); see RecordStore._busy_timeout.
 BUSY_TIMEOUT = 30.0
@@ -68,9 +69,11 @@ class Grant(BaseModel):
 class RecordStore:
     """One SQLite file; a connection per call, so activities may run on any thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, seal: FieldSeal | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Classified fields are sealed, and the file is its owner's alone (0600; -wal and -shm follow).
+        private_file(self.path)
+        self._seal = seal
         with closing(self._connect()) as db:
             columns = [row[1] for row in db.execute("PRAGMA table_info(grants)")]
             if columns and "run_id" not in columns:
@@ -78,6 +81,13 @@ class RecordStore:
                 db.execute("ALTER TABLE grants RENAME TO grants_before_runs")
             db.executescript(SCHEMA)
             db.execute("PRAGMA journal_mode=WAL")
+
+    @property
+    def seal(self) -> FieldSeal:
+        """The payload keyring, as a field sealer: loaded when a classified field is first written or read."""
+        if self._seal is None:
+            self._seal = FieldSeal.from_key_directory()
+        return self._seal
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=self._busy_timeout(), isolation_level=None)
@@ -169,7 +179,13 @@ class RecordStore:
             db.execute(
                 "INSERT INTO briefings VALUES (?, ?, ?) "
                 "ON CONFLICT(review_id) DO UPDATE SET briefing=excluded.briefing",
-                (review_id, briefing_json, now),
+                (review_id, self.seal.seal(briefing_json, "briefings", review_id), now),
             )
             row = db.execute("SELECT delivered_at FROM briefings WHERE review_id = ?", (review_id,)).fetchone()
         return datetime.fromisoformat(row[0])
+
+    def briefing(self, review_id: str) -> str | None:
+        """The briefing the NSA received for a review (its verdicts and rationales), unsealed."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT briefing FROM briefings WHERE review_id = ?", (review_id,)).fetchone()
+        return None if row is None else self.seal.open(row[0], "briefings", review_id)

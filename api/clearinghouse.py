@@ -14,9 +14,10 @@ sender's key, for that workflow and that update.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus, WorkflowUpdateFailedError
@@ -29,6 +30,7 @@ from api.idempotency import keyed
 from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
 from domain.clearinghouse import (
+    ALREADY_APPLIED,
     CASE_STATUS_QUERY,
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -40,6 +42,7 @@ from domain.clearinghouse import (
     FIX_READY,
     PATCH_DEPLOYED,
     REFRESH_KEYS,
+    REFRESH_TOO_SOON,
     REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
     CaseStatus,
@@ -120,7 +123,15 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, si
         finally:
             _settle(start)
 
-    return await _deliver(client, CLEARINGHOUSE_ID, attempt, intake.sender)
+    return await _deliver(client, CLEARINGHOUSE_ID, attempt, intake.sender, IntakeReceipt.model_validate)
+
+
+def _settle(start: WithStartWorkflowOperation) -> None:
+    """The SDK leaves the start's outcome in a future that nobody reads when the update fails, and
+    asyncio then prints "Future exception was never retrieved" on the reporter's stderr: read it."""
+    outcome = start._workflow_handle
+    if outcome.done() and not outcome.cancelled():
+        outcome.exception()
 
 
 def _settle(start: WithStartWorkflowOperation) -> None:
@@ -148,7 +159,13 @@ async def send(client: Client, case_id: str, update: str, message: Message, sign
     return await _deliver(client, case_id, attempt, message.sender)
 
 
-async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[T]], sender: str) -> T:
+async def _deliver(
+    client: Client,
+    target: str,
+    attempt: Callable[[], Awaitable[T]],
+    sender: str,
+    first_result: Callable[[Any], T] | None = None,
+) -> T:
     """One message, sent until it is applied or refused for a reason. Transient refusals (the
     clearinghouse continuing as new, a workflow still loading its keyring, the server's cap on
     updates in flight, a workflow task failed under the update) recorded nothing, so the same
@@ -166,8 +183,10 @@ async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[
             kind = cause.type if isinstance(cause, ApplicationError) else None
             if kind == UNKNOWN_SIGNER and not refreshed and is_party(sender):
                 refreshed = True
-                await _refresh_keys(client, target, sender)
+                await _refresh_keys(client, target, sender, patience)
                 continue
+            if kind == ALREADY_APPLIED and first_result is not None and cause.details:
+                return first_result(cause.details[0])
             if kind not in TRANSIENT or loop.time() > patience:
                 raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
         except RPCError as e:
@@ -179,20 +198,33 @@ async def _deliver(client: Client, target: str, attempt: Callable[[], Awaitable[
                 raise Rejected(f"{target}: the case is closed (status {status}); nothing was recorded") from None
             if not _transient(e) or loop.time() > patience:
                 raise
-        await asyncio.sleep(delay)
+            if e.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+                # The cap on updates in flight: a slot frees within a workflow task or two, so
+                # ask again soon (with jitter, so that waiting senders do not all ask at once).
+                await asyncio.sleep(random.uniform(0.02, 0.2))
+                continue
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
         delay = min(delay * 2, 1.0)
 
 
-async def _refresh_keys(client: Client, target: str, party: str) -> None:
+async def _refresh_keys(client: Client, target: str, party: str, patience: float) -> None:
     """Ask a workflow to reload the public keys (best effort: a refusal, e.g. the party already
-    known by now, or the clearinghouse continuing as new, changes nothing and the message goes again)."""
-    try:
-        await client.get_workflow_handle(target).execute_update(REFRESH_KEYS, party, result_type=bool)
-    except WorkflowUpdateFailedError:
-        pass
-    except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND and not _transient(e):
-            raise
+    known by now, or the clearinghouse continuing as new, changes nothing and the message goes
+    again). A workflow reloads at most every few seconds: a refusal for that is asked again."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await client.get_workflow_handle(target).execute_update(REFRESH_KEYS, party, result_type=bool)
+            return
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == REFRESH_TOO_SOON) or loop.time() > patience:
+                return
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND and not _transient(e):
+                raise
+            return
+        await asyncio.sleep(1.0)
 
 
 def _transient(e: RPCError) -> bool:

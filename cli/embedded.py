@@ -25,6 +25,7 @@ from domain.messages import FindingKind, Severity
 from domain.policy import describe, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra import logs
+from infra.codec_server import LOCAL_UI
 from infra.connection import Target, connect
 from infra.devserver import ensure_free, start_dev_server
 from infra.keys import KeyDirectory
@@ -43,9 +44,12 @@ async def cmd_up(args: argparse.Namespace) -> int:
     db = Path(args.db)
     ui_origin = f"http://localhost:{args.ui_port}"
     ensure_free(args.codec_port, "codec server")
-    codec = await serve_codec(keys, "127.0.0.1", args.codec_port, [ui_origin, f"http://127.0.0.1:{args.ui_port}"])
-    # The local UI has no login to carry a bearer token, so it gets the token-in-path endpoint.
-    codec_for_ui = f"http://localhost:{args.codec_port}/t/{keys.codec_token()}"
+    origins = [ui_origin, f"http://127.0.0.1:{args.ui_port}"]
+    codec = await serve_codec(keys, "127.0.0.1", args.codec_port, origins, local_ui=True)
+    # The local UI has no login to carry a bearer token, and its codec endpoint is both a command
+    # line flag (seen in `ps`) and served unauthenticated at /api/v1/settings: it gets the
+    # loopback-only endpoint, which carries no secret (infra/codec_server.py).
+    codec_for_ui = f"http://localhost:{args.codec_port}{LOCAL_UI}"
     runtime = prometheus_runtime(args.metrics_port, args.metrics_host) if args.metrics_port else None
     try:
         with console.status("starting the Temporal dev server and its Web UI…"):

@@ -81,8 +81,9 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_codec(keys: KeyDirectory, host: str, port: int, origins: list[str]):
-    app = codec_server.make_app(EncryptionCodec(keys.payload_keyring()), keys.codec_token(), origins)
+async def serve_codec(keys: KeyDirectory, host: str, port: int, origins: list[str], *, local_ui: bool = False):
+    codec = EncryptionCodec(keys.payload_keyring())
+    app = codec_server.make_app(codec, keys.codec_token(), origins, local_ui=local_ui)
     return await codec_server.start(app, host, port)
 
 

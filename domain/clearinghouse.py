@@ -49,6 +49,18 @@ PUBLISH_ADVISORY = "publish_advisory"
 FORWARD_VULNERABILITY = "forward_vulnerability"
 LOAD_PUBLIC_KEYS = "load_public_keys"
 LOAD_POLICY = "load_clearinghouse_policy"
+FIND_CASE = "find_case"  # which workflow holds a vulnerability's case (or whether a stranger squats its id)
+
+# A workflow reloads its keyring at most this often: `refresh_keys` is open to anyone, so a flood
+# of them is turned away (writing nothing) instead of spending the run's update budget.
+REFRESH_INTERVAL = timedelta(seconds=10)
+# refresh_keys turned away because a reload happened moments ago: the sender asks again shortly.
+REFRESH_TOO_SOON = "RefreshTooSoon"
+# A report applied before, sent again: refused (nothing recorded) with the first receipt as detail.
+ALREADY_APPLIED = "AlreadyApplied"
+# How long the clearinghouse remembers a report it applied, across continue-as-new, so that the
+# reporter's retry (the API keeps trying for a minute) gets the first receipt, not a second case.
+RETRY_WINDOW = timedelta(minutes=5)
 
 # workflow.patched id: the clearinghouse and its cases load Treasury's public keyring and verify
 # every message's signature (runs and cases started before this change load it on demand).
@@ -124,9 +136,30 @@ class TreasuryPolicy(BaseModel):
     policy: ClearinghousePolicy
 
 
+class IntakeReceipt(BaseModel):
+    case_id: str
+    fingerprint: str
+    duplicate: bool
+    case_closed: bool = False
+
+
+class AppliedReport(BaseModel):
+    """A report the clearinghouse applied: what a retry of it gets back."""
+
+    message_id: str
+    sender: str
+    receipt: IntakeReceipt
+    at: datetime
+
+
 class ClearinghouseInput(BaseModel):
-    """Carried from run to run: the policy and the running totals. The fingerprint index is the
-    server's own (a case's id is derived from its fingerprint), so this stays small."""
+    """Carried from run to run: the policy, the running totals and the reports applied within the
+    retry window. The fingerprint index is the server's own (a case's id is derived from its
+    fingerprint), so this stays small.
+
+    Anyone can start the workflow with any input: the totals and the applied reports are taken only
+    from the run this one continues (`carried_from` is that run's id, which nobody can know before
+    the server assigns it); a fresh start begins at zero and says so."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -136,9 +169,29 @@ class ClearinghouseInput(BaseModel):
     cases_opened: int = 0
     duplicates: int = 0
     runs: int = 1
+    foreign_case_ids: list[str] = Field(default_factory=list)
+    applied: list[AppliedReport] = Field(default_factory=list)
+    carried_from: str | None = None
+
+
+class CaseLookup(BaseModel):
+    """`find_case`: the case id derived from a fingerprint is taken by some workflow; which?"""
+
+    fingerprint: str
+    case_id: str
+    alternate: str  # an unpredictable id to open the case under if a stranger holds `case_id`
+
+
+class CaseLocation(BaseModel):
+    case_id: str
+    exists: bool  # a genuine case already runs (or ran) under `case_id`
+    foreign: str | None = None  # what holds the derived id, when it is not a genuine case
 
 
 class CaseInput(BaseModel):
+    """What the clearinghouse starts a case with; a case continuing as new adds its state
+    (`carried`), taken only when `carried_from` is the id of the run it continues."""
+
     model_config = ConfigDict(frozen=True)
 
     case_id: str
@@ -146,6 +199,8 @@ class CaseInput(BaseModel):
     intake: VulnerabilityIntake
     policy_version: str
     policy: ClearinghousePolicy
+    carried: CaseState | None = None
+    carried_from: str | None = None
 
 
 class Validation(BaseModel):
@@ -190,13 +245,6 @@ class NoticeReceipt(BaseModel):
 class ForwardRequest(BaseModel):
     review_id: str
     finding: ReviewFinding
-
-
-class IntakeReceipt(BaseModel):
-    case_id: str
-    fingerprint: str
-    duplicate: bool
-    case_closed: bool = False
 
 
 # ------------------------------------------------------------------ what watchers see
@@ -260,6 +308,11 @@ class CaseView(BaseModel):
     disclosure_reason: str | None = None
     notices: list[NoticeRecord] = Field(default_factory=list)
     transitions: list[CaseTransition] = Field(default_factory=list)
+    # Messages the case dropped without acting on them (a linked report of another vulnerability,
+    # or one that does not verify): the last few, with why, and how many in all.
+    refused: list[str] = Field(default_factory=list)
+    refused_total: int = 0
+    runs: int = 1
 
 
 class ClearinghouseView(BaseModel):
@@ -269,3 +322,43 @@ class ClearinghouseView(BaseModel):
     cases_opened: int
     duplicates: int
     reports_this_run: int
+    # Case ids a stranger's workflow held when a genuine report came (each case opened elsewhere).
+    foreign_case_ids: list[str] = Field(default_factory=list)
+    # Someone started this chain with totals or applied reports of their own: ignored (the totals
+    # count from this chain's start), and shown here.
+    start_input_ignored: bool = False
+
+
+class CaseState(BaseModel):
+    """A case's state, carried from run to run when it continues as new."""
+
+    status: CaseStatus
+    received_at: datetime
+    reports: list[LinkedReport]
+    applied: list[str]
+    sectors: list[Sector]
+    exploited: bool
+    exploitation: list[ExploitationObserved]
+    triage: Triage | None
+    invalid_reason: str | None
+    vendor_notified_at: datetime | None
+    deadline: datetime | None
+    deadline_cause: str
+    extended: timedelta
+    extensions: list[ExtensionRequest]
+    fix: FixReady | None
+    advised: list[Sector]
+    patched: list[Sector]
+    deployed_sectors: list[Sector]
+    deployed_everywhere: bool
+    deployed_by: list[str]
+    disclosed_at: datetime | None
+    disclosure_reason: str | None
+    notices: list[NoticeRecord]
+    transitions: list[CaseTransition]
+    refused: list[str]
+    refused_total: int
+    runs: int
+
+
+CaseInput.model_rebuild()

@@ -2,14 +2,20 @@
 those who hold the token, in Temporal's remote-codec format (POST /encode, /decode with
 `{"payloads": [...]}` in protobuf JSON).
 
-Authentication: `Authorization: Bearer <token>`. A browser UI that cannot send a header
-(the local dev server's UI has no login) may use the endpoint `/t/<token>` instead; `up`
-configures the local UI that way. CORS admits only the Web UI's origin(s).
+Authentication: `Authorization: Bearer <token>`. CORS admits only the Web UI's origin(s).
+
+The local dev server's Web UI has no login and cannot send a header, and whatever endpoint it is
+given is served to anyone who asks its `/api/v1/settings` and shows in `ps` (it is a flag of the
+dev server). So it never carries the token: `up` gives it `/local-ui/`, which answers only a
+loopback peer whose request comes from an allowed Web UI origin. Anyone with a shell on this
+host can reach that endpoint (as they can reach the local UI itself); nobody else can, and the
+token stays in the key directory (0600).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -20,9 +26,13 @@ from temporalio.api.common.v1 import Payloads
 from infra.codec import CodecError, EncryptionCodec
 
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
+LOCAL_UI = "/local-ui"
 
 
-def make_app(codec: EncryptionCodec, token: str, allowed_origins: Iterable[str]) -> web.Application:
+def make_app(
+    codec: EncryptionCodec, token: str, allowed_origins: Iterable[str], *, local_ui: bool = False
+) -> web.Application:
+    """The codec endpoints (bearer token); with `local_ui`, the loopback-only `/local-ui/` ones too."""
     origins = frozenset(o.rstrip("/") for o in allowed_origins)
 
     def cors(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -43,10 +53,11 @@ def make_app(codec: EncryptionCodec, token: str, allowed_origins: Iterable[str])
         return cors(request, response)
 
     def authorised(request: web.Request) -> bool:
-        presented = request.match_info.get("token")
-        if presented is None:
-            header = request.headers.get("Authorization", "")
-            presented = header[7:] if header.startswith("Bearer ") else ""
+        if request.path.startswith(f"{LOCAL_UI}/"):
+            # The local Web UI: no token, from this host only, and from the UI's page only.
+            return is_loopback(request.remote) and request.headers.get("Origin") in origins
+        header = request.headers.get("Authorization", "")
+        presented = header[7:] if header.startswith("Bearer ") else ""
         return hmac.compare_digest(presented.encode(), token.encode())
 
     def endpoint(
@@ -68,12 +79,19 @@ def make_app(codec: EncryptionCodec, token: str, allowed_origins: Iterable[str])
         return handle
 
     app = web.Application()
-    for prefix in ("", "/t/{token}"):
+    for prefix in ("", LOCAL_UI) if local_ui else ("",):
         app.router.add_post(f"{prefix}/encode", endpoint(codec.encode))
         app.router.add_post(f"{prefix}/decode", endpoint(codec.decode))
         app.router.add_route("OPTIONS", f"{prefix}/encode", preflight)
         app.router.add_route("OPTIONS", f"{prefix}/decode", preflight)
     return app
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:

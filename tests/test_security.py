@@ -215,7 +215,7 @@ def test_a_signer_signs_only_for_its_own_party(keys: KeyDirectory) -> None:
 @pytest.fixture
 async def codec_url(keys: KeyDirectory):
     port = free_port()
-    runner = await serve_codec(keys, "127.0.0.1", port, ["http://localhost:8233"])
+    runner = await serve_codec(keys, "127.0.0.1", port, ["http://localhost:8233"], local_ui=True)
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
 
@@ -244,12 +244,17 @@ async def test_codec_server_authentication_and_cors(codec_url: str, keys: KeyDir
             decoded = (await r.json())["payloads"][0]
             assert base64.b64decode(decoded["data"]) == b'{"rationale": "classified"}'
         async with http.post(f"{codec_url}/t/{token}/decode", data=body) as r:
-            assert r.status == 200, "the token-in-path endpoint the local Web UI uses"
+            assert r.status == 404, "no token in a path: the local UI's endpoint would serve it to anyone"
+        ui = {"Origin": "http://localhost:8233"}
+        async with http.post(f"{codec_url}/local-ui/decode", data=body, headers=ui) as r:
+            assert r.status == 200, "the local Web UI's loopback endpoint, from the UI's origin"
+        async with http.post(f"{codec_url}/local-ui/decode", data=body) as r:
+            assert r.status == 401, "not from the UI's page"
+        async with http.post(f"{codec_url}/local-ui/decode", data=body, headers={"Origin": "http://evil.example"}) as r:
+            assert r.status == 401
         async with http.post(f"{codec_url}/decode", data=body) as r:
             assert r.status == 401
         async with http.post(f"{codec_url}/decode", data=body, headers={"Authorization": "Bearer wrong"}) as r:
-            assert r.status == 401
-        async with http.post(f"{codec_url}/t/wrong/decode", data=body) as r:
             assert r.status == 401
         preflight = {
             "Origin": "http://localhost:8233",

@@ -26,6 +26,7 @@ from cli.keys import serve_codec
 from cli.reviews import load_disclosure
 from domain.policy import load_policy
 from domain.status import Stage
+from infra.codec_server import LOCAL_UI
 from infra.devserver import start_dev_server
 from infra.keys import KeyDirectory
 from tests.conftest import EXAMPLES, disclose, mythos, wait_stage
@@ -98,12 +99,12 @@ async def ui_server(tmp_path: Path, keys: KeyDirectory) -> AsyncIterator[tuple[C
     """A dev server with its Web UI, the codec server, and every worker, as `frontier-review up` runs them:
     payloads are encrypted, and the UI reads them decoded through the codec server."""
     ui_port, codec_port = free_port(), free_port()
-    codec = await serve_codec(keys, "127.0.0.1", codec_port, [f"http://127.0.0.1:{ui_port}"])
+    codec = await serve_codec(keys, "127.0.0.1", codec_port, [f"http://127.0.0.1:{ui_port}"], local_ui=True)
     env = await start_dev_server(
         ui=True,
         ui_port=ui_port,
         keyring=keys.payload_keyring(),
-        extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}/t/{keys.codec_token()}"],
+        extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}{LOCAL_UI}"],
     )
     stop = asyncio.Event()
     workers = asyncio.create_task(run_workers(build_workers(env.client, config=WorkerConfig(data_dir=tmp_path)), stop))

@@ -4,7 +4,14 @@ as there are reports.
 Each report is deduplicated by its fingerprint: a new vulnerability becomes a `VulnerabilityCase`
 child (abandoned on close, so cases outlive the clearinghouse's runs); a duplicate is linked to
 its case. The case id is derived from the fingerprint, so the server's own rule (one workflow
-per id) is the index and nothing unbounded is carried across continue-as-new.
+per id) is the index. When that id is taken, Treasury's worker looks at what holds it
+(`find_case`): a genuine case (started by the clearinghouse on its queue) gets the duplicate; a
+stranger's workflow squatting the id is recorded, and the case opens under an unpredictable id
+that Treasury's records remember for later duplicates.
+
+A report is applied once: a retry under the same message id, by the same sender, gets the first
+receipt back, in this run or, within the retry window, a later one (the applied reports travel
+across continue-as-new).
 
 Every report is signed by its sender (for `clearinghouse` and `report_vulnerability`). Each run
 loads the parties' public keys from Treasury's key directory (an activity on Treasury's worker,
@@ -15,7 +22,7 @@ workflow or sends it a message can add a key.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -26,18 +33,26 @@ with workflow.unsafe.imports_passed_through():
     from domain.agencies import LAB, Agency
     from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import (
+        ALREADY_APPLIED,
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
         CLEARINGHOUSE_TASK_QUEUE,
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
+        FIND_CASE,
         LINK_REPORT,
         LOAD_POLICY,
         POLICY_FROM_TREASURY,
+        REFRESH_INTERVAL,
         REFRESH_KEYS,
+        REFRESH_TOO_SOON,
         REPORT_VULNERABILITY,
+        RETRY_WINDOW,
         SIGNED_MESSAGES,
+        AppliedReport,
         CaseInput,
+        CaseLocation,
+        CaseLookup,
         ClearinghouseInput,
         ClearinghouseView,
         IntakeReceipt,
@@ -50,22 +65,40 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import authenticate, load_public_keys, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
+# Kept in the status (and carried across runs): the last case ids found squatted.
+FOREIGN_KEPT = 50
+# At most this many applied reports travel to the next run (newest first), whatever the window.
+APPLIED_KEPT = 4000
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
 class Clearinghouse:
     @workflow.init
     def __init__(self, state: ClearinghouseInput) -> None:
+        # Totals and applied reports come only from the run this one continues: the id of that run
+        # is set by the server, and nobody can name it in an input before the run exists.
+        info = workflow.info()
+        self._carried = state.carried_from is not None and state.carried_from == info.continued_run_id
+        fresh = ClearinghouseInput(policy_version=state.policy_version, policy=state.policy)
+        # Counters in a start input are ignored, and the status says so.
+        self._ignored_input = not self._carried and state.model_dump(exclude={"carried_from"}) != fresh.model_dump(
+            exclude={"carried_from"}
+        )
+        if not self._carried:
+            state = fresh
         self._state = state
         self._policy = state.policy
         self._policy_version = state.policy_version
         self._reports = state.reports
         self._cases_opened = state.cases_opened
         self._duplicates = state.duplicates
+        self._foreign = list(state.foreign_case_ids)
+        self._applied = {(a.sender, a.message_id): a for a in state.applied}
+        self._updates = 0  # updates accepted by this run (reports and refreshes)
         self._this_run = 0
-        self._refreshes = 0
-        self._known: set[str] = set()  # case ids started or seen in this run
-        self._seen: set[str] = set()  # message ids of the reports taken in this run
+        self._cases: dict[str, str] = {}  # fingerprint -> case id, for the cases met in this run
+        self._opening: set[str] = set()  # fingerprints whose case is being opened right now
+        self._last_refresh: datetime | None = None
         # A run started before messages were signed loads its keyring on demand (refresh_keys);
         # until a run has loaded it, reports are turned away to be sent again.
         self._signed = workflow.patched(SIGNED_MESSAGES)
@@ -76,6 +109,8 @@ class Clearinghouse:
 
     @workflow.run
     async def run(self, state: ClearinghouseInput) -> None:
+        if self._ignored_input:
+            workflow.logger.warning("start input's totals ignored: this run was not continued from the clearinghouse")
         if workflow.patched(POLICY_FROM_TREASURY):
             # Whoever starts the clearinghouse (anyone with a client can) does not choose its
             # embargo clocks: each run applies Treasury's policy, read on Treasury's worker.
@@ -105,12 +140,14 @@ class Clearinghouse:
         if self._signed:
             self._keys = await load_public_keys()
         self._publish_details()
-        # Keep each run's history bounded: after enough reports (or when the server suggests it)
+        # Keep each run's history bounded: after enough updates (or when the server suggests it)
         # take no new report, let those in flight finish, then continue as new. Reports turned
         # away meanwhile are sent again by the reporter and land on the new run.
         await workflow.wait_condition(self._run_is_full)
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.logger.info("continuing as new", extra={"reports": self._reports})
+        horizon = workflow.now() - RETRY_WINDOW
+        recent = sorted((a for a in self._applied.values() if a.at >= horizon), key=lambda a: a.at)
         workflow.continue_as_new(
             ClearinghouseInput(
                 policy_version=self._policy_version,
@@ -118,30 +155,49 @@ class Clearinghouse:
                 reports=self._reports,
                 cases_opened=self._cases_opened,
                 duplicates=self._duplicates,
-                runs=state.runs + 1,
+                runs=self._state.runs + 1,
+                foreign_case_ids=self._foreign[-FOREIGN_KEPT:],
+                applied=recent[-APPLIED_KEPT:],
+                carried_from=workflow.info().run_id,
             )
         )
 
     @workflow.update(name=REPORT_VULNERABILITY)
     async def report_vulnerability(self, intake: VulnerabilityIntake) -> IntakeReceipt:
-        self._seen.add(intake.message_id)
-        self._reports += 1
+        self._updates += 1
         self._this_run += 1
         fingerprint = intake.report.fingerprint
-        case_id = case_id_for(fingerprint)
-        opened = case_id not in self._known and await self._open_case(case_id, fingerprint, intake)
-        self._known.add(case_id)
+        if fingerprint in self._opening:
+            # Another report of the same vulnerability is opening its case: this one is its duplicate.
+            await workflow.wait_condition(lambda: fingerprint not in self._opening)
+        case_id = self._cases.get(fingerprint)
+        opened = False
+        if case_id is None:
+            self._opening.add(fingerprint)
+            try:
+                case_id, opened = await self._open_case(fingerprint, intake)
+            finally:
+                self._opening.discard(fingerprint)
+            self._cases[fingerprint] = case_id
         closed = False
         if not opened:
-            self._duplicates += 1
             try:
                 await workflow.get_external_workflow_handle(case_id).signal(LINK_REPORT, intake)
             except FailureError:
                 # The case has closed: the report is acknowledged as a duplicate of a closed case.
                 closed = True
+        self._reports += 1
+        if opened:
+            self._cases_opened += 1
+        else:
+            self._duplicates += 1
+        receipt = IntakeReceipt(case_id=case_id, fingerprint=fingerprint, duplicate=not opened, case_closed=closed)
+        self._applied[intake.sender, intake.message_id] = AppliedReport(
+            message_id=intake.message_id, sender=intake.sender, receipt=receipt, at=workflow.now()
+        )
         workflow.logger.info("report", extra={"case_id": case_id, "duplicate": not opened})
         self._publish_details()
-        return IntakeReceipt(case_id=case_id, fingerprint=fingerprint, duplicate=not opened, case_closed=closed)
+        return receipt
 
     @report_vulnerability.validator
     def _validate_report(self, intake: VulnerabilityIntake) -> None:
@@ -149,15 +205,60 @@ class Clearinghouse:
             # Not a refusal of the report: nothing is recorded, and the sender tries again.
             raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
         authenticate(self._keys, workflow.info().workflow_id, REPORT_VULNERABILITY, intake, target="clearinghouse")
-        reject_unless(intake.message_id not in self._seen, f"message {intake.message_id} was already applied")
+        applied = self._applied.get((intake.sender, intake.message_id))
+        if applied is not None:
+            # The reporter's retry of a report applied before (maybe by an earlier run): turned
+            # away, writing nothing, with the first receipt for the reporter to keep.
+            raise ApplicationError(
+                f"message {intake.message_id} was already applied", applied.receipt, type=ALREADY_APPLIED
+            )
         kind, sep, _ = intake.sender.partition(":")
         reject_unless(
             intake.sender in REPORTERS or (sep == ":" and kind in PARTY_KINDS),
             f"unknown reporter {intake.sender!r} (an agency, lab, vendor:<id>, operator:<sector>, partner:<id>)",
         )
 
-    async def _open_case(self, case_id: str, fingerprint: str, intake: VulnerabilityIntake) -> bool:
-        """Start the case; False if it already exists (from an earlier run or report)."""
+    async def _open_case(self, fingerprint: str, intake: VulnerabilityIntake) -> tuple[str, bool]:
+        """The vulnerability's case id, and whether this report opened it."""
+        case_id = case_id_for(fingerprint)
+        if await self._start_case(case_id, fingerprint, intake):
+            return case_id, True
+        # The derived id is taken: by this vulnerability's case (a duplicate), or by a stranger's
+        # workflow squatting it. Treasury's worker looks (the workflow itself cannot describe one).
+        # Believed only with Treasury's signature: anyone could complete this activity by id with
+        # "a genuine case holds it" and have the report linked to their squatter.
+        lookup = CaseLookup(
+            fingerprint=fingerprint, case_id=case_id, alternate=f"{case_id}-{workflow.uuid4().hex[:12]}"
+        )
+        try:
+            where = await attested(
+                FIND_CASE,
+                lookup,
+                party=TREASURY,
+                activity_id=f"find-{case_id}",
+                parse=model(CaseLocation),
+                watch=self._watch,
+                refused=self._unverified,
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="which workflow holds this case id",
+            )
+        except Unverifiable as e:
+            # The report is not applied (nothing counted); the reporter is told and may send it again.
+            raise ApplicationError(f"the case id {case_id} is taken and {e}", type="Unverifiable") from None
+        if where.foreign is not None:
+            self._foreign.append(case_id)
+            self._foreign = self._foreign[-FOREIGN_KEPT:]
+            workflow.logger.warning(
+                "case id held by a foreign workflow; the case opens under another id",
+                extra={"case_id": case_id, "opened_as": where.case_id},
+            )
+        if where.exists:
+            return where.case_id, False
+        return where.case_id, await self._start_case(where.case_id, fingerprint, intake)
+
+    async def _start_case(self, case_id: str, fingerprint: str, intake: VulnerabilityIntake) -> bool:
+        """Start the case under `case_id`; False if a workflow already holds that id."""
         r = intake.report
         try:
             await workflow.start_child_workflow(
@@ -195,13 +296,13 @@ class Clearinghouse:
             )
         except WorkflowAlreadyStartedError:
             return False
-        self._cases_opened += 1
         return True
 
     @workflow.update(name=REFRESH_KEYS)
     async def refresh_keys(self, party: str) -> bool:
         """Reload the public keys from Treasury's key directory; whether `party` is known now."""
-        self._refreshes += 1
+        self._updates += 1
+        self._last_refresh = workflow.now()
         self._keys = await load_public_keys()
         return party in self._keys
 
@@ -213,11 +314,13 @@ class Clearinghouse:
             raise ApplicationError("the clearinghouse is loading its keyring; send again", type=KEYS_LOADING)
         reject_unless(is_party(party), f"unknown party {party!r}")
         reject_unless(party not in self._keys, f"{party} is already in the clearinghouse's keyring")
+        if self._last_refresh is not None and workflow.now() - self._last_refresh < REFRESH_INTERVAL:
+            # Anyone may ask, so a flood is turned away here (writing nothing), not in the handler.
+            raise ApplicationError("the keyring was reloaded moments ago; ask again shortly", type=REFRESH_TOO_SOON)
 
     def _run_is_full(self) -> bool:
-        # Refreshes count too: a run's updates stay well under Temporal's 2000.
-        updates = self._this_run + self._refreshes
-        return updates >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
+        # Every accepted update counts: a run's updates stay well under Temporal's 2000.
+        return self._updates >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
 
     @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
     def status(self) -> ClearinghouseView:
@@ -228,10 +331,15 @@ class Clearinghouse:
             cases_opened=self._cases_opened,
             duplicates=self._duplicates,
             reports_this_run=self._this_run,
+            foreign_case_ids=self._foreign,
+            start_input_ignored=self._ignored_input,
         )
 
     def _publish_details(self) -> None:
+        squatted = f"\n\ncase ids squatted by foreign workflows: {len(self._foreign)}" if self._foreign else ""
+        ignored = "\n\n(the start input's totals were ignored: not continued from the clearinghouse)"
         workflow.set_current_details(
             f"**run {self._state.runs}** (policy {self._policy_version})\n\n"
             f"reports: {self._reports}\n\ncases opened: {self._cases_opened}\n\nduplicates: {self._duplicates}"
+            f"{squatted}{ignored if self._ignored_input else ''}"
         )
