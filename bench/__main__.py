@@ -160,15 +160,17 @@ class Bench:
 
     async def parked(self, name: str, side, count: int, concurrency: int) -> None:
         """Park `count` reviews awaiting the NSA, note the worker's memory, then determine them all."""
-        parked, _ = await bounded(count, concurrency, lambda i: side.park())
+        parked, failures = await bounded(count, concurrency, lambda i: side.park())
+        if failures:
+            print(f"bench: {name}: {len(failures)} of {count} did not park, e.g. {failures[0]}", file=sys.stderr)
         rss = usage(self.workers[name]).rss_mb
         phase = await self.phase(
             name,
-            f"{count} parked, determined",
+            f"{count} parked, determined",  # as asked (so both sides pair); n: how many did
             0,
             len(parked),
             concurrency,
-            lambda i: side.determine(parked[i], False),
+            lambda i: determined(side, parked[i]),
         )
         phase.worker_rss_mb = max(rss, phase.worker_rss_mb)
 
@@ -182,6 +184,14 @@ class Bench:
             return receipt
 
         await self.phase(name, f"{count} cases parked", 0, count, concurrency, one)
+
+
+async def determined(side, parked: Outcome) -> Outcome:
+    """Determine a parked review; its end-to-end time from the determination to its result."""
+    start = time.perf_counter()
+    await side.determine(parked, False)
+    parked.seconds = time.perf_counter() - start
+    return parked
 
 
 async def warm_up(sides: dict[str, object], with_reports: bool) -> None:
