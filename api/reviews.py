@@ -22,7 +22,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
@@ -46,13 +46,25 @@ from domain.review import (
     ReviewInput,
     disclosure_digest,
 )
-from domain.signatures import KEYS_LOADING, STALE_RUN, PublicKeyring, Signer
-from domain.status import ReviewStatus, Stage
+from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, Signer
+from domain.status import ReviewStatus, RunRecord, Stage
 from domain.vulnerability import REVIEW_OFFICE, lab_party
 from infra.keys import KeyDirectory, KeyProblem
 
 # How long one message keeps being resent through transient failures (seconds).
 PATIENCE = 60.0
+# The ApplicationError types a review's validators refuse with (workflows/messages.py).
+OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED, STALE_RUN)
+
+
+# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
+ENDED_WITHOUT_OUTCOME = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT,
+    WorkflowExecutionStatus.CANCELED,
+)
+ENDED_WITHOUT_OUTCOME_NAMES = tuple(s.name for s in ENDED_WITHOUT_OUTCOME)
 
 
 class ReviewSummary(BaseModel):
@@ -70,10 +82,29 @@ class ReviewSummary(BaseModel):
     # The review office's seal verifies for this run (None: this reader holds no trust anchors).
     # Anyone may start a ModelReview with any search attributes: only a sealed one is a review.
     genuine: bool | None = None
-    # How Temporal says the run ended: COMPLETED, or TERMINATED / FAILED / ... (killed, not an outcome).
-    execution: str | None = None
     # Every run is listed (a refiled review has several); `audit ID --run-id RUN` reads one.
     run_id: str | None = None
+    model_version: str | None = None  # from the memo the start request wrote (sealed: read with the keys)
+    outcome: str | None = None
+    determined_by: str | None = None  # nsa, or policy-default (the NSA silent past its deadline)
+    pending_agencies: list[str] = []  # whose decision the review waits for
+    # How the run stands in Temporal: RUNNING, COMPLETED, or TERMINATED/FAILED/CANCELED/TIMED_OUT for
+    # a run ended from outside; then `stage` is only where it was when it was cut short.
+    status: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the review stands: its stage, or how its run ended when something outside the review
+        ended it (terminated, failed, cancelled, timed out): never the stage it was cut short at."""
+        if self.status in ENDED_WITHOUT_OUTCOME_NAMES:
+            return str(self.status)
+        return self.stage or "?"
+
+    def as_run(self) -> RunRecord:
+        return RunRecord(
+            run_id=self.run_id or "", status=self.status or "UNKNOWN", stage=self.stage, outcome=self.outcome,
+            started_at=self.started_at, closed_at=self.closed_at,
+        )  # fmt: skip
 
 
 async def disclose(
@@ -159,6 +190,7 @@ async def disclose(
             # a running one is never replaced.
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={"model_version": disclosure.model_version},  # for `list` (no search attribute left to spare)
             static_summary=f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version}",
             static_details=(
                 f"lab: {disclosure.lab}\n\nmodel: {disclosure.model_name} {disclosure.model_version}\n\n"
@@ -203,13 +235,6 @@ async def _sealed_soon(
         await asyncio.sleep(0.2)
 
 
-# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
-ENDED_WITHOUT_OUTCOME = (
-    WorkflowExecutionStatus.TERMINATED,
-    WorkflowExecutionStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT,
-    WorkflowExecutionStatus.CANCELED,
-)
 
 
 async def _earlier_run(client: Client, rid: str, d: WorkflowExecutionDescription) -> EarlierRun:
@@ -268,15 +293,19 @@ def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyrin
     return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
 
 
-async def status(client: Client, review_id: str) -> ReviewStatus:
-    """A review's status: from the query while it runs, from its result once closed."""
+async def status(client: Client, review_id: str, *, with_earlier_runs: bool = False) -> ReviewStatus:
+    """A review's status: from the query while it runs, from its result once closed; with the earlier
+    runs under its id when asked (one visibility query more: `status` asks, pollers do not)."""
     description = await describe_or_none(client, review_id)
     if description is None:
         raise UnknownReview(f"no review with id {review_id!r}")
     if description.workflow_type != WORKFLOW_TYPE:
         raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
     handle = client.get_workflow_handle(review_id, run_id=description.run_id, result_type=ReviewStatus)
-    run = {"run_id": description.run_id}  # which run this is: `audit ID --run-id` reads it, or another
+    # Which run this is (`audit ID --run-id` reads it, or another), and the runs before it.
+    run: dict[str, object] = {"run_id": description.run_id}
+    if with_earlier_runs:
+        run["earlier_runs"] = await earlier_runs(client, review_id, description.run_id)
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return (await handle.result()).model_copy(update=run)
     if description.status != WorkflowExecutionStatus.RUNNING:
@@ -288,11 +317,26 @@ async def status(client: Client, review_id: str) -> ReviewStatus:
 
 
 async def list_reviews(
-    client: Client, stage: str | None = None, limit: int | None = None
+    client: Client,
+    stage: str | None = None,
+    limit: int | None = None,
+    *,
+    pending_agency: str | None = None,
+    lab: str | None = None,
+    review_id: str | None = None,
 ) -> AsyncIterator[ReviewSummary]:
+    """Every run of every review (newest first) matching the filters; values are checked by the caller
+    (a stage, an agency id, a lab or review id without quotes)."""
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if stage:
-        query += f' AND ReviewStage = "{stage}"'
+        # A run cut short (terminated, failed, cancelled) is not at the stage it last published.
+        query += f' AND ReviewStage = "{stage}" AND ExecutionStatus IN ("Running", "Completed")'
+    if pending_agency:
+        query += f' AND PendingAgencies = "{pending_agency}" AND ExecutionStatus = "Running"'
+    if lab:
+        query += f' AND Lab = "{_unquoted(lab)}"'
+    if review_id:
+        query += f' AND WorkflowId = "{_unquoted(review_id)}"'
     anchors = reader_anchors()
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
@@ -309,9 +353,33 @@ async def list_reviews(
             started_at=wf.start_time,
             closed_at=wf.close_time,
             genuine=genuine,
-            execution=wf.status.name if wf.status else None,
             run_id=wf.run_id,
+            model_version=await _memo_text(wf, "model_version"),
+            outcome=attrs.get(sa.OUTCOME),
+            determined_by=attrs.get(sa.DETERMINED_BY),
+            pending_agencies=(attrs.get(sa.PENDING_AGENCIES) or "").split(),
+            status=wf.status.name if wf.status else None,
         )
+
+
+async def earlier_runs(client: Client, review_id: str, current_run_id: str) -> list[RunRecord]:
+    """The other runs under `review_id` (a refiled review's earlier runs) and how each ended."""
+    return [r.as_run() async for r in list_reviews(client, review_id=review_id) if r.run_id != current_run_id]
+
+
+async def _memo_text(wf, key: str) -> str | None:
+    """A memo value if it is text (a memo the codec refused, or none, reads as nothing)."""
+    try:
+        value = await wf.memo_value(key, None)
+    except Exception:  # noqa: BLE001  a memo this client cannot decode: the column stays empty
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _unquoted(value: str) -> str:
+    if any(c in value for c in "\"'\\"):
+        raise Refused(f"{value!r}: quotes and backslashes cannot be part of a visibility query")
+    return value
 
 
 async def send(
@@ -351,6 +419,14 @@ async def send(
             # A review that has just started is loading its keyring (nothing was recorded), or the run
             # changed under the message (refiled, reset): send again, signed for the run the server names.
             if kind not in (KEYS_LOADING, STALE_RUN) or loop.time() > give_up:
+                if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
+                    # Not a review's own refusal: e.g. the SDK's "update handler not found" from a
+                    # workflow that is not a review (a case id given to `determine`).
+                    d = await describe_or_none(client, review_id)
+                    if d is not None and d.workflow_type != WORKFLOW_TYPE:
+                        raise UnknownReview(
+                            f"{review_id} is not a review (it is a {d.workflow_type} workflow)"
+                        ) from None
                 raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             if loop.time() > give_up:

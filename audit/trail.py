@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, SerializeAsAny
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 
 from audit.history import UNDECODABLE, DecodedHistory, Event, duration
+from domain.status import RunRecord
 
 # A reset (`temporal workflow reset`) shows in the new run's history as a failed workflow task.
 RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
@@ -62,6 +63,9 @@ class AuditTrail(BaseModel):
     record: SerializeAsAny[BaseModel] | None = None
     checks: list[AuditCheck] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # Other runs under the same workflow id (a refiled review's earlier runs) and how each ended,
+    # from visibility when the trail is read from the server; an exported history cannot know them.
+    earlier_runs: list[RunRecord] = Field(default_factory=list)
 
 
 class Interpreter:

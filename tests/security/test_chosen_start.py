@@ -78,7 +78,7 @@ async def test_a_review_started_with_a_chosen_policy_does_nothing_and_the_lab_st
     assert s.genuine is True and s.policy_version == "eo-2026.1"
     assert s.determination_deadline - s.disclosed_at > timedelta(days=1), "the office's deadline, not 3 s"
     rows = [r async for r in reviews.list_reviews(client) if r.review_id == rid]
-    assert sorted((r.genuine, r.execution) for r in rows) == [(False, "COMPLETED"), (True, "RUNNING")]
+    assert sorted((r.genuine, r.status) for r in rows) == [(False, "COMPLETED"), (True, "RUNNING")]
     await LabClient(client).withdraw(rid, "test finished")
 
 
