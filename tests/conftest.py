@@ -46,6 +46,11 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
     directory = KeyDirectory(tmp_path_factory.mktemp("keys"))
     directory.init_development()
     os.environ["FRONTIER_REVIEW_KEYS_DIR"] = str(directory.path)
+    # The review office's policy library for the session (every worker process inherits it).
+    library = tmp_path_factory.mktemp("policies")
+    for file in POLICY_DIR.glob("*.toml"):
+        shutil.copy(file, library / file.name)
+    os.environ["FRONTIER_REVIEW_POLICIES_DIR"] = str(library)
     return directory
 
 
@@ -75,14 +80,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The review office's policy library for the session: the project's policies, and each
-    test's own (`disclose` files them here, as an operator would)."""
-    directory = tmp_path_factory.mktemp("policies")
-    for file in POLICY_DIR.glob("*.toml"):
-        shutil.copy(file, directory / file.name)
-    os.environ["FRONTIER_REVIEW_POLICIES_DIR"] = str(directory)
-    return directory
+def policies_dir(keys: KeyDirectory) -> Path:
+    """The review office's policy library for the session (made with the keys): the project's
+    policies, and each test's own (`disclose` files them there, as an operator would)."""
+    return Path(os.environ["FRONTIER_REVIEW_POLICIES_DIR"])
 
 
 @pytest.fixture(scope="session")
