@@ -134,15 +134,6 @@ def _settle(start: WithStartWorkflowOperation) -> None:
         outcome.exception()
 
 
-def _settle(start: WithStartWorkflowOperation) -> None:
-    """A failed update-with-start also fails the start operation's own future, which nobody awaits:
-    read it, or asyncio prints "Future exception was never retrieved" on the reporter's stderr for
-    every attempt made while the server was away."""
-    future = getattr(start, "_workflow_handle", None)
-    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-        future.exception()
-
-
 async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseView:
     """Sign one message for this case, update and run, and send it as an update. The message id is
     the update id: a retry applies once. The run is the case's current one, named by the server; a
