@@ -164,7 +164,7 @@ async def _deliver(
     loaded its keys) has it reload them from Treasury's key directory, once, and sends again."""
     loop = asyncio.get_running_loop()
     patience = loop.time() + PATIENCE
-    delay = 0.05
+    delay = 0.1
     refreshed = False
     while True:
         try:
@@ -189,13 +189,11 @@ async def _deliver(
                 raise Rejected(f"{target}: the case is closed (status {status}); nothing was recorded") from None
             if not _transient(e) or loop.time() > patience:
                 raise
-            if e.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-                # The cap on updates in flight: a slot frees within a workflow task or two, so
-                # ask again soon (with jitter, so that waiting senders do not all ask at once).
-                await asyncio.sleep(random.uniform(0.02, 0.2))
-                continue
-        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, 1.0)
+        # Exponential backoff with full jitter: under a burst, senders that ask again at once keep
+        # the workflow's updates aborting (a busy server and worker never finish a task before the
+        # next wave arrives); spread out, they drain.
+        await asyncio.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 2.0)
 
 
 async def _refresh_keys(client: Client, target: str, party: str, patience: float) -> None:
