@@ -681,6 +681,8 @@ class ModelReview:
         # As of the last stage change, not workflow.now(): that moves with every activation (a
         # rejected update's too), and a status read twice with nothing recorded must not change.
         # Readers bring the earliest release up to the time of reading (clocks.as_of).
+        if self._policy is None:
+            return {}  # not admitted yet: the review office has not loaded the policy
         stage_started = self._transitions[-1].at if self._transitions else self._disclosed_at
         now = stage_started
         hold_deadline = self._hold_deadline()
@@ -833,12 +835,12 @@ class ModelReview:
         if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
             lines.append(f"window closes: {self._window_deadline:%Y-%m-%d %H:%M} UTC")
         outlook = self._release_outlook()
-        if self._stage not in (Stage.RELEASED, Stage.WITHDRAWN) and outlook["latest_release"]:
+        if self._stage not in (Stage.RELEASED, Stage.WITHDRAWN) and outlook.get("latest_release"):
             lines.append(f"latest release: {outlook['latest_release']:%Y-%m-%d %H:%M} UTC")
-        intended = f"lab's date: {outlook['intended_release_date']}"
-        if outlook["past_intended_release"]:
+        intended = f"lab's date: {outlook.get('intended_release_date')}"
+        if outlook.get("past_intended_release"):
             lines.append(f"{intended} (past it: {outlook['past_intended_release']})")
-        if outlook["delay_seconds"] is not None:
+        if outlook.get("delay_seconds") is not None:
             lines.append(f"delay to the lab's date: {describe(timedelta(seconds=outlook['delay_seconds']))}")
         pending = self._pending()
         if pending:
