@@ -22,7 +22,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
@@ -36,11 +36,13 @@ from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trip
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import ALREADY_APPLIED, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
-from domain.signatures import KEYS_LOADING, PublicKeyring, Signer
+from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, PublicKeyring, Signer
 from domain.status import ReviewStatus, Stage
 
 # How long one message keeps being resent through transient failures (seconds).
 PATIENCE = 60.0
+# The ApplicationError types a review's validators refuse with (workflows/messages.py).
+OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED)
 
 
 class ReviewSummary(BaseModel):
@@ -252,6 +254,14 @@ async def send(
                 return await status(client, review_id)  # an earlier attempt of ours got through
             # A review that has just started is loading its keyring: nothing was recorded, send again.
             if kind != KEYS_LOADING or loop.time() > give_up:
+                if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
+                    # Not a review's own refusal: e.g. the SDK's "update handler not found" from a
+                    # workflow that is not a review (a case id given to `determine`).
+                    d = await describe_or_none(client, review_id)
+                    if d is not None and d.workflow_type != WORKFLOW_TYPE:
+                        raise UnknownReview(
+                            f"{review_id} is not a review (it is a {d.workflow_type} workflow)"
+                        ) from None
                 raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             if loop.time() > give_up:

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from api.agency import AgencyClient, LabClient
+from api.errors import UnknownReview
 from api.reviews import admissible, status
 from api.server import describe_or_none
 from cli.main import main
-from domain.disclosure import MAX_PARTNERS
+from domain.disclosure import MAX_PARTNERS, Disclosure
 from domain.ids import review_id
 from domain.inputs import Refused
 from domain.messages import Withdrawal
@@ -29,8 +31,10 @@ from domain.policy import Policy
 from domain.review import WITHDRAW
 from domain.status import Stage
 from infra.keys import KeyDirectory
+from tests.broken_workflow import NotAReview
 from tests.conftest import EXAMPLES, disclose, mythos, send_signed, update_events, wait_stage
 from tests.test_cli import CLI
+from workflows.sandbox import workflow_runner
 
 BASE = json.loads((EXAMPLES / "mythos-2.json").read_text())
 
@@ -227,3 +231,39 @@ def test_the_json_schemas_in_the_repository_are_the_models(tmp_path: Path, capsy
     schema = json.loads(capsys.readouterr().out)
     assert schema["properties"]["partners"]["maxItems"] == MAX_PARTNERS
     assert "training_compute_flop" in schema["required"]
+
+
+async def test_a_message_to_a_workflow_that_is_not_a_review(isolated: Client) -> None:
+    """The issue: a case id given to `determine` answered "Update handler ... not found"."""
+    queue = f"not-a-review-{uuid.uuid4().hex[:8]}"
+    async with Worker(isolated, task_queue=queue, workflows=[NotAReview], workflow_runner=workflow_runner()):
+        handle = await isolated.start_workflow("NotAReview", id=queue, task_queue=queue)
+        with pytest.raises(UnknownReview, match=f"{queue} is not a review \\(it is a NotAReview workflow\\)"):
+            await AgencyClient(isolated, "nsa").determine(queue, covered=False, rationale="r")
+        with pytest.raises(UnknownReview, match="is not a review"):
+            await status(isolated, queue)
+        await handle.terminate(reason="test done")
+
+
+async def test_the_largest_accepted_disclosure_runs(client: Client, policy: Policy) -> None:
+    """At every cap at once (500 partners, names at their longest, scores at both bounds, the most
+    compute accepted): accepted, started, decoded by the workflow, and through the standards check."""
+    partners = [
+        {"partner_id": f"p{i:03d}-" + "x" * 58, "name": "N" * 200, "sector": "energy"} for i in range(MAX_PARTNERS)
+    ]
+    edge = Disclosure.model_validate(
+        {
+            **BASE,
+            "lab": "L" * 64,
+            "model_name": "M" * 64,
+            "model_version": f"v{uuid.uuid4().hex}".ljust(64, "0"),
+            "evaluations": {name: float(i % 2) for i, name in enumerate(policy.evaluations)},
+            "training_compute_flop": 9.99e39,
+            "partners": partners,
+        }
+    )
+    assert len(edge.model_dump_json()) > 150_000
+    rid = await disclose(client, edge, policy)
+    s = await wait_stage(client, rid, Stage.AWAITING_DETERMINATION, timeout=60)
+    assert len(s.standards) == 5 and s.model_version == edge.model_version
+    await LabClient(client).withdraw(rid, "test done")
