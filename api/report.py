@@ -36,6 +36,7 @@ class ReviewFigures(BaseModel):
     stage: str | None
     outcome: str | None
     covered: bool | None
+    determined_by: str | None = None  # nsa, or policy-default (the NSA silent past its deadline)
     disclosed_at: datetime
     closed_at: datetime | None
     window_deadline: datetime | None
@@ -106,6 +107,10 @@ class TransparencyReport(BaseModel):
     determined: int
     covered: int
     covered_share: float | None = Field(description="covered / determined")
+    determined_by: dict[str, int] = Field(
+        default_factory=dict,
+        description="who decided: the NSA, or the policy's default on its silence (never counted as the NSA's)",
+    )
     disclosure_to_determination: DurationStats
     disclosure_to_release: DurationStats
     determination_to_release_covered: DurationStats
@@ -145,6 +150,7 @@ async def collect(client: Client, query: str, progress: Progress | None = None) 
                 stage=attrs.get(sa.REVIEW_STAGE),
                 outcome=attrs.get(sa.OUTCOME),
                 covered=attrs.get(sa.COVERED),
+                determined_by=attrs.get(sa.DETERMINED_BY),
                 disclosed_at=wf.start_time,
                 closed_at=wf.close_time,
                 window_deadline=attrs.get(sa.WINDOW_DEADLINE),
@@ -191,6 +197,7 @@ def summarise(
         determined=len(determined),
         covered=len(covered),
         covered_share=len(covered) / len(determined) if determined else None,
+        determined_by=dict(sorted(Counter(r.determined_by or "unrecorded" for r in determined).items())),
         disclosure_to_determination=DurationStats.of([d for r in rows if (d := r.to_determination) is not None]),
         disclosure_to_release=DurationStats.of([d for r in rows if (d := r.to_release) is not None]),
         determination_to_release_covered=DurationStats.of([d for r in rows if (d := r.window_used) is not None]),

@@ -37,12 +37,22 @@ from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import ALREADY_APPLIED, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
 from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, PublicKeyring, Signer
-from domain.status import ReviewStatus, Stage
+from domain.status import ReviewStatus, RunRecord, Stage
 
 # How long one message keeps being resent through transient failures (seconds).
 PATIENCE = 60.0
 # The ApplicationError types a review's validators refuse with (workflows/messages.py).
 OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED)
+
+
+# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
+ENDED_WITHOUT_OUTCOME = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT,
+    WorkflowExecutionStatus.CANCELED,
+)
+ENDED_WITHOUT_OUTCOME_NAMES = tuple(s.name for s in ENDED_WITHOUT_OUTCOME)
 
 
 class ReviewSummary(BaseModel):
@@ -59,6 +69,27 @@ class ReviewSummary(BaseModel):
     closed_at: datetime | None
     # Every run is listed (a refiled review has several); `audit ID --run-id RUN` reads one.
     run_id: str | None = None
+    model_version: str | None = None  # from the memo the start request wrote (sealed: read with the keys)
+    outcome: str | None = None
+    determined_by: str | None = None  # nsa, or policy-default (the NSA silent past its deadline)
+    pending_agencies: list[str] = []  # whose decision the review waits for
+    # How the run stands in Temporal: RUNNING, COMPLETED, or TERMINATED/FAILED/CANCELED/TIMED_OUT for
+    # a run ended from outside; then `stage` is only where it was when it was cut short.
+    status: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the review stands: its stage, or how its run ended when something outside the review
+        ended it (terminated, failed, cancelled, timed out): never the stage it was cut short at."""
+        if self.status in ENDED_WITHOUT_OUTCOME_NAMES:
+            return str(self.status)
+        return self.stage or "?"
+
+    def as_run(self) -> RunRecord:
+        return RunRecord(
+            run_id=self.run_id or "", status=self.status or "UNKNOWN", stage=self.stage, outcome=self.outcome,
+            started_at=self.started_at, closed_at=self.closed_at,
+        )  # fmt: skip
 
 
 async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
@@ -105,6 +136,7 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
             # a running one is never replaced.
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={"model_version": disclosure.model_version},  # for `list` (no search attribute left to spare)
             static_summary=f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version}",
             static_details=(
                 f"lab: {disclosure.lab}\n\nmodel: {disclosure.model_name} {disclosure.model_version}\n\n"
@@ -117,13 +149,6 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     return rid
 
 
-# A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
-ENDED_WITHOUT_OUTCOME = (
-    WorkflowExecutionStatus.TERMINATED,
-    WorkflowExecutionStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT,
-    WorkflowExecutionStatus.CANCELED,
-)
 
 
 async def _earlier_run(client: Client, rid: str, d: WorkflowExecutionDescription) -> EarlierRun:
@@ -182,15 +207,19 @@ def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyrin
     return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
 
 
-async def status(client: Client, review_id: str) -> ReviewStatus:
-    """A review's status: from the query while it runs, from its result once closed."""
+async def status(client: Client, review_id: str, *, with_earlier_runs: bool = False) -> ReviewStatus:
+    """A review's status: from the query while it runs, from its result once closed; with the earlier
+    runs under its id when asked (one visibility query more: `status` asks, pollers do not)."""
     description = await describe_or_none(client, review_id)
     if description is None:
         raise UnknownReview(f"no review with id {review_id!r}")
     if description.workflow_type != WORKFLOW_TYPE:
         raise UnknownReview(f"{review_id} is not a review (it is a {description.workflow_type} workflow)")
     handle = client.get_workflow_handle(review_id, run_id=description.run_id, result_type=ReviewStatus)
-    run = {"run_id": description.run_id}  # which run this is: `audit ID --run-id` reads it, or another
+    # Which run this is (`audit ID --run-id` reads it, or another), and the runs before it.
+    run: dict[str, object] = {"run_id": description.run_id}
+    if with_earlier_runs:
+        run["earlier_runs"] = await earlier_runs(client, review_id, description.run_id)
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return (await handle.result()).model_copy(update=run)
     if description.status != WorkflowExecutionStatus.RUNNING:
@@ -202,11 +231,26 @@ async def status(client: Client, review_id: str) -> ReviewStatus:
 
 
 async def list_reviews(
-    client: Client, stage: str | None = None, limit: int | None = None
+    client: Client,
+    stage: str | None = None,
+    limit: int | None = None,
+    *,
+    pending_agency: str | None = None,
+    lab: str | None = None,
+    review_id: str | None = None,
 ) -> AsyncIterator[ReviewSummary]:
+    """Every run of every review (newest first) matching the filters; values are checked by the caller
+    (a stage, an agency id, a lab or review id without quotes)."""
     query = f'WorkflowType = "{WORKFLOW_TYPE}"'
     if stage:
-        query += f' AND ReviewStage = "{stage}"'
+        # A run cut short (terminated, failed, cancelled) is not at the stage it last published.
+        query += f' AND ReviewStage = "{stage}" AND ExecutionStatus IN ("Running", "Completed")'
+    if pending_agency:
+        query += f' AND PendingAgencies = "{pending_agency}" AND ExecutionStatus = "Running"'
+    if lab:
+        query += f' AND Lab = "{_unquoted(lab)}"'
+    if review_id:
+        query += f' AND WorkflowId = "{_unquoted(review_id)}"'
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
         yield ReviewSummary(
@@ -220,7 +264,32 @@ async def list_reviews(
             started_at=wf.start_time,
             closed_at=wf.close_time,
             run_id=wf.run_id,
+            model_version=await _memo_text(wf, "model_version"),
+            outcome=attrs.get(sa.OUTCOME),
+            determined_by=attrs.get(sa.DETERMINED_BY),
+            pending_agencies=(attrs.get(sa.PENDING_AGENCIES) or "").split(),
+            status=wf.status.name if wf.status else None,
         )
+
+
+async def earlier_runs(client: Client, review_id: str, current_run_id: str) -> list[RunRecord]:
+    """The other runs under `review_id` (a refiled review's earlier runs) and how each ended."""
+    return [r.as_run() async for r in list_reviews(client, review_id=review_id) if r.run_id != current_run_id]
+
+
+async def _memo_text(wf, key: str) -> str | None:
+    """A memo value if it is text (a memo the codec refused, or none, reads as nothing)."""
+    try:
+        value = await wf.memo_value(key, None)
+    except Exception:  # noqa: BLE001  a memo this client cannot decode: the column stays empty
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _unquoted(value: str) -> str:
+    if any(c in value for c in "\"'\\"):
+        raise Refused(f"{value!r}: quotes and backslashes cannot be part of a visibility query")
+    return value
 
 
 async def send(

@@ -15,9 +15,11 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.reviews import earlier_runs as runs_of
 from audit import review as _review  # noqa: F401  (registers the ModelReview interpreter)
-from audit.history import HistoryFileError, decode, fetch, load_export
+from audit.history import HistoryFileError, UndecodableHistory, decode, fetch, load_export, refuse_undecodable
 from audit.trail import INTERPRETERS, AuditTrail, Interpreter, interpreter_for, register
+from domain.review import WORKFLOW_TYPE
 from infra.connection import data_converter
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "AuditTrail",
     "HistoryFileError",
     "Interpreter",
+    "UndecodableHistory",
     "UnknownWorkflow",
     "audit_export",
     "audit_history",
@@ -39,6 +42,7 @@ class UnknownWorkflow(LookupError):
 
 async def audit_history(history: WorkflowHistory, *, namespace: str = "default", source: str = "") -> AuditTrail:
     decoded = await decode(history, data_converter(), namespace=namespace, source=source)
+    refuse_undecodable(decoded)
     return interpreter_for(decoded.workflow_type).interpret(decoded)
 
 
@@ -51,7 +55,11 @@ async def audit_workflow(client: Client, workflow_id: str, run_id: str | None = 
             raise UnknownWorkflow(f"no workflow with id {workflow_id!r}") from None
         raise
     source = f"{client.service_client.config.target_host}, namespace {client.namespace}"
-    return await audit_history(history, namespace=client.namespace, source=source)
+    trail = await audit_history(history, namespace=client.namespace, source=source)
+    if trail.workflow_type == WORKFLOW_TYPE:
+        others = await runs_of(client, workflow_id, trail.run_id)
+        trail.earlier_runs = [r for r in others if r.started_at and r.started_at < trail.started_at]
+    return trail
 
 
 async def audit_export(path: Path, workflow_id: str | None = None, *, namespace: str = "default") -> AuditTrail:

@@ -28,6 +28,7 @@ from temporalio.converter import (
     decode_typed_search_attributes,
 )
 
+from domain.attestation import is_refused
 from domain.inputs import Refused, decode_utf8, read_file
 
 UNDECODABLE = "<undecodable>"
@@ -52,6 +53,7 @@ class Event:
     ref: str = ""  # activity id, update id, timer id
     identity: str = ""  # the client or worker that caused the event, when recorded
     undecodable: bool = False
+    problem: str = ""  # why a payload of this event could not be read (the codec's refusal)
 
     @property
     def attributes(self) -> Any:
@@ -100,6 +102,24 @@ CLOSE_TYPES = {
 
 class HistoryFileError(ValueError):
     """An export that is not a workflow history."""
+
+
+class UndecodableHistory(ValueError):
+    """A history this reader cannot decode (wrong payload keys, or a start nobody here sealed):
+    an audit refuses it rather than print a plausible trail of failed checks."""
+
+
+def refuse_undecodable(history: DecodedHistory) -> None:
+    """Raise UndecodableHistory unless the workflow's start input was read: without it there is
+    no review to hold the rest to, and with the wrong keys every payload reads as refused."""
+    start = history.events[0]
+    if start.undecodable:
+        unread = sum(1 for e in history.events if e.undecodable)
+        raise UndecodableHistory(
+            f"cannot decode the history of {history.workflow_id}: its start input is unreadable "
+            f"({start.problem or 'not decodable'}); {unread} of {len(history.events)} events could not be read. "
+            "Wrong payload keys? (FRONTIER_REVIEW_KEYS_DIR / FRONTIER_REVIEW_PAYLOAD_KEYS)"
+        )
 
 
 async def fetch(client: Client, workflow_id: str, run_id: str | None = None) -> WorkflowHistory:
@@ -153,6 +173,7 @@ async def decode(
             workflow_time = at
         fields: dict[str, Any] = {}
         failures_before = tally.undecodable
+        tally.problem = ""
         attrs = getattr(raw, raw.WhichOneof("attributes")) if raw.WhichOneof("attributes") else None
         if raw.HasField("user_metadata") and raw.user_metadata.HasField("summary"):
             fields["summary"] = await decoder.one(raw.user_metadata.summary)
@@ -220,6 +241,7 @@ async def decode(
             workflow_time=workflow_time,
             raw=raw,
             undecodable=tally.undecodable != failures_before,
+            problem=tally.problem,
             **fields,
         )
         if type_ == "ACTIVITY_TASK_SCHEDULED":
@@ -245,6 +267,7 @@ def duration(value: Any) -> timedelta:
 @dataclass
 class _Tally:
     undecodable: int = 0
+    problem: str = ""  # the last refusal's reason, for the event being decoded
 
 
 class _Decoder:
@@ -258,10 +281,17 @@ class _Decoder:
         if not payloads:
             return []
         try:
-            return await self.converter.decode(list(payloads))
-        except Exception:
+            values = await self.converter.decode(list(payloads))
+        except Exception as e:
             self.tally.undecodable += 1
+            self.tally.problem = f"{type(e).__name__}: {str(e)[:200]}"
             return [UNDECODABLE for _ in payloads]
+        # The codec fails closed: a payload it would not open comes back as its refusal marker.
+        refusals = [why for v in values if (why := is_refused(v)) is not None]
+        if refusals:
+            self.tally.undecodable += 1
+            self.tally.problem = refusals[0]
+        return values
 
     async def one(self, payload: Payload) -> Any:
         values = await self.many([payload])

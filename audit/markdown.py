@@ -17,6 +17,15 @@ def to_markdown(trail: AuditTrail) -> str:
         f"Status **{trail.status}**; started {trail.started_at.isoformat(timespec='seconds')}; closed {closed}.",
         "",
     ]
+    if trail.earlier_runs:
+        lines += ["## Earlier runs under this id", "", "| run | started | closed | ended | last stage | outcome |"]
+        lines += ["| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| `{r.run_id}` | {_iso(r.started_at)} | {_iso(r.closed_at)} | {r.status} | {r.stage or ''} "
+            f"| {r.outcome or ''} |"
+            for r in trail.earlier_runs
+        ]
+        lines.append("")
     lines += interpreter.markdown(trail)
     lines += ["", "## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
     lines += [f"| {c.name} | {'ok' if c.ok else '**FAILED**'} | {_cell(c.detail)} |" for c in trail.checks]
@@ -27,6 +36,10 @@ def to_markdown(trail: AuditTrail) -> str:
     lines += ["", "## Notes", ""]
     lines += [f"- {note}" for note in trail.notes]
     return "\n".join(lines) + "\n"
+
+
+def _iso(value) -> str:
+    return value.isoformat(timespec="seconds") if value else "—"
 
 
 def _cell(text: str) -> str:

@@ -34,6 +34,7 @@ from domain.review import (
     WITHDRAW,
     WORKFLOW_TYPE,
 )
+from domain.search_attributes import DETERMINED_BY_DEFAULT
 from domain.status import Outcome, Stage
 from domain.vulnerability import REVIEW_OFFICE, TREASURY
 
@@ -155,6 +156,7 @@ class ReviewRecord(BaseModel):
     determination_deadline: datetime | None = None
     window_deadline: datetime | None = None
     participating_agencies: list[str] = Field(default_factory=list)
+    determined_by: str | None = None  # the DeterminedBy search attribute: nsa or policy-default
     transitions: list[TransitionRecord] = Field(default_factory=list)
     verdicts: list[VerdictRecord] = Field(default_factory=list)
     nsa_briefed_at: datetime | None = None
@@ -214,6 +216,8 @@ class ModelReviewInterpreter(Interpreter):
                     self.rec.window_deadline = attrs["WindowDeadline"]
                 if "Covered" in attrs:
                     self.rec.covered = attrs["Covered"]
+                if "DeterminedBy" in attrs:
+                    self.rec.determined_by = attrs["DeterminedBy"]
                 if "Outcome" in attrs:
                     self.rec.outcome = Outcome(attrs["Outcome"])
                 if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
@@ -600,15 +604,42 @@ class ModelReviewInterpreter(Interpreter):
             )
         d = rec.determination
         if d is not None:
+            # A default is not the NSA's decision: this check fails for it, and says so; a second
+            # check holds the default to its own rule (it applied only once the deadline had passed).
             if d.by_default:
-                ok = rec.determination_deadline is None or "determination" in self.fired
-                detail = f"{self._silence()}; the policy's default applied when the deadline timer fired"
+                checks.append(
+                    AuditCheck(
+                        name="the determination came from the NSA by its deadline",
+                        ok=False,
+                        detail=f"no: {self._silence()}; the policy's default "
+                        f"({'covered' if d.covered else 'not covered'}) applied instead",
+                    )
+                )
+                checks.append(
+                    AuditCheck(
+                        name="the policy's default applied only when the NSA's deadline had passed",
+                        ok=rec.determination_deadline is None or "determination" in self.fired,
+                        detail=f"deadline {_iso(rec.determination_deadline)}; the deadline timer "
+                        + ("fired" if "determination" in self.fired else "never fired"),
+                    )
+                )
             else:
                 ok = d.by == Agency.NSA.value and (
                     rec.determination_deadline is None or d.at <= rec.determination_deadline
                 )
                 detail = f"by {d.by} at {_iso(d.at)}, deadline {_iso(rec.determination_deadline)}"
-            checks.append(AuditCheck(name="the determination came from the NSA by its deadline", ok=ok, detail=detail))
+                checks.append(
+                    AuditCheck(name="the determination came from the NSA by its deadline", ok=ok, detail=detail)
+                )
+            if rec.determined_by is not None:
+                said = "policy" if rec.determined_by == DETERMINED_BY_DEFAULT else rec.determined_by
+                checks.append(
+                    AuditCheck(
+                        name="the DeterminedBy search attribute names who decided",
+                        ok=said == d.by,
+                        detail=f"DeterminedBy={rec.determined_by}; the history shows {d.by}",
+                    )
+                )
         if rec.participating_agencies or rec.findings or rec.conclusions:
             outsiders = sorted(
                 {m.agency for m in [*rec.findings, *rec.conclusions] if m.agency not in rec.participating_agencies}

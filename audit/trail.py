@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SerializeAsAny
 
 from audit.history import UNDECODABLE, DecodedHistory, Event, duration
+from domain.status import RunRecord
 
 REJECTED_UPDATES_NOTE = (
     "A message that the workflow rejected (wrong party, wrong stage, a replay of an applied "
@@ -58,6 +59,9 @@ class AuditTrail(BaseModel):
     record: SerializeAsAny[BaseModel] | None = None
     checks: list[AuditCheck] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # Other runs under the same workflow id (a refiled review's earlier runs) and how each ended,
+    # from visibility when the trail is read from the server; an exported history cannot know them.
+    earlier_runs: list[RunRecord] = Field(default_factory=list)
 
 
 class Interpreter:

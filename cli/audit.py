@@ -1,4 +1,9 @@
-"""`audit`: a review's audit trail, rebuilt from its event history (on the server or exported)."""
+"""`audit`: a review's audit trail, rebuilt from its event history (on the server or exported).
+
+Exit codes: 0 every check held; 1 a check failed (the trail is printed all the same, and one
+line on stderr names the failed checks); 2 the history cannot be read (no such file, not a
+history, payloads this keyring cannot open): one line, no trail.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from api.errors import UnknownReview
-from audit import HistoryFileError, UnknownWorkflow, audit_export, audit_workflow
+from audit import HistoryFileError, UndecodableHistory, UnknownWorkflow, audit_export, audit_workflow
 from audit.markdown import to_markdown
 from cli import args as arg
 from cli.reviews import BadInput
@@ -27,7 +32,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     if args.history:
         try:
             trail = await audit_export(Path(args.history), args.review_id, namespace=args.namespace or "default")
-        except HistoryFileError as e:
+        except (HistoryFileError, UndecodableHistory) as e:
             raise BadInput(str(e)) from None
     elif args.review_id:
         client = await connect(Target.from_args(args))
@@ -35,6 +40,8 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             trail = await audit_workflow(client, args.review_id, args.run_id)
         except UnknownWorkflow as e:
             raise UnknownReview(str(e)) from None
+        except UndecodableHistory as e:
+            raise BadInput(str(e)) from None
     else:
         raise BadInput("name a review id, or an exported history with --history FILE")
     if args.json:
@@ -43,13 +50,22 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         text = to_markdown(trail)
     else:
         Console().print(Markdown(to_markdown(trail)))
-        return 0
+        return _verdict(trail)
     if args.output:
         Path(args.output).write_text(text if text.endswith("\n") else text + "\n")
         print(f"audit trail of {trail.workflow_id} written to {args.output}", file=sys.stderr)
     else:
         print(text)
-    return 0
+    return _verdict(trail)
+
+
+def _verdict(trail) -> int:
+    """1 when a check failed, so that a script (or CI) cannot mistake a failed audit for a clean one."""
+    failed = [c.name for c in trail.checks if not c.ok]
+    if not failed:
+        return 0
+    print(f"audit: {len(failed)} check(s) failed: " + "; ".join(failed), file=sys.stderr)
+    return 1
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ from domain.clearinghouse import CaseStatus, CaseView
 from domain.messages import FindingKind, Severity
 from domain.policy import describe, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
-from infra import logs
+from infra import logs, watcher_page
 from infra.codec_server import LOCAL_UI
 from infra.connection import Target, connect
 from infra.devserver import ensure_free, start_dev_server
@@ -44,6 +44,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
     db = Path(args.db)
     ui_origin = f"http://localhost:{args.ui_port}"
     ensure_free(args.codec_port, "codec server")
+    ensure_free(args.watcher_port, "watcher page")
     origins = [ui_origin, f"http://127.0.0.1:{args.ui_port}"]
     codec = await serve_codec(keys, "127.0.0.1", args.codec_port, origins, local_ui=True)
     # The local UI has no login to carry a bearer token, and its codec endpoint is both a command
@@ -71,13 +72,23 @@ async def cmd_up(args: argparse.Namespace) -> int:
                 workers = build_workers(env.client, config=config)
             console.print(f"Temporal server  [bold]localhost:{args.port}[/bold]  (database {db}, log {env.log_file})")
             console.print(f"Web UI           [bold]{ui_origin}[/bold]  (payloads decoded by the codec server)")
+            watcher = await watcher_page.serve(env.client, "127.0.0.1", args.watcher_port, ui_origin)
+            console.print(
+                f"watcher page     [bold]http://localhost:{args.watcher_port}/[/bold]  (read-only: every review's "
+                "stage, outcome, deadline, pending agencies; counts per stage)"
+            )
+            for name, link in watcher_page.ui_links(ui_origin, env.client.namespace).items():
+                console.print(f"  Web UI, {name}: {link}", soft_wrap=True)
             console.print(f"codec server     http://localhost:{args.codec_port}  (bearer token in {keys.token_file})")
             console.print(f"keys             {keys.path}")
             console.print(f"workers          {', '.join(w.task_queue for w in workers)}")
             if args.metrics_port:
                 console.print(f"metrics          [bold]http://{args.metrics_host}:{args.metrics_port}/metrics[/bold]")
             console.print("Ctrl-C stops everything.")
-            await run_workers(workers, stop_on_signals())
+            try:
+                await run_workers(workers, stop_on_signals())
+            finally:
+                await watcher.cleanup()
         finally:
             await env.shutdown()
     finally:
@@ -251,6 +262,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--codec-port", type=int, default=8081)
+    p.add_argument("--watcher-port", type=int, default=8082, help="the read-only watcher page (default 8082)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument(
         "--clearinghouse-policy",

@@ -55,24 +55,35 @@ def status_view(s: ReviewStatus) -> None:
         table.add_row(f"skipped: {p.partner_id}", p.reason)
     if s.withdrawal_reason:
         table.add_row("withdrawn", s.withdrawal_reason)
+    for r in s.earlier_runs:
+        ended = r.status if r.status != "COMPLETED" else (r.outcome or r.stage or r.status)
+        closed = r.closed_at.isoformat(timespec="seconds") if r.closed_at else "?"
+        table.add_row(f"earlier run: {r.run_id}", f"{ended}  (last stage {r.stage or '?'}, closed {closed})")
     console.print(table)
 
 
 def list_view(rows: list[ReviewSummary]) -> None:
+    """One row per run. `stage` is where the review stands; a run ended from outside (terminated,
+    failed, cancelled) shows that instead of the stage it was cut short at. `run` is Temporal's status."""
     table = Table()
     table.add_column("review", no_wrap=True, overflow="fold")  # on a narrow terminal a long id folds, never cut
-    for heading in ("stage", "lab", "model", "covered", "window closes", "policy", "run"):
+    headings = ("version", "stage", "outcome", "determined by", "pending", "window closes", "lab", "model", "policy")
+    for heading in (*headings, "status", "run"):
         table.add_column(heading)
     for r in rows:
         table.add_row(
             r.review_id,
-            r.stage or "",
+            r.model_version or "",
+            r.where,
+            r.outcome or "",
+            {"policy-default": "policy default"}.get(r.determined_by or "", r.determined_by or ""),
+            ",".join(r.pending_agencies),
+            r.window_deadline.isoformat(timespec="seconds") if r.window_deadline else "",
             r.lab or "",
             r.model_name or "",
-            "" if r.covered is None else ("yes" if r.covered else "no"),
-            r.window_deadline.isoformat(timespec="seconds") if r.window_deadline else "",
             r.policy_version or "",
+            r.status or "",
             r.run_id or "",
         )
     console.print(table)
-    console.print(f"{len(rows)} review(s)")
+    console.print(f"{len(rows)} review run(s)")

@@ -18,6 +18,10 @@ from infra.connection import Target, connect
 DAY = 86400.0
 
 
+# Who made a determination, in words: a policy default is never shown as the NSA's decision.
+_DETERMINED_BY = {"nsa": "the NSA", "policy-default": "the policy's default (NSA silent)"}
+
+
 def parse_since(text: str) -> datetime:
     """A date (midnight UTC) or an ISO date-time; naive times are UTC."""
     try:
@@ -77,6 +81,9 @@ def show(r: TransparencyReport, console: Console) -> None:
     console.print(outcomes)
     share = f"{r.covered_share:.0%}" if r.covered_share is not None else "—"
     console.print(f"covered: {r.covered} of {r.determined} determined ({share}); still open: {r.open}")
+    if r.determined_by:
+        by = ", ".join(f"{_DETERMINED_BY.get(k, k)}: {n}" for k, n in r.determined_by.items())
+        console.print(f"determined by: {by}")
     console.print(f"review windows: {r.windows_closed_early} closed early, {r.windows_elapsed} ran to the deadline")
     times = Table("time", "reviews", "median", "p90", "max", box=None)
     for label, stats in (

@@ -113,7 +113,7 @@ async def cmd_disclose(args: argparse.Namespace) -> int:
 
 async def cmd_status(args: argparse.Namespace) -> int:
     client = await connect(Target.from_args(args))
-    _print_status(args, await status(client, args.review_id))
+    _print_status(args, await status(client, args.review_id, with_earlier_runs=True))
     return 0
 
 
@@ -124,8 +124,15 @@ async def cmd_list(args: argparse.Namespace) -> int:
             stage = Stage(args.stage.upper()).value
         except ValueError:
             raise BadInput(f"unknown stage {args.stage!r} (known: {', '.join(s.value for s in Stage)})") from None
+    pending = None
+    if args.pending_agency:
+        try:
+            pending = Agency(args.pending_agency.lower()).value
+        except ValueError:
+            known = ", ".join(a.value for a in Agency)
+            raise BadInput(f"--pending-agency: unknown agency {args.pending_agency!r} (known: {known})") from None
     client = await connect(Target.from_args(args))
-    rows = [r async for r in list_reviews(client, stage, limit=args.limit)]
+    rows = [r async for r in list_reviews(client, stage, limit=args.limit, pending_agency=pending)]
     if args.json:
         print(as_json(rows))
     else:
@@ -226,6 +233,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
     p = sub.add_parser("list", parents=[common], help="list reviews")
     p.add_argument("--stage", type=arg.text, help="only reviews at this stage")
+    p.add_argument(
+        "--pending-agency", type=arg.text, metavar="AGENCY", help="only open reviews waiting for this agency's decision"
+    )
     p.add_argument("--limit", type=arg.count(1, 100_000, "--limit"), default=None, help="at most this many")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)

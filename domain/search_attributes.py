@@ -19,6 +19,17 @@ OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 SECONDS_TO_DETERMINATION = SearchAttributeKey.for_int("SecondsToDetermination")
 SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
 
+# Who made the determination: the NSA, or the policy's default on the NSA's silence (a watcher
+# must never read a default as an NSA decision). Values: DETERMINED_BY_NSA, DETERMINED_BY_DEFAULT.
+DETERMINED_BY = SearchAttributeKey.for_keyword("DeterminedBy")
+DETERMINED_BY_NSA = "nsa"
+DETERMINED_BY_DEFAULT = "policy-default"
+# The agencies the review waits for now, space-separated ("dod dhs"): `PendingAgencies = "dod"`
+# matches a review waiting for DoD. Text, not KeywordList: the dev server's SQLite visibility allows
+# 3 KeywordList attributes per namespace (measured: a 4th refuses to start), and Sectors and the
+# other reviews' lists hold them; Text matches word by word, and agency ids are single words.
+PENDING_AGENCIES = SearchAttributeKey.for_text("PendingAgencies")
+
 REVIEW_SEARCH_ATTRIBUTES = (
     REVIEW_STAGE,
     LAB,
@@ -29,6 +40,8 @@ REVIEW_SEARCH_ATTRIBUTES = (
     OUTCOME,
     SECONDS_TO_DETERMINATION,
     SECONDS_TO_RELEASE,
+    DETERMINED_BY,
+    PENDING_AGENCIES,
 )
 
 # Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.

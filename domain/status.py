@@ -45,6 +45,18 @@ class PartnerRelease(BaseModel):
     grant_id: str | None = None
 
 
+class RunRecord(BaseModel):
+    """An earlier run of the same review id (a refile follows a withdrawal or a run that ended
+    without an outcome), as visibility knows it: read by the API or CLI, never by the workflow."""
+
+    run_id: str
+    status: str  # the Temporal status: COMPLETED, TERMINATED, FAILED, CANCELED, TIMED_OUT, RUNNING
+    stage: str | None = None  # the last stage it published (not where it stands when it was cut short)
+    outcome: str | None = None
+    started_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
 class ReviewStatus(BaseModel):
     review_id: str
     lab: str
@@ -72,6 +84,8 @@ class ReviewStatus(BaseModel):
     withdrawal_reason: str | None = None
     # The run the status was read from (set by the API, not the workflow): `audit ID --run-id RUN`.
     run_id: str | None = None
+    # The earlier runs under the same id and how each ended, newest first (set by the API, not the workflow).
+    earlier_runs: list[RunRecord] = Field(default_factory=list)
     # Vulnerability findings forwarded to Treasury's clearinghouse: finding message id -> case id.
     clearinghouse_cases: dict[str, str] = Field(default_factory=dict)
     # Activity results the review did not believe (not signed by the party that should have produced

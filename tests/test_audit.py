@@ -9,28 +9,34 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
+from api.report import transparency_report
 from audit import Interpreter, audit_export, audit_workflow
 from audit.history import decode, fetch
 from audit.markdown import to_markdown
 from audit.review import ReviewRecord
+from domain import search_attributes as sa
 from domain.agencies import Agency
 from domain.policy import Policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
+from infra.keys import KeyDirectory
 from tests.conftest import ISOLATED_NAMESPACE, disclose, mythos, quick_policy, running, wait_stage
 from tests.test_cli import CLI
 from worker import REVIEW, WorkerConfig, build_workers
 
+WORKFLOW_METADATA = "__temporal_workflow_metadata"
 ENV = {"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"}
 TEST_OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -96,7 +102,8 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
 
 async def test_nsa_silence_and_an_elapsed_window(client: Client, env: WorkflowEnvironment) -> None:
     strict = quick_policy(version="strict-audit.1", on_nsa_silence="covered", default_participants=[Agency.DHS])
-    rid = await disclose(client, mythos(), strict)
+    lab = f"SilentLab-{uuid.uuid4().hex[:8]}"
+    rid = await disclose(client, mythos(lab=lab), strict)
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
     handle = client.get_workflow_handle(rid)
     await env.fast_forward(handle, timedelta(days=15))
@@ -117,7 +124,31 @@ async def test_nsa_silence_and_an_elapsed_window(client: Client, env: WorkflowEn
     assert releasing.at - record.window_deadline < timedelta(minutes=1)
     fired = [e.text for e in trail.timeline if e.kind == "timer" and e.text.endswith("fired")]
     assert fired == ["NSA determination deadline: fired", "review window (30 days): fired"]
-    assert failed_checks(trail) == []
+    # A default is never read as the NSA's decision: not by the audit, the list, or the UI's details.
+    assert failed_checks(trail) == [
+        "the determination came from the NSA by its deadline: no: the NSA was silent; the policy's default "
+        "(covered) applied instead"
+    ]
+    held = {c.name: c.ok for c in trail.checks}
+    assert held["the policy's default applied only when the NSA's deadline had passed"]
+    assert held["the DeterminedBy search attribute names who decided"]
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(sa.DETERMINED_BY) == "policy-default"
+    metadata = await handle.query(WORKFLOW_METADATA, result_type=WorkflowMetadata)
+    assert "by the policy's default" in metadata.current_details
+    for _ in range(100):  # visibility catches up
+        report = await transparency_report(client, lab=lab)
+        if report.determined:
+            break
+        await asyncio.sleep(0.1)
+    assert report.determined_by == {"policy-default": 1}, "a default never counted as the NSA's decision"
+
+    # Through the console script: the trail is printed, one line names the failed check, exit 1.
+    address = client.service_client.config.target_host
+    r = await asyncio.to_thread(run_cli, "audit", rid, "--json", "--address", address)
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["record"]["determination"]["by"] == "policy"
+    assert r.stderr.count("\n") == 1 and "1 check(s) failed: the determination came from the NSA" in r.stderr
 
 
 async def test_silence_and_withdrawal(isolated: Client, worker_config: WorkerConfig, policy: Policy) -> None:
@@ -230,3 +261,36 @@ async def test_audit_bad_input(client: Client, tmp_path: Path) -> None:
     assert r.returncode == 2 and "not a workflow history" in r.stderr
     r = await asyncio.to_thread(run_cli, "audit", "review-no-such-thing-1", "--address", address)
     assert r.returncode == 1 and "no workflow with id" in r.stderr
+
+
+async def test_audit_refuses_a_history_it_cannot_decode(client: Client, policy: Policy, tmp_path: Path) -> None:
+    """With another installation's keys every payload reads as refused: one line and exit 2, no
+    plausible trail of failed checks."""
+    rid = await disclose(client, mythos(), policy)
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    address = client.service_client.config.target_host
+    elsewhere = KeyDirectory(tmp_path / "other-keys")
+    elsewhere.init_development()
+    wrong = {**cli_env(), "FRONTIER_REVIEW_KEYS_DIR": str(elsewhere.path)}
+    wrong.pop("FRONTIER_REVIEW_PAYLOAD_KEYS", None)
+    r = await asyncio.to_thread(
+        subprocess.run, [CLI, "audit", rid, "--address", address], capture_output=True, text=True, env=wrong, timeout=60
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout == "" and r.stderr.count("\n") == 1
+    assert "cannot decode the history" in r.stderr and "key" in r.stderr
+    # An empty key directory is refused before anything is read.
+    (tmp_path / "empty").mkdir()
+    r = await asyncio.to_thread(
+        subprocess.run,
+        [CLI, "audit", rid, "--address", address],
+        capture_output=True,
+        text=True,
+        env={**wrong, "FRONTIER_REVIEW_KEYS_DIR": str(tmp_path / "empty")},
+        timeout=60,
+    )
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    # A directory given as the history: one line, exit 2.
+    r = await asyncio.to_thread(run_cli, "audit", "--history", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "directory" in r.stderr
+    await LabClient(client).withdraw(rid, "test finished")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -47,7 +48,7 @@ async def test_demo_drives_a_review_to_release(tmp_path: Path) -> None:
 
 
 async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_path: Path) -> None:
-    port, ui_port, codec_port, metrics_port = free_port(), free_port(), free_port(), free_port()
+    port, ui_port, codec_port, metrics_port, watcher_port = (free_port() for _ in range(5))
     db = tmp_path / "temporal.db"
     env = {
         **ENV,
@@ -56,7 +57,7 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
     }
     proc = await asyncio.create_subprocess_exec(
         CLI, "up", "--db", str(db), "--port", str(port), "--ui-port", str(ui_port), "--codec-port", str(codec_port),
-        "--metrics-port", str(metrics_port),
+        "--metrics-port", str(metrics_port), "--watcher-port", str(watcher_port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
     )  # fmt: skip
     try:
@@ -82,6 +83,13 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("up's workers never ran the standards check")
+        # The watcher page lists it (read-only), and the Web UI links carry their queries.
+        assert f"http://localhost:{watcher_port}/" in seen
+        under_review = "workflows?query=ReviewStage%20%3D%20%22UNDER_REVIEW%22"
+        assert f"http://localhost:{ui_port}/namespaces/default/{under_review}" in seen
+        with urllib.request.urlopen(f"http://127.0.0.1:{watcher_port}/reviews.json", timeout=5) as response:
+            listed = json.loads(response.read())
+        assert [r["review_id"] for r in listed["reviews"]] == [rid]
         # The workers' metrics: the runtime's own and ours.
         assert f":{metrics_port}/metrics" in seen
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:

@@ -64,6 +64,7 @@ async def test_the_report_counts_and_times_one_labs_reviews(
     assert report.by_stage == {"AWAITING_DETERMINATION": 1, "RELEASED": 3, "WITHDRAWN": 1}
     assert report.by_outcome == {"NOT_COVERED": 1, "CONCLUDED_EARLY": 1, "WINDOW_ELAPSED": 1, "WITHDRAWN": 1}
     assert (report.determined, report.covered) == (3, 2)
+    assert report.determined_by == {"nsa": 3}
     assert abs(report.covered_share - 2 / 3) < 1e-9
     assert (report.windows_closed_early, report.windows_elapsed) == (1, 1)
     assert report.disclosure_to_determination.count == 3
@@ -88,6 +89,7 @@ async def test_the_report_counts_and_times_one_labs_reviews(
     assert r.returncode == 0, r.stderr
     assert "no release waited longer than the policy allows" in r.stdout
     assert "1 closed early, 1 ran to the deadline" in r.stdout
+    assert "determined by: the NSA: 3" in r.stdout
 
 
 def test_the_hold_check_flags_a_late_release_and_an_overdue_review() -> None:

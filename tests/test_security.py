@@ -112,6 +112,7 @@ async def test_search_attributes_carry_only_unclassified_fields(client: Client, 
     assert names <= {
         "ReviewStage", "Lab", "ModelName", "Covered", "WindowDeadline", "PolicyVersion",
         "Outcome", "SecondsToDetermination", "SecondsToRelease",
+        "DeterminedBy", "PendingAgencies",  # who decided (nsa|policy-default), whose decision is awaited
     }  # fmt: skip
     assert SECRET_RATIONALE not in str(described.typed_search_attributes)
 

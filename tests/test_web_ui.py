@@ -55,6 +55,8 @@ README_QUERIES = [
     'Outcome = "WINDOW_ELAPSED"',
     'ExecutionStatus = "Running" AND ReviewStage IN ("STANDARDS_CHECK", "AWAITING_DETERMINATION", "UNDER_REVIEW")',
     "SecondsToRelease > 2592000",
+    'DeterminedBy = "policy-default"',
+    'PendingAgencies = "dod"',
 ]
 
 

@@ -306,6 +306,9 @@ class ModelReview:
         # Written with the next stage (UNDER_REVIEW or RELEASING), which follows at once.
         self._with_next_stage += [
             sa.COVERED.value_set(covered),
+            sa.DETERMINED_BY.value_set(
+                sa.DETERMINED_BY_DEFAULT if self._determination_by_default else sa.DETERMINED_BY_NSA
+            ),
             sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start()),
         ]
         _count(
@@ -507,6 +510,8 @@ class ModelReview:
     async def conclude_review(self, conclusion: Conclusion) -> ReviewStatus:
         self._applied_messages.add(conclusion.message_id)
         self._concluded.append(Agency(conclusion.sender))
+        if self._pending_reviewers():  # else the window closes now, and RELEASING's upsert carries it
+            workflow.upsert_search_attributes([self._awaited_attribute()])
         self._publish_details()
         return self.status()
 
@@ -638,7 +643,18 @@ class ModelReview:
             updates.append(sa.OUTCOME.value_set(self._outcome.value))
         if self._stage == Stage.RELEASING:
             updates.append(sa.SECONDS_TO_RELEASE.value_set(_seconds_since_start()))
+        awaited = self._awaited_attribute()
+        if awaited.value or workflow.info().typed_search_attributes.get(sa.PENDING_AGENCIES) is not None:
+            updates.append(awaited)  # unset reads as nobody awaited: no upsert to say so
         return updates
+
+    def _awaited_attribute(self) -> SearchAttributeUpdate:
+        """PendingAgencies: whose decision the review waits for (the NSA's, then each participant's
+        conclusion), so a list can ask what waits for an agency. Not the standards bodies: their
+        workers answer within the policy's timeout, and an upsert per verdict would cost a visibility
+        write each."""
+        awaited = self._pending() if self._stage in (Stage.AWAITING_DETERMINATION, Stage.UNDER_REVIEW) else []
+        return sa.PENDING_AGENCIES.value_set(" ".join(a.value for a in awaited))
 
     def _log(self, message: str, *, level: int = logging.INFO, **fields: object) -> None:
         """workflow.logger (silent on replay), with the stage on every line."""
@@ -649,6 +665,12 @@ class ModelReview:
         lines = [f"**{self._stage.value}**"]
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
+        if self._determination is not None:
+            verdict = "covered" if self._determination.covered else "not covered"
+            by = "the NSA"
+            if self._determination_by_default:
+                by = "the policy's default (the NSA did not decide by its deadline)"
+            lines.append(f"determination: {verdict}, by {by}")
         if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
             lines.append(f"determination due: {self._determination_deadline:%Y-%m-%d %H:%M} UTC")
         if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
