@@ -9,8 +9,29 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from cli.main import main as run
+
+def _outside_the_venv(missing: ModuleNotFoundError) -> None:
+    """Run with an interpreter that lacks the project's dependencies (`python starter.py` with no venv
+    active): hand over to the project's own `.venv` if there is one, else say what to do, in one line."""
+    here = Path(__file__).resolve()
+    venv_python = here.parent / ".venv" / "bin" / "python"
+    if venv_python.exists() and os.environ.get("FRONTIER_REVIEW_REEXEC") != "1":
+        os.environ["FRONTIER_REVIEW_REEXEC"] = "1"
+        os.execv(venv_python, [str(venv_python), str(here), *sys.argv[1:]])
+    print(
+        f"error: {missing.name} is not installed for {sys.executable}: run ./dev setup, then use "
+        ".venv/bin/python (or activate .venv)",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
+try:
+    from cli.main import main as run
+except ModuleNotFoundError as e:
+    _outside_the_venv(e)
 
 
 def main() -> None:

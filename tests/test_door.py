@@ -10,6 +10,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -267,3 +268,16 @@ async def test_the_largest_accepted_disclosure_runs(client: Client, policy: Poli
     s = await wait_stage(client, rid, Stage.AWAITING_DETERMINATION, timeout=60)
     assert len(s.standards) == 5 and s.model_version == edge.model_version
     await LabClient(client).withdraw(rid, "test done")
+
+
+def test_starter_py_with_the_system_interpreter(tmp_path: Path) -> None:
+    """The issue: `python starter.py` needed the venv active (a ModuleNotFoundError traceback)."""
+    system_python = Path(sys.base_exec_prefix) / "bin" / "python3"
+    if not system_python.exists():
+        pytest.skip(f"no base interpreter at {system_python}")
+    starter = Path(__file__).resolve().parent.parent / "starter.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "FRONTIER_REVIEW_REEXEC")}
+    r = subprocess.run([str(system_python), str(starter), "schema", "evaluations"], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "cyber_offense" in json.loads(r.stdout)["properties"]
