@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.reviews import earlier_runs as runs_of
+from audit import case as _case  # noqa: F401  (registers the VulnerabilityCase interpreter)
 from audit import review as _review  # noqa: F401  (registers the ModelReview interpreter)
 from audit.history import HistoryFileError, UndecodableHistory, decode, fetch, load_export, refuse_undecodable
 from audit.trail import INTERPRETERS, AuditTrail, Interpreter, interpreter_for, register

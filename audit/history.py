@@ -158,105 +158,148 @@ async def decode(
 ) -> DecodedHistory:
     """Every event of `history`, its payloads decoded with `converter` (codec included)."""
     started = history.events[0].workflow_execution_started_event_attributes
-    workflow_type = started.workflow_type.name
-    workflow_context = converter.with_context(WorkflowSerializationContext(namespace, history.workflow_id))
-    tally = _Tally()
-    decoder = _Decoder(workflow_context, tally)
+    reader = _EventReader(converter, namespace, history.workflow_id, started.workflow_type.name)
     events: list[Event] = []
-    scheduled: dict[int, Event] = {}
-    accepted: dict[str, Event] = {}
     workflow_time = history.events[0].event_time.ToDatetime(tzinfo=UTC)
     for raw in history.events:
         type_ = EventType.Name(raw.event_type).removeprefix("EVENT_TYPE_")
         at = raw.event_time.ToDatetime(tzinfo=UTC)
         if type_ == "WORKFLOW_TASK_STARTED":
             workflow_time = at
-        fields: dict[str, Any] = {}
-        failures_before = tally.undecodable
-        tally.problem = ""
-        attrs = getattr(raw, raw.WhichOneof("attributes")) if raw.WhichOneof("attributes") else None
-        if raw.HasField("user_metadata") and raw.user_metadata.HasField("summary"):
-            fields["summary"] = await decoder.one(raw.user_metadata.summary)
-        if type_ == "WORKFLOW_EXECUTION_STARTED":
-            fields.update(values=await decoder.many(attrs.input.payloads), identity=attrs.identity)
-        elif type_ == "ACTIVITY_TASK_SCHEDULED":
-            activity = _activity_decoder(converter, tally, namespace, history.workflow_id, workflow_type, attrs)
-            fields.update(
-                values=await activity.many(attrs.input.payloads), name=attrs.activity_type.name, ref=attrs.activity_id
-            )
-        elif type_ in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT"):
-            origin = scheduled.get(attrs.scheduled_event_id)
-            origin_attrs = origin.attributes if origin else None
-            activity = (
-                _activity_decoder(converter, tally, namespace, history.workflow_id, workflow_type, origin_attrs)
-                if origin_attrs
-                else decoder
-            )
-            fields.update(name=origin.name if origin else "", ref=origin.ref if origin else "")
-            if type_ == "ACTIVITY_TASK_COMPLETED":
-                fields.update(values=await activity.many(attrs.result.payloads), identity=attrs.identity)
-            else:
-                fields["failure"] = await activity.failure(attrs.failure)
-        elif type_ == "ACTIVITY_TASK_CANCELED":
-            origin = scheduled.get(attrs.scheduled_event_id)
-            fields.update(name=origin.name if origin else "", ref=origin.ref if origin else "", identity=attrs.identity)
-        elif type_ == "TIMER_STARTED":
-            fields.update(ref=attrs.timer_id)
-        elif type_ in ("TIMER_FIRED", "TIMER_CANCELED"):
-            fields.update(ref=attrs.timer_id)
-        elif type_ == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
-            request = attrs.accepted_request
-            fields.update(
-                values=await decoder.many(request.input.args.payloads),
-                name=request.input.name,
-                ref=request.meta.update_id,
-                identity=request.meta.identity,
-            )
-        elif type_ == "WORKFLOW_EXECUTION_UPDATE_COMPLETED":
-            origin = accepted.get(attrs.meta.update_id)
-            fields.update(ref=attrs.meta.update_id, name=origin.name if origin else "")
-            if attrs.outcome.HasField("failure"):
-                fields["failure"] = await decoder.failure(attrs.outcome.failure)
-            else:
-                fields["values"] = await decoder.many(attrs.outcome.success.payloads)
-        elif type_ == "WORKFLOW_EXECUTION_SIGNALED":
-            fields.update(
-                values=await decoder.many(attrs.input.payloads), name=attrs.signal_name, identity=attrs.identity
-            )
-        elif type_ == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
-            typed = decode_typed_search_attributes(attrs.search_attributes)
-            fields["search_attributes"] = {pair.key.name: pair.value for pair in typed}
-        elif type_ == "WORKFLOW_EXECUTION_COMPLETED":
-            fields["values"] = await decoder.many(attrs.result.payloads)
-        elif type_ == "WORKFLOW_EXECUTION_FAILED":
-            fields["failure"] = await decoder.failure(attrs.failure)
-        elif type_ == "WORKFLOW_EXECUTION_TERMINATED":
-            fields.update(failure=attrs.reason or "terminated", identity=attrs.identity)
-        elif type_ == "MARKER_RECORDED":
-            fields["name"] = attrs.marker_name
+        failures_before = reader.tally.undecodable
+        reader.tally.problem = ""
+        fields = await reader.fields(type_, raw)
         event = Event(
             id=raw.event_id,
             type=type_,
             at=at,
             workflow_time=workflow_time,
             raw=raw,
-            undecodable=tally.undecodable != failures_before,
-            problem=tally.problem,
+            undecodable=reader.tally.undecodable != failures_before,
+            problem=reader.tally.problem,
             **fields,
         )
-        if type_ == "ACTIVITY_TASK_SCHEDULED":
-            scheduled[event.id] = event
-        if type_ == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
-            accepted[event.ref] = event
+        reader.remember(event)
         events.append(event)
     return DecodedHistory(
         workflow_id=history.workflow_id,
         run_id=history.run_id,
-        workflow_type=workflow_type,
+        workflow_type=started.workflow_type.name,
         namespace=namespace,
         source=source,
         events=events,
     )
+
+
+class _EventReader:
+    """The fields of one event, its payloads decoded in the serialization context they were written in."""
+
+    def __init__(self, converter: DataConverter, namespace: str, workflow_id: str, workflow_type: str) -> None:
+        self.converter, self.namespace, self.workflow_id, self.workflow_type = (
+            converter, namespace, workflow_id, workflow_type,
+        )  # fmt: skip
+        self.tally = _Tally()
+        context = WorkflowSerializationContext(namespace, workflow_id)
+        self.decoder = _Decoder(converter.with_context(context), self.tally)
+        self.scheduled: dict[int, Event] = {}
+        self.accepted: dict[str, Event] = {}
+
+    def remember(self, event: Event) -> None:
+        if event.type == "ACTIVITY_TASK_SCHEDULED":
+            self.scheduled[event.id] = event
+        elif event.type == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
+            self.accepted[event.ref] = event
+
+    async def fields(self, type_: str, raw: HistoryEvent) -> dict[str, Any]:
+        attrs = getattr(raw, raw.WhichOneof("attributes")) if raw.WhichOneof("attributes") else None
+        fields: dict[str, Any] = {}
+        if raw.HasField("user_metadata") and raw.user_metadata.HasField("summary"):
+            fields["summary"] = await self.decoder.one(raw.user_metadata.summary)
+        read = self._readers.get(type_)
+        if read is not None:
+            fields.update(await read(self, attrs, type_))
+        return fields
+
+    def _activity(self, scheduled: Any) -> _Decoder:
+        return _activity_decoder(
+            self.converter, self.tally, self.namespace, self.workflow_id, self.workflow_type, scheduled
+        )
+
+    async def _started(self, attrs: Any, _: str) -> dict[str, Any]:
+        return {"values": await self.decoder.many(attrs.input.payloads), "identity": attrs.identity}
+
+    async def _scheduled(self, attrs: Any, _: str) -> dict[str, Any]:
+        values = await self._activity(attrs).many(attrs.input.payloads)
+        return {"values": values, "name": attrs.activity_type.name, "ref": attrs.activity_id}
+
+    async def _activity_ended(self, attrs: Any, type_: str) -> dict[str, Any]:
+        origin = self.scheduled.get(attrs.scheduled_event_id)
+        fields: dict[str, Any] = {"name": origin.name if origin else "", "ref": origin.ref if origin else ""}
+        if type_ == "ACTIVITY_TASK_CANCELED":
+            return {**fields, "identity": attrs.identity}
+        decoder = self._activity(origin.attributes) if origin else self.decoder
+        if type_ == "ACTIVITY_TASK_COMPLETED":
+            return {**fields, "values": await decoder.many(attrs.result.payloads), "identity": attrs.identity}
+        return {**fields, "failure": await decoder.failure(attrs.failure)}
+
+    async def _timer(self, attrs: Any, _: str) -> dict[str, Any]:
+        return {"ref": attrs.timer_id}
+
+    async def _update_accepted(self, attrs: Any, _: str) -> dict[str, Any]:
+        request = attrs.accepted_request
+        return {
+            "values": await self.decoder.many(request.input.args.payloads),
+            "name": request.input.name,
+            "ref": request.meta.update_id,
+            "identity": request.meta.identity,
+        }
+
+    async def _update_completed(self, attrs: Any, _: str) -> dict[str, Any]:
+        origin = self.accepted.get(attrs.meta.update_id)
+        fields: dict[str, Any] = {"ref": attrs.meta.update_id, "name": origin.name if origin else ""}
+        if attrs.outcome.HasField("failure"):
+            return {**fields, "failure": await self.decoder.failure(attrs.outcome.failure)}
+        return {**fields, "values": await self.decoder.many(attrs.outcome.success.payloads)}
+
+    async def _signaled(self, attrs: Any, _: str) -> dict[str, Any]:
+        values = await self.decoder.many(attrs.input.payloads)
+        return {"values": values, "name": attrs.signal_name, "identity": attrs.identity}
+
+    async def _upsert(self, attrs: Any, _: str) -> dict[str, Any]:
+        typed = decode_typed_search_attributes(attrs.search_attributes)
+        return {"search_attributes": {pair.key.name: pair.value for pair in typed}}
+
+    async def _completed(self, attrs: Any, _: str) -> dict[str, Any]:
+        return {"values": await self.decoder.many(attrs.result.payloads)}
+
+    async def _failed(self, attrs: Any, _: str) -> dict[str, Any]:
+        return {"failure": await self.decoder.failure(attrs.failure)}
+
+    async def _terminated(self, attrs: Any, _: str) -> dict[str, Any]:
+        return {"failure": attrs.reason or "terminated", "identity": attrs.identity}
+
+    async def _marker(self, attrs: Any, _: str) -> dict[str, Any]:
+        return {"name": attrs.marker_name}
+
+    _readers = {
+        "WORKFLOW_EXECUTION_STARTED": _started,
+        "ACTIVITY_TASK_SCHEDULED": _scheduled,
+        **dict.fromkeys(
+            ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT", "ACTIVITY_TASK_CANCELED"),
+            _activity_ended,
+        ),
+        "TIMER_STARTED": _timer,
+        "TIMER_FIRED": _timer,
+        "TIMER_CANCELED": _timer,
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _update_accepted,
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED": _update_completed,
+        "WORKFLOW_EXECUTION_SIGNALED": _signaled,
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": _upsert,
+        "WORKFLOW_EXECUTION_COMPLETED": _completed,
+        "WORKFLOW_EXECUTION_FAILED": _failed,
+        "WORKFLOW_EXECUTION_TERMINATED": _terminated,
+        "MARKER_RECORDED": _marker,
+    }
 
 
 def duration(value: Any) -> timedelta:

@@ -168,6 +168,7 @@ class ReviewRecord(BaseModel):
     partners: list[PartnerRecord] = Field(default_factory=list)
     unverified: list[UnverifiedRecord] = Field(default_factory=list)
     closed_at: datetime | None = None
+    cases: list[str] = Field(default_factory=list)  # the clearinghouse cases its findings opened or joined
 
 
 @register
@@ -207,50 +208,26 @@ class ModelReviewInterpreter(Interpreter):
             if e.type == "WORKFLOW_TASK_FAILED" and e.attributes.new_run_id:
                 self.runs.add(e.attributes.new_run_id)
         self._forward_by_activity: dict[str, str] = {}  # forward activity id -> finding id
-        stage: Stage | None = None
-        last_conclusion: MessageRecord | None = None
+        self._stage: Stage | None = None
+        self._last_conclusion: MessageRecord | None = None
         for e in history.events:
-            if e.type == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
-                attrs = e.search_attributes
-                if "WindowDeadline" in attrs:
-                    self.rec.window_deadline = attrs["WindowDeadline"]
-                if "Covered" in attrs:
-                    self.rec.covered = attrs["Covered"]
-                if "DeterminedBy" in attrs:
-                    self.rec.determined_by = attrs["DeterminedBy"]
-                if "Outcome" in attrs:
-                    self.rec.outcome = Outcome(attrs["Outcome"])
-                if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
-                    stage = Stage(attrs["ReviewStage"])
-                    if stage != Stage.DISCLOSED and not self.rec.transitions:
-                        # The start request set DISCLOSED and the review writes no upsert for it:
-                        # it enters DISCLOSED and STANDARDS_CHECK in the same workflow task.
-                        self._stage_changed(self._transition(Stage.DISCLOSED, e, last_conclusion), e)
-                    self._stage_changed(self._transition(stage, e, last_conclusion), e)
-            elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == BRIEF_NSA and e.values:
-                deadline = e.values[0].get("determination_deadline") if isinstance(e.values[0], dict) else None
-                if deadline:
-                    self.rec.determination_deadline = _DATETIME.validate_python(deadline)
-            elif e.type == "ACTIVITY_TASK_SCHEDULED" and e.name == FORWARD_VULNERABILITY:
-                self._forward_scheduled(e)
-            elif e.type in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT"):
-                self._activity_result(e)
-            elif e.type == "TIMER_STARTED":
-                if stage == Stage.AWAITING_DETERMINATION:
-                    self.timer_purpose[e.ref] = "determination"
-                elif stage == Stage.UNDER_REVIEW:
-                    self.timer_purpose[e.ref] = "window"
-            elif e.type == "TIMER_FIRED":
-                self.fired.add(self.timer_purpose.get(e.ref, e.ref))
-            elif e.type == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
-                conclusion = self._message(e)
-                if conclusion is not None:
-                    last_conclusion = conclusion
-            elif e.type == "WORKFLOW_EXECUTION_COMPLETED" and e.values and isinstance(e.values[0], dict):
-                self.result = e.values[0]
+            reader = self._readers.get(e.type)
+            if reader:
+                reader(self, e)
+        stage = self._stage
         self.rec.stage = stage
+        self._silent_bodies()
+        if self.rec.outcome is None:
+            self.rec.outcome = self._inferred_outcome()
+        if self.rec.determination is None and "determination" in self.fired:
+            self._default_determination()
+        closed = history.closed
+        self.rec.closed_at = closed.at if closed else None
+        self.rec.cases = sorted({f.case_id for f in self.rec.forwards if f.case_id})
+
+    def _silent_bodies(self) -> None:
+        """A body whose every answer was unverifiable was recorded by the review as silent."""
         for body in STANDARDS_BODIES:
-            # A body whose every answer was unverifiable was recorded by the review as silent.
             tried = [u for u in self.rec.unverified if u.party == body.value]
             if tried and not any(v.agency == body.value for v in self.rec.verdicts):
                 self.rec.verdicts.append(
@@ -262,12 +239,62 @@ class ModelReviewInterpreter(Interpreter):
                         event_id=tried[-1].event_id,
                     )
                 )
-        if self.rec.outcome is None:
-            self.rec.outcome = self._inferred_outcome()
-        if self.rec.determination is None and "determination" in self.fired:
-            self._default_determination()
-        closed = history.closed
-        self.rec.closed_at = closed.at if closed else None
+
+    # -- one reader per event type, in history order
+
+    def _read_upsert(self, e: Event) -> None:
+        attrs = e.search_attributes
+        for name, field in (("WindowDeadline", "window_deadline"), ("Covered", "covered"),
+                            ("DeterminedBy", "determined_by")):  # fmt: skip
+            if name in attrs:
+                setattr(self.rec, field, attrs[name])
+        if "Outcome" in attrs:
+            self.rec.outcome = Outcome(attrs["Outcome"])
+        stage = self._stage
+        if "ReviewStage" in attrs and attrs["ReviewStage"] != (stage.value if stage else None):
+            self._stage = Stage(attrs["ReviewStage"])
+            if self._stage != Stage.DISCLOSED and not self.rec.transitions:
+                # The start request set DISCLOSED and the review writes no upsert for it:
+                # it enters DISCLOSED and STANDARDS_CHECK in the same workflow task.
+                self._stage_changed(self._transition(Stage.DISCLOSED, e, self._last_conclusion), e)
+            self._stage_changed(self._transition(self._stage, e, self._last_conclusion), e)
+
+    def _read_scheduled(self, e: Event) -> None:
+        if e.name == FORWARD_VULNERABILITY:
+            self._forward_scheduled(e)
+        elif e.name == BRIEF_NSA and e.values and isinstance(e.values[0], dict):
+            deadline = e.values[0].get("determination_deadline")
+            if deadline:
+                self.rec.determination_deadline = _DATETIME.validate_python(deadline)
+
+    def _read_timer(self, e: Event) -> None:
+        purpose = {Stage.AWAITING_DETERMINATION: "determination", Stage.UNDER_REVIEW: "window"}.get(self._stage)
+        if purpose:
+            self.timer_purpose[e.ref] = purpose
+
+    def _read_fired(self, e: Event) -> None:
+        self.fired.add(self.timer_purpose.get(e.ref, e.ref))
+
+    def _read_update(self, e: Event) -> None:
+        conclusion = self._message(e)
+        if conclusion is not None:
+            self._last_conclusion = conclusion
+
+    def _read_result(self, e: Event) -> None:
+        if e.values and isinstance(e.values[0], dict):
+            self.result = e.values[0]
+
+    _readers = {
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": _read_upsert,
+        "ACTIVITY_TASK_SCHEDULED": _read_scheduled,
+        "ACTIVITY_TASK_COMPLETED": lambda self, e: self._activity_result(e),
+        "ACTIVITY_TASK_FAILED": lambda self, e: self._activity_result(e),
+        "ACTIVITY_TASK_TIMED_OUT": lambda self, e: self._activity_result(e),
+        "TIMER_STARTED": _read_timer,
+        "TIMER_FIRED": _read_fired,
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _read_update,
+        "WORKFLOW_EXECUTION_COMPLETED": _read_result,
+    }
 
     # -- reading the history
 
@@ -589,148 +616,175 @@ class ModelReviewInterpreter(Interpreter):
         return super().describe_result(event, scheduled)
 
     def checks(self, record: BaseModel | None) -> list[AuditCheck]:
+        """Each rule the record is held to, in the order of the lifecycle; a rule that does not apply
+        to this review (no window, no release yet) says nothing."""
+        rules = (
+            self._standards_answered, self._determination_checks, self._participants_only, self._window_kept,
+            self._release_not_held, self._findings_delivered, self._grants_once, self._own_log_matches,
+        )  # fmt: skip
+        return [check for rule in rules for check in rule()]
+
+    def _standards_answered(self) -> list[AuditCheck]:
         rec = self.rec
-        checks: list[AuditCheck] = []
-        stages = [t.stage for t in rec.transitions]
-        if Stage.AWAITING_DETERMINATION in stages:
-            answered = {v.agency for v in rec.verdicts}
-            missing = [a.value for a in STANDARDS_BODIES if a.value not in answered]
-            checks.append(
-                AuditCheck(
-                    name="every standards body answered or was recorded as silent",
-                    ok=not missing,
-                    detail=f"{len(rec.verdicts)} verdicts" if not missing else f"missing: {', '.join(missing)}",
-                )
+        if Stage.AWAITING_DETERMINATION not in {t.stage for t in rec.transitions}:
+            return []
+        answered = {v.agency for v in rec.verdicts}
+        missing = [a.value for a in STANDARDS_BODIES if a.value not in answered]
+        return [
+            AuditCheck(
+                name="every standards body answered or was recorded as silent",
+                ok=not missing,
+                detail=f"{len(rec.verdicts)} verdicts" if not missing else f"missing: {', '.join(missing)}",
             )
-        d = rec.determination
-        if d is not None:
+        ]
+
+    def _determination_checks(self) -> list[AuditCheck]:
+        rec, d = self.rec, self.rec.determination
+        if d is None:
+            return []
+        name = "the determination came from the NSA by its deadline"
+        if d.by_default:
             # A default is not the NSA's decision: this check fails for it, and says so; a second
             # check holds the default to its own rule (it applied only once the deadline had passed).
-            if d.by_default:
-                checks.append(
-                    AuditCheck(
-                        name="the determination came from the NSA by its deadline",
-                        ok=False,
-                        detail=f"no: {self._silence()}; the policy's default "
-                        f"({'covered' if d.covered else 'not covered'}) applied instead",
-                    )
-                )
-                checks.append(
-                    AuditCheck(
-                        name="the policy's default applied only when the NSA's deadline had passed",
-                        ok=rec.determination_deadline is None or "determination" in self.fired,
-                        detail=f"deadline {_iso(rec.determination_deadline)}; the deadline timer "
-                        + ("fired" if "determination" in self.fired else "never fired"),
-                    )
-                )
-            else:
-                ok = d.by == Agency.NSA.value and (
-                    rec.determination_deadline is None or d.at <= rec.determination_deadline
-                )
-                detail = f"by {d.by} at {_iso(d.at)}, deadline {_iso(rec.determination_deadline)}"
-                checks.append(
-                    AuditCheck(name="the determination came from the NSA by its deadline", ok=ok, detail=detail)
-                )
-            if rec.determined_by is not None:
-                said = "policy" if rec.determined_by == DETERMINED_BY_DEFAULT else rec.determined_by
-                checks.append(
-                    AuditCheck(
-                        name="the DeterminedBy search attribute names who decided",
-                        ok=said == d.by,
-                        detail=f"DeterminedBy={rec.determined_by}; the history shows {d.by}",
-                    )
-                )
-        if rec.participating_agencies or rec.findings or rec.conclusions:
-            outsiders = sorted(
-                {m.agency for m in [*rec.findings, *rec.conclusions] if m.agency not in rec.participating_agencies}
-            )
-            checks.append(
+            fired = "determination" in self.fired
+            checks = [
                 AuditCheck(
-                    name="findings and conclusions came only from participating agencies",
-                    ok=not outsiders,
-                    detail="participants: " + ", ".join(rec.participating_agencies)
-                    if not outsiders
-                    else f"from non-participants: {', '.join(outsiders)}",
-                )
-            )
-        under = next((t for t in rec.transitions if t.stage == Stage.UNDER_REVIEW), None)
-        if under is not None and rec.window_deadline is not None:
-            length = rec.window_deadline - under.at
-            allowed = min(self._policy_duration("review_window", STATUTORY_WINDOW_CAP), STATUTORY_WINDOW_CAP)
-            checks.append(
+                    name=name,
+                    ok=False,
+                    detail=f"no: {self._silence()}; the policy's default "
+                    f"({'covered' if d.covered else 'not covered'}) applied instead",
+                ),
                 AuditCheck(
-                    name="the review window kept to the policy and the order's 30-day cap",
-                    ok=length <= allowed + CLOCK_ROUNDING,
-                    detail=f"window of {describe(length)} (policy {describe(allowed)})",
-                )
-            )
-        releasing = next((t for t in rec.transitions if t.stage == Stage.RELEASING), None)
-        if releasing is not None:
-            if rec.window_deadline is not None:
-                limit, what = rec.window_deadline, "the window deadline"
-            elif d is not None:
-                limit, what = d.at, "the determination (not covered) took effect"
-            else:
-                limit, what = None, ""
-            if limit is not None:
-                late = releasing.at - limit
-                checks.append(
-                    AuditCheck(
-                        name="the release was not held past what the policy allows",
-                        ok=late <= SAME_MOMENT,
-                        detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
-                    )
-                )
-        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
-        if vulnerabilities:
-            delivered = {f.finding_id for f in rec.forwards if f.status == "delivered"}
-            missing = [f for f in vulnerabilities if f.message.update_id not in delivered]
-            by_id = {f.finding_id: f for f in rec.forwards}
-            why = [
-                f"{f.agency}'s {f.message.update_id}: "
-                + (
-                    f"{by_id[f.message.update_id].status} ({by_id[f.message.update_id].reason})"
-                    if f.message.update_id in by_id
-                    else "never forwarded"
-                )
-                for f in missing
+                    name="the policy's default applied only when the NSA's deadline had passed",
+                    ok=rec.determination_deadline is None or fired,
+                    detail=f"deadline {_iso(rec.determination_deadline)}; the deadline timer "
+                    + ("fired" if fired else "never fired"),
+                ),
             ]
-            checks.append(
+        else:
+            in_time = rec.determination_deadline is None or d.at <= rec.determination_deadline
+            checks = [
                 AuditCheck(
-                    name="every vulnerability finding reached Treasury's clearinghouse",
-                    ok=not missing,
-                    detail=f"{len(vulnerabilities)} delivered" if not missing else "; ".join(why),
+                    name=name,
+                    ok=d.by == Agency.NSA.value and in_time,
+                    detail=f"by {d.by} at {_iso(d.at)}, deadline {_iso(rec.determination_deadline)}",
                 )
-            )
-        granted = [p.partner_id for p in rec.partners if p.granted]
-        grant_events = [
-            e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS
-        ]
-        checks.append(
-            AuditCheck(
-                name="each partner was granted access at most once",
-                ok=len(grant_events) == len(set(granted)),
-                detail=f"{len(granted)} grants, {sum(1 for p in rec.partners if p.vetted is False)} refused at vetting",
-            )
-        )
-        if self.result is not None:
-            logged = [
-                (str(t.get("stage")), _DATETIME.validate_python(t["at"]))
-                for t in self.result.get("transitions", [])
-                if t.get("at")
             ]
-            rebuilt = [(t.stage.value, t.at) for t in rec.transitions]
-            same = len(logged) == len(rebuilt) and all(
-                a[0] == b[0] and abs(a[1] - b[1]) <= timedelta(seconds=1) for a, b in zip(logged, rebuilt, strict=True)
-            )
+        if rec.determined_by is not None:
+            said = "policy" if rec.determined_by == DETERMINED_BY_DEFAULT else rec.determined_by
             checks.append(
                 AuditCheck(
-                    name="the review's own transition log matches its history",
-                    ok=same,
-                    detail=f"{len(rebuilt)} transitions" if same else f"history {rebuilt} vs result {logged}",
+                    name="the DeterminedBy search attribute names who decided",
+                    ok=said == d.by,
+                    detail=f"DeterminedBy={rec.determined_by}; the history shows {d.by}",
                 )
             )
         return checks
+
+    def _participants_only(self) -> list[AuditCheck]:
+        rec = self.rec
+        if not (rec.participating_agencies or rec.findings or rec.conclusions):
+            return []
+        outsiders = sorted(
+            {m.agency for m in [*rec.findings, *rec.conclusions] if m.agency not in rec.participating_agencies}
+        )
+        return [
+            AuditCheck(
+                name="findings and conclusions came only from participating agencies",
+                ok=not outsiders,
+                detail="participants: " + ", ".join(rec.participating_agencies)
+                if not outsiders
+                else f"from non-participants: {', '.join(outsiders)}",
+            )
+        ]
+
+    def _window_kept(self) -> list[AuditCheck]:
+        rec = self.rec
+        under = next((t for t in rec.transitions if t.stage == Stage.UNDER_REVIEW), None)
+        if under is None or rec.window_deadline is None:
+            return []
+        length = rec.window_deadline - under.at
+        allowed = min(self._policy_duration("review_window", STATUTORY_WINDOW_CAP), STATUTORY_WINDOW_CAP)
+        return [
+            AuditCheck(
+                name="the review window kept to the policy and the order's 30-day cap",
+                ok=length <= allowed + CLOCK_ROUNDING,
+                detail=f"window of {describe(length)} (policy {describe(allowed)})",
+            )
+        ]
+
+    def _release_not_held(self) -> list[AuditCheck]:
+        rec, d = self.rec, self.rec.determination
+        releasing = next((t for t in rec.transitions if t.stage == Stage.RELEASING), None)
+        if releasing is None:
+            return []
+        if rec.window_deadline is not None:
+            limit, what = rec.window_deadline, "the window deadline"
+        elif d is not None:
+            limit, what = d.at, "the determination (not covered) took effect"
+        else:
+            return []
+        return [
+            AuditCheck(
+                name="the release was not held past what the policy allows",
+                ok=releasing.at - limit <= SAME_MOMENT,
+                detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
+            )
+        ]
+
+    def _findings_delivered(self) -> list[AuditCheck]:
+        rec = self.rec
+        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
+        if not vulnerabilities:
+            return []
+        by_id = {f.finding_id: f for f in rec.forwards}
+        missing = [f for f in vulnerabilities if getattr(by_id.get(f.message.update_id), "status", "") != "delivered"]
+
+        def why(f: FindingRecord) -> str:
+            forward = by_id.get(f.message.update_id)
+            return f"{f.agency}'s {f.message.update_id}: " + (
+                f"{forward.status} ({forward.reason})" if forward else "never forwarded"
+            )
+
+        return [
+            AuditCheck(
+                name="every vulnerability finding reached Treasury's clearinghouse",
+                ok=not missing,
+                detail=f"{len(vulnerabilities)} delivered" if not missing else "; ".join(map(why, missing)),
+            )
+        ]
+
+    def _grants_once(self) -> list[AuditCheck]:
+        partners = self.rec.partners
+        granted = [p.partner_id for p in partners if p.granted]
+        grants = [e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS]
+        return [
+            AuditCheck(
+                name="each partner was granted access at most once",
+                ok=len(grants) == len(set(granted)),
+                detail=f"{len(granted)} grants, {sum(1 for p in partners if p.vetted is False)} refused at vetting",
+            )
+        ]
+
+    def _own_log_matches(self) -> list[AuditCheck]:
+        if self.result is None:
+            return []
+        logged = [
+            (str(t.get("stage")), _DATETIME.validate_python(t["at"]))
+            for t in self.result.get("transitions", [])
+            if t.get("at")
+        ]
+        rebuilt = [(t.stage.value, t.at) for t in self.rec.transitions]
+        same = len(logged) == len(rebuilt) and all(
+            a[0] == b[0] and abs(a[1] - b[1]) <= timedelta(seconds=1) for a, b in zip(logged, rebuilt, strict=True)
+        )
+        return [
+            AuditCheck(
+                name="the review's own transition log matches its history",
+                ok=same,
+                detail=f"{len(rebuilt)} transitions" if same else f"history {rebuilt} vs result {logged}",
+            )
+        ]
 
     def markdown(self, trail: AuditTrail) -> list[str]:
         r = trail.record
@@ -796,6 +850,7 @@ class ModelReviewInterpreter(Interpreter):
             out.append("None.")
         if r.forwards:
             out += ["", "## Vulnerability findings to Treasury's clearinghouse", ""]
+            out += [f"Cases: {', '.join(f'`{c}`' for c in r.cases)} (`frontier-review audit CASE-ID`).", ""]
             out += ["| finding | agency | status | case | at | note |", "| --- | --- | --- | --- | --- | --- |"]
             out += [
                 f"| {f.finding_id} | {f.agency} | {f.status} | {f.case_id or ''} | {_iso(f.at)} | {_cell(f.reason)} |"

@@ -148,89 +148,93 @@ class Interpreter:
     # -- the events every workflow shares
 
     def entries(self, event: Event) -> list[AuditEntry]:
-        h = self.history
-        t = event.type
-        if t == "WORKFLOW_EXECUTION_STARTED":
-            return [self._entry(event, "workflow", event.identity or "client", f"{h.workflow_type} started")]
-        if t == "ACTIVITY_TASK_SCHEDULED":
-            queue = event.attributes.task_queue.name
-            what = event.summary or event.name
-            return [
-                self._entry(
-                    event,
-                    "activity",
-                    self.actor_of_queue(queue),
-                    f"{what}: scheduled on {queue}",
-                    at=event.workflow_time,
-                    activity=event.name,
-                    activity_id=event.ref,
-                )
-            ]
-        if t in (
-            "ACTIVITY_TASK_COMPLETED",
-            "ACTIVITY_TASK_FAILED",
-            "ACTIVITY_TASK_TIMED_OUT",
-            "ACTIVITY_TASK_CANCELED",
-        ):
-            scheduled = h.event(event.attributes.scheduled_event_id)
-            queue = scheduled.attributes.task_queue.name if scheduled else ""
-            what = (scheduled.summary if scheduled else None) or event.name
-            if t == "ACTIVITY_TASK_COMPLETED":
-                text = f"{what}: completed" + (f": {r}" if (r := self.describe_result(event, scheduled)) else "")
-            elif t == "ACTIVITY_TASK_CANCELED":
-                text = f"{what}: cancelled"
-            else:
-                text = f"{what}: {'timed out' if t.endswith('TIMED_OUT') else 'failed'}: {event.failure}"
-            return [self._entry(event, "activity", self.actor_of_queue(queue), text, activity_id=event.ref)]
-        if t == "TIMER_STARTED":
-            length = duration(event.attributes.start_to_fire_timeout)
-            fires = event.workflow_time + length
-            what = event.summary or f"timer {event.ref}"
-            return [
-                self._entry(
-                    event,
-                    "timer",
-                    "workflow",
-                    f"{what}: started, fires {fires.isoformat(timespec='seconds')}",
-                    at=event.workflow_time,
-                    fires_at=fires.isoformat(),
-                )
-            ]
-        if t in ("TIMER_FIRED", "TIMER_CANCELED"):
-            started = h.event(event.attributes.started_event_id)
-            what = (started.summary if started else None) or f"timer {event.ref}"
-            if t == "TIMER_FIRED":
-                return [self._entry(event, "timer", "clock", f"{what}: fired")]
-            return [self._entry(event, "timer", "workflow", f"{what}: cancelled (what it waited for came first)")]
-        if t == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
-            return [
-                self._entry(
-                    event,
-                    "message",
-                    self.message_actor(event),
-                    f"{event.name}: {self.describe_message(event)}",
-                    update_id=event.ref,
-                    sent_from=event.identity,
-                )
-            ]
-        if t == "WORKFLOW_EXECUTION_UPDATE_COMPLETED" and event.failure:
-            return [self._entry(event, "message", "workflow", f"{event.name}: handler failed: {event.failure}")]
-        if t == "WORKFLOW_EXECUTION_SIGNALED":
-            return [
-                self._entry(
-                    event, "message", self.message_actor(event), f"signal {event.name}: {self.describe_message(event)}"
-                )
-            ]
-        if t == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
-            return self.visibility_entry(event)
-        if t == "WORKFLOW_EXECUTION_COMPLETED":
-            return [self._entry(event, "workflow", "workflow", "completed")]
-        if t in ("WORKFLOW_EXECUTION_FAILED", "WORKFLOW_EXECUTION_TERMINATED"):
-            verb = "failed" if t.endswith("FAILED") else "terminated"
+        writer = self._writers.get(event.type)
+        return writer(self, event) if writer else []
+
+    def _started(self, event: Event) -> list[AuditEntry]:
+        return [self._entry(event, "workflow", event.identity or "client", f"{self.history.workflow_type} started")]
+
+    def _scheduled(self, event: Event) -> list[AuditEntry]:
+        queue = event.attributes.task_queue.name
+        return [
+            self._entry(
+                event, "activity", self.actor_of_queue(queue), f"{event.summary or event.name}: scheduled on {queue}",
+                at=event.workflow_time, activity=event.name, activity_id=event.ref,
+            )
+        ]  # fmt: skip
+
+    def _activity_ended(self, event: Event) -> list[AuditEntry]:
+        scheduled = self.history.event(event.attributes.scheduled_event_id)
+        queue = scheduled.attributes.task_queue.name if scheduled else ""
+        what = (scheduled.summary if scheduled else None) or event.name
+        if event.type == "ACTIVITY_TASK_COMPLETED":
+            text = f"{what}: completed" + (f": {r}" if (r := self.describe_result(event, scheduled)) else "")
+        elif event.type == "ACTIVITY_TASK_CANCELED":
+            text = f"{what}: cancelled"
+        else:
+            text = f"{what}: {'timed out' if event.type.endswith('TIMED_OUT') else 'failed'}: {event.failure}"
+        return [self._entry(event, "activity", self.actor_of_queue(queue), text, activity_id=event.ref)]
+
+    def _timer_started(self, event: Event) -> list[AuditEntry]:
+        fires = event.workflow_time + duration(event.attributes.start_to_fire_timeout)
+        what = event.summary or f"timer {event.ref}"
+        text = f"{what}: started, fires {fires.isoformat(timespec='seconds')}"
+        return [self._entry(event, "timer", "workflow", text, at=event.workflow_time, fires_at=fires.isoformat())]
+
+    def _timer_ended(self, event: Event) -> list[AuditEntry]:
+        started = self.history.event(event.attributes.started_event_id)
+        what = (started.summary if started else None) or f"timer {event.ref}"
+        if event.type == "TIMER_FIRED":
+            return [self._entry(event, "timer", "clock", f"{what}: fired")]
+        return [self._entry(event, "timer", "workflow", f"{what}: cancelled (what it waited for came first)")]
+
+    def _update_accepted(self, event: Event) -> list[AuditEntry]:
+        text = f"{event.name}: {self.describe_message(event)}"
+        actor = self.message_actor(event)
+        return [self._entry(event, "message", actor, text, update_id=event.ref, sent_from=event.identity)]
+
+    def _update_completed(self, event: Event) -> list[AuditEntry]:
+        if not event.failure:
+            return []
+        return [self._entry(event, "message", "workflow", f"{event.name}: handler failed: {event.failure}")]
+
+    def _signaled(self, event: Event) -> list[AuditEntry]:
+        text = f"signal {event.name}: {self.describe_message(event)}"
+        return [self._entry(event, "message", self.message_actor(event), text)]
+
+    def _closed(self, event: Event) -> list[AuditEntry]:
+        verb = event.type.removeprefix("WORKFLOW_EXECUTION_").lower()
+        if event.type in ("WORKFLOW_EXECUTION_FAILED", "WORKFLOW_EXECUTION_TERMINATED"):
             return [self._entry(event, "workflow", event.identity or "workflow", f"{verb}: {event.failure}")]
-        if t in ("WORKFLOW_EXECUTION_TIMED_OUT", "WORKFLOW_EXECUTION_CANCELED", "WORKFLOW_EXECUTION_CONTINUED_AS_NEW"):
-            return [self._entry(event, "workflow", "workflow", t.removeprefix("WORKFLOW_EXECUTION_").lower())]
-        return []
+        return [self._entry(event, "workflow", "workflow", verb)]
+
+    # Which events make a line of the timeline, and how; the rest (workflow tasks, markers) make none.
+    _writers = {
+        "WORKFLOW_EXECUTION_STARTED": _started,
+        "ACTIVITY_TASK_SCHEDULED": _scheduled,
+        **dict.fromkeys(
+            ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT", "ACTIVITY_TASK_CANCELED"),
+            _activity_ended,
+        ),
+        "TIMER_STARTED": _timer_started,
+        "TIMER_FIRED": _timer_ended,
+        "TIMER_CANCELED": _timer_ended,
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _update_accepted,
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED": _update_completed,
+        "WORKFLOW_EXECUTION_SIGNALED": _signaled,
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": lambda self, event: self.visibility_entry(event),
+        **dict.fromkeys(
+            (
+                "WORKFLOW_EXECUTION_COMPLETED",
+                "WORKFLOW_EXECUTION_FAILED",
+                "WORKFLOW_EXECUTION_TERMINATED",
+                "WORKFLOW_EXECUTION_TIMED_OUT",
+                "WORKFLOW_EXECUTION_CANCELED",
+                "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+            ),
+            _closed,
+        ),  # fmt: skip
+    }
 
     @staticmethod
     def _entry(event: Event, kind: str, actor: str, text: str, *, at: datetime | None = None, **details: Any):

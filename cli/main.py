@@ -27,7 +27,7 @@ from infra.keys import KeyProblem
 
 # Which module defines each command: a command imports only its own module (and what that
 # imports), so `status` never loads the audit trail, the codec server's aiohttp or the workers.
-MODULES = ("embedded", "reviews", "keys", "vuln", "audit", "report", "schema")  # the order of --help
+MODULES = ("embedded", "reviews", "keys", "vuln", "audit", "report", "schema", "namespace")  # the order of --help
 COMMANDS = {
     "up": "embedded",
     "demo": "embedded",
@@ -45,6 +45,7 @@ COMMANDS = {
     "audit": "audit",
     "report": "report",
     "schema": "schema",
+    "setup-namespace": "namespace",
 }
 
 

@@ -4,6 +4,7 @@ TEMPORAL_NAMESPACE, TLS, API key), with explicit overrides, and one data convert
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from temporalio.client import Client
@@ -57,8 +58,13 @@ class Unreachable(ConnectionError):
 
 
 async def connect(
-    target: Target = Target(), keyring: PayloadKeyring | None = None, runtime: Runtime | None = None
+    target: Target = Target(),
+    keyring: PayloadKeyring | None = None,
+    runtime: Runtime | None = None,
+    converter: DataConverter | None = None,
 ) -> Client:
+    """A client through envconfig. `converter` replaces the project's (payload keys needed) for
+    tools that never read a payload, such as `setup-namespace`."""
     try:
         config = ClientConfig.load_client_connect_config(profile=target.profile)
     except RuntimeError as e:  # the SDK's ConfigError (unknown profile, malformed file)
@@ -68,7 +74,7 @@ async def connect(
     if target.namespace:
         config["namespace"] = target.namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    converter = data_converter(keyring)
+    converter = converter or data_converter(keyring)
     try:
         return await Client.connect(**config, data_converter=converter, runtime=runtime)
     except ValueError as e:  # e.g. TEMPORAL_ADDRESS="not a host": "invalid target URL"
@@ -76,6 +82,12 @@ async def connect(
     except RuntimeError as e:
         if "client connect" not in str(e).lower():
             raise
+        refused = re.search(r"code: (Unauthenticated|PermissionDenied), message: \"([^\"]*)\"", str(e))
+        if refused:  # a server or mutual-TLS proxy answered, and turned this client away
+            raise Unreachable(
+                f"Temporal at {config['target_host']} refused this client ({refused.group(1)}: {refused.group(2)}); "
+                "check the profile's TLS client certificate, key and CA, or its API key"
+            ) from None
         raise Unreachable(
             f"cannot reach Temporal at {config['target_host']} (start one with `frontier-review up`, "
             "or set --address / TEMPORAL_ADDRESS)"

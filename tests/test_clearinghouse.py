@@ -4,6 +4,7 @@ the embargo (time skipped on the case itself) to disclosure."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -417,18 +418,42 @@ async def test_recorded_histories_replay(client: Client, policy: Policy) -> None
     closed = await case_status(client, case_id)
     assert [r.sender for r in closed.reports] == ["treasury", "operator:energy"]
 
-    # The case's audit trail (the generic interpreter: a case has no record of its own yet):
-    # every message with its sender, every status change, decoded from the history.
+    # The case's audit record: its reporter and the review it came from, each status change with
+    # its reason, each notice once, the embargo kept; and the review's audit names the case.
     from audit import audit_workflow
+    from audit.case import CaseRecord
 
     trail = await audit_workflow(client, case_id)
     assert (trail.workflow_type, trail.status) == ("VulnerabilityCase", "COMPLETED")
+    record = trail.record
+    assert isinstance(record, CaseRecord) and record.recorded_by_the_case
+    assert (record.reporter, record.found_by, record.reported_by_reviews) == ("treasury", "dod", [rid])
+    statuses = [c.status for c in record.status_changes]
+    for case_stage in ("TRIAGED", "VENDOR_NOTIFIED", "FIX_READY", "DISCLOSED", "CLOSED"):
+        assert case_stage in statuses
+    assert all(c.reason for c in record.status_changes)
+    assert [c.name for c in trail.checks if not c.ok] == [], trail.checks
+    assert {c.name for c in trail.checks} >= {
+        "the case names who reported it",
+        "every status change has a reason, and the case's log matches its history",
+        "each notice was sent exactly once",
+        "the embargo was kept (disclosed at its end, or earlier only once the patch was deployed)",
+    }
     messages = [(e.actor, e.text.split(":")[0]) for e in trail.timeline if e.kind == "message"]
     assert ("vendor:tlskit-foundation", "fix_ready") in messages
     assert ("operator:energy", "patch_deployed") in messages
-    statuses = " ".join(e.text for e in trail.timeline if e.kind == "visibility")
-    for case_stage in ("TRIAGED", "VENDOR_NOTIFIED", "FIX_READY", "DISCLOSED", "CLOSED"):
-        assert case_stage in statuses
+    review_trail = await audit_workflow(client, rid)
+    assert review_trail.record.cases == [case_id]
+    # A history in which the vendor was notified twice fails the check that says so.
+    from audit.history import decode, fetch
+    from audit.trail import interpreter_for
+
+    decoded = await decode(await fetch(client, case_id), data_converter())
+    notice = next(e for e in decoded.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == "notify_vendor")
+    decoded.events.insert(decoded.events.index(notice) + 1, dataclasses.replace(notice, id=notice.id + 100_000))
+    doubled = interpreter_for("VulnerabilityCase").interpret(decoded)
+    [failed] = [c for c in doubled.checks if not c.ok]
+    assert failed.name == "each notice was sent exactly once" and "vendor-notice" in failed.detail
 
     replayer = Replayer(
         workflows=[ModelReview, Clearinghouse, VulnerabilityCase],
