@@ -36,7 +36,7 @@ from activities.store import RecordStore
 from domain import attestation
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
 from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE
-from domain.policy import DEFAULT_POLICY, load_policy
+from domain.policy import DEFAULT_POLICY, POLICY_DIR, load_policy
 from infra import logs
 from infra.connection import Target, Unreachable, connect
 from infra.keys import KeyDirectory, KeyProblem
@@ -92,6 +92,11 @@ class WorkerConfig:
         default_factory=lambda: os.environ.get("FRONTIER_REVIEW_CLEARINGHOUSE_POLICY", DEFAULT_POLICY)
     )
 
+    # The review office's policy library: each review runs under the policy its filing names, as held here.
+    policies_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("FRONTIER_REVIEW_POLICIES_DIR", POLICY_DIR))
+    )
+
     # Workflows each workflow worker keeps in memory. A workflow not in the cache is replayed
     # from its full history before an update's validator or a query can run, so size it for
     # what waits at once (reviews awaiting a decision + cases in embargo), see the README.
@@ -127,7 +132,8 @@ def build_workers(
     workers: list[Worker] = []
     for role in roles:
         if role == REVIEW:
-            desk = release_desk or ReleaseDesk(config.store(REVIEW), keys)
+            desk = release_desk or ReleaseDesk(config.store(REVIEW), keys, config.policies_dir)
+            desk.policies_dir = config.policies_dir  # an injected desk (tests) reads this worker's library too
             desk.store.load_registry(config.registry_file)
             workers.append(
                 Worker(
@@ -136,7 +142,7 @@ def build_workers(
                     workflows=[ModelReview],
                     workflow_runner=workflow_runner(),
                     max_cached_workflows=config.max_cached_workflows,
-                    activities=[desk.load_review_keys, desk.vet_partner, desk.grant_access],
+                    activities=[desk.load_review_keys, desk.admit_disclosure, desk.vet_partner, desk.grant_access],
                     **activity_slots(REVIEW),
                 )
             )

@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from temporalio.client import Client
 
 from api.idempotency import keyed
-from api.reviews import send
-from domain.agencies import LAB, Agency, parse_agency
+from api.reviews import send, status
+from domain.agencies import Agency, parse_agency
 from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.signatures import Signer
 from domain.status import ReviewStatus
-from domain.vulnerability import VulnerabilityReport
+from domain.vulnerability import VulnerabilityReport, lab_party
 from infra.keys import KeyDirectory
 
 
@@ -79,10 +79,14 @@ class AgencyClient:
 
 
 class LabClient:
+    """Speaks for a lab (`lab:<id>`): by default with the key of the lab whose review it is sent to
+    (a review accepts its withdrawal from its own lab only)."""
+
     def __init__(self, client: Client, signer: Signer | None = None) -> None:
         self.client = client
-        self.signer = signer or KeyDirectory().signer(LAB)
+        self.signer = signer
 
     async def withdraw(self, review_id: str, reason: str, *, message_id: str | None = None) -> ReviewStatus:
-        message = keyed(review_id, WITHDRAW, Withdrawal(sender=LAB, reason=reason), message_id)
-        return await send(self.client, review_id, WITHDRAW, message, self.signer)
+        signer = self.signer or KeyDirectory().signer(lab_party((await status(self.client, review_id)).lab))
+        message = keyed(review_id, WITHDRAW, Withdrawal(sender=signer.party, reason=reason), message_id)
+        return await send(self.client, review_id, WITHDRAW, message, signer)

@@ -60,7 +60,7 @@ from domain.inputs import MAX_MESSAGE_BYTES, round_trips
 from domain.messages import Message
 from domain.policy import Policy
 from domain.sectors import Sector
-from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, Signer
+from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, Signer
 from domain.vulnerability import VulnerabilityReport, is_party, operator_party, parse_party, vendor_party
 from infra.keys import KeyDirectory
 
@@ -68,7 +68,8 @@ T = TypeVar("T")
 # How long one message keeps being resent after transient refusals (seconds).
 PATIENCE = 60.0
 # Refusals that recorded nothing and pass: the same message is sent again.
-TRANSIENT = (CONTINUING_AS_NEW, KEYS_LOADING)
+# STALE_RUN: a case checking the run refused a message signed for its previous run; `send` signs again.
+TRANSIENT = (CONTINUING_AS_NEW, KEYS_LOADING, STALE_RUN)
 
 
 class UnknownCase(ReviewError):
@@ -133,27 +134,20 @@ def _settle(start: WithStartWorkflowOperation) -> None:
         outcome.exception()
 
 
-def _settle(start: WithStartWorkflowOperation) -> None:
-    """A failed update-with-start also fails the start operation's own future, which nobody awaits:
-    read it, or asyncio prints "Future exception was never retrieved" on the reporter's stderr for
-    every attempt made while the server was away."""
-    future = getattr(start, "_workflow_handle", None)
-    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-        future.exception()
-
-
 async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseView:
-    """Sign one message for this case and update, and send it as an update. The message id is the
-    update id: a retry applies once."""
+    """Sign one message for this case, update and run, and send it as an update. The message id is
+    the update id: a retry applies once. The run is the case's current one, named by the server; a
+    case that continued as new meanwhile gets the message signed again for its new run."""
     message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
-    message = signer.sign(case_id, update, message)
-    handle = client.get_workflow_handle(case_id)
-    return await _deliver(
-        client,
-        case_id,
-        lambda: handle.execute_update(update, message, id=message.message_id, result_type=CaseView),
-        message.sender,
-    )
+
+    async def attempt() -> CaseView:
+        current = await describe_or_none(client, case_id)
+        run_id = current.run_id if current is not None else None
+        signed = signer.sign(case_id, update, message, run_id=run_id)
+        handle = client.get_workflow_handle(case_id, run_id=run_id)
+        return await handle.execute_update(update, signed, id=signed.message_id, result_type=CaseView)
+
+    return await _deliver(client, case_id, attempt, message.sender)
 
 
 async def _deliver(
@@ -170,7 +164,7 @@ async def _deliver(
     loaded its keys) has it reload them from Treasury's key directory, once, and sends again."""
     loop = asyncio.get_running_loop()
     patience = loop.time() + PATIENCE
-    delay = 0.05
+    delay = 0.1
     refreshed = False
     while True:
         try:
@@ -195,13 +189,11 @@ async def _deliver(
                 raise Rejected(f"{target}: the case is closed (status {status}); nothing was recorded") from None
             if not _transient(e) or loop.time() > patience:
                 raise
-            if e.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-                # The cap on updates in flight: a slot frees within a workflow task or two, so
-                # ask again soon (with jitter, so that waiting senders do not all ask at once).
-                await asyncio.sleep(random.uniform(0.02, 0.2))
-                continue
-        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, 1.0)
+        # Exponential backoff with full jitter: under a burst, senders that ask again at once keep
+        # the workflow's updates aborting (a busy server and worker never finish a task before the
+        # next wave arrives); spread out, they drain.
+        await asyncio.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 2.0)
 
 
 async def _refresh_keys(client: Client, target: str, party: str, patience: float) -> None:

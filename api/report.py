@@ -17,10 +17,13 @@ from functools import cache
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from api.reviews import reader_anchors
 from domain import search_attributes as sa
+from domain.attestation import seal_verifies
 from domain.policy import POLICY_DIR, STATUTORY_WINDOW_CAP, Policy, load_policy
 from domain.review import WORKFLOW_TYPE
 from domain.status import Outcome, Stage
+from domain.vulnerability import REVIEW_OFFICE
 
 # The window timer fires at the deadline and the release starts in the workflow task that
 # follows; seconds are whole in visibility. Within this margin a release is on time.
@@ -42,6 +45,19 @@ class ReviewFigures(BaseModel):
     window_deadline: datetime | None
     determined_at: datetime | None
     released_at: datetime | None
+    # Not normal outcomes (counted apart): a run the review office never sealed (anyone can start a
+    # ModelReview with any search attributes), one that was terminated or failed, or reset.
+    genuine: bool | None = None
+    execution: str | None = None
+    reset: bool = False
+
+    @property
+    def abnormal(self) -> str | None:
+        if self.genuine is False:
+            return "not genuine"
+        if self.execution not in (None, "RUNNING", "COMPLETED"):
+            return self.execution.lower()
+        return "reset" if self.reset else None
 
     @property
     def to_determination(self) -> timedelta | None:
@@ -117,6 +133,8 @@ class TransparencyReport(BaseModel):
     windows_closed_early: int
     windows_elapsed: int
     holds: HoldCheck
+    # Runs left out of every figure above: never admitted, killed (terminated, failed) or reset.
+    excluded: dict[str, int] = Field(default_factory=dict)
     figures: list[ReviewFigures] = Field(default_factory=list, exclude=True)
 
 
@@ -138,8 +156,10 @@ async def collect(client: Client, query: str, progress: Progress | None = None) 
     """Every review matching `query`, as unclassified figures."""
     total = (await client.count_workflows(query)).count if progress else None
     rows: list[ReviewFigures] = []
+    anchors = reader_anchors()
     async for wf in client.list_workflows(query):
         attrs = wf.typed_search_attributes
+        seal = attrs.get(sa.GENUINE_SEAL)
         to_determination = attrs.get(sa.SECONDS_TO_DETERMINATION)
         to_release = attrs.get(sa.SECONDS_TO_RELEASE)
         rows.append(
@@ -158,6 +178,9 @@ async def collect(client: Client, query: str, progress: Progress | None = None) 
                 if to_determination is not None
                 else None,
                 released_at=wf.start_time + timedelta(seconds=to_release) if to_release is not None else None,
+                genuine=None if anchors is None else seal_verifies(anchors, REVIEW_OFFICE, wf.id, wf.run_id, seal),
+                execution=wf.status.name if wf.status else None,
+                reset=sa.INTEGRITY_RESET in (attrs.get(sa.INTEGRITY) or []),
             )
         )
         if progress:
@@ -181,6 +204,8 @@ async def transparency_report(
 def summarise(
     rows: list[ReviewFigures], *, query: str, since: datetime | None, lab: str | None, now: datetime
 ) -> TransparencyReport:
+    excluded = Counter(r.abnormal for r in rows if r.abnormal)
+    rows = [r for r in rows if not r.abnormal]
     outcomes = Counter(r.outcome for r in rows if r.outcome)
     determined = [r for r in rows if r.covered is not None]
     covered = [r for r in determined if r.covered]
@@ -204,6 +229,7 @@ def summarise(
         windows_closed_early=outcomes.get(Outcome.CONCLUDED_EARLY.value, 0),
         windows_elapsed=outcomes.get(Outcome.WINDOW_ELAPSED.value, 0),
         holds=check_holds(rows, now),
+        excluded=dict(sorted(excluded.items())),
         figures=rows,
     )
 

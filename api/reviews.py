@@ -30,19 +30,31 @@ from api.idempotency import check_message_id
 from api.server import describe_or_none, transient
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
+from domain.attestation import TrustAnchors, seal_verifies
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
 from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
-from domain.review import ALREADY_APPLIED, STATUS_QUERY, WORKFLOW_TYPE, EarlierRun, ReviewInput
-from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, PublicKeyring, Signer
+from domain.review import (
+    ALREADY_APPLIED,
+    DISCLOSE,
+    STATUS_QUERY,
+    WORKFLOW_TYPE,
+    EarlierRun,
+    Filing,
+    ReviewInput,
+    disclosure_digest,
+)
+from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, Signer
 from domain.status import ReviewStatus, RunRecord, Stage
+from domain.vulnerability import REVIEW_OFFICE, lab_party
+from infra.keys import KeyDirectory, KeyProblem
 
 # How long one message keeps being resent through transient failures (seconds).
 PATIENCE = 60.0
 # The ApplicationError types a review's validators refuse with (workflows/messages.py).
-OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED)
+OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED, STALE_RUN)
 
 
 # A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
@@ -67,6 +79,9 @@ class ReviewSummary(BaseModel):
     policy_version: str | None
     started_at: datetime | None
     closed_at: datetime | None
+    # The review office's seal verifies for this run (None: this reader holds no trust anchors).
+    # Anyone may start a ModelReview with any search attributes: only a sealed one is a review.
+    genuine: bool | None = None
     # Every run is listed (a refiled review has several); `audit ID --run-id RUN` reads one.
     run_id: str | None = None
     model_version: str | None = None  # from the memo the start request wrote (sealed: read with the keys)
@@ -92,26 +107,56 @@ class ReviewSummary(BaseModel):
         )  # fmt: skip
 
 
-async def disclose(client: Client, disclosure: Disclosure, policy: Policy, public_keys: PublicKeyring) -> str:
-    """Start a review; one open review per lab+model+version. Returns the review id.
+async def disclose(
+    client: Client,
+    disclosure: Disclosure,
+    policy: Policy,
+    public_keys: PublicKeyring | None = None,
+    signer: Signer | None = None,
+) -> str:
+    """Start a review, as the lab: one open review per lab+model+version. Returns the review id.
 
-    `public_keys` is recorded in the review's input for the record (and for reviews started
-    before keys were loaded by the review itself); a review verifies messages with the keys it
-    loads from the review office's key directory when it starts."""
-    review = admissible(disclosure, policy, public_keys)
-    rid = review.review_id
+    The disclosure goes in a filing signed by the lab's own party (`lab:<id>`, by default its key
+    from the key directory), naming the policy by name and version; the review office admits the
+    review only on that signature and runs it under its own copy of the policy. A workflow squatting
+    on the review's id without the review office's seal (started by someone else, never admitted)
+    is terminated, with the reason recorded, and the genuine review starts. (`public_keys` is
+    no longer used: a review loads them from the review office.)"""
+    rid = review_id_for(disclosure)
+    lab = lab_party(disclosure.lab)
+    signer = signer or KeyDirectory().signer(lab)
+    anchors = reader_anchors()
+    review = admissible(disclosure, policy, public_keys or {})
     previous = await describe_or_none(client, rid)
     if previous is not None:
         stage = previous.typed_search_attributes.get(sa.REVIEW_STAGE)
+        genuine = _sealed(previous, anchors)
+        if previous.status == WorkflowExecutionStatus.RUNNING and genuine is False:
+            # A run the office has not sealed: give one just started a moment to be admitted.
+            previous = await _sealed_soon(client, rid, anchors) or previous
+            genuine = _sealed(previous, anchors)
         if previous.status == WorkflowExecutionStatus.RUNNING:
-            raise DuplicateDisclosure(
-                f"review {rid} is already open (stage {stage}); withdraw it before refiling "
-                "(an operator closes a stuck one with `frontier-review close`)"
+            if genuine is not False:
+                raise DuplicateDisclosure(
+                    f"review {rid} is already open (stage {stage}); withdraw it before refiling "
+                    "(an operator closes a stuck one with `frontier-review close`)"
+                )
+            # Never admitted by the review office (started by someone else): replaced, and the
+            # refiled run records it.
+            await client.get_workflow_handle(rid, run_id=previous.run_id).terminate(
+                reason=f"not a genuine review (no seal of the review office): superseded by {lab}'s signed disclosure"
             )
-        if previous.status in ENDED_WITHOUT_OUTCOME and stage not in (Stage.RELEASING, Stage.RELEASED):
+            ended = await describe_or_none(client, rid)
+            if ended is not None:
+                review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, ended)})
+        elif previous.status in ENDED_WITHOUT_OUTCOME and (
+            genuine is False or stage not in (Stage.RELEASING, Stage.RELEASED)
+        ):
             # Terminated (by an operator or the server), failed or timed out before any partner could
             # have been granted access: closed, and the refile records it.
             review = review.model_copy(update={"earlier_run": await _earlier_run(client, rid, previous)})
+        elif genuine is False:
+            pass  # a closed run the review office never admitted: nothing was reviewed
         elif stage != Stage.WITHDRAWN:
             raise DuplicateDisclosure(
                 f"{disclosure.lab} {disclosure.model_name} {disclosure.model_version} was already reviewed "
@@ -125,6 +170,15 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
             SearchAttributePair(sa.POLICY_VERSION, policy.version),
         ]
     )
+    filing = Filing(
+        sender=signer.party,
+        disclosure_sha256=disclosure_digest(review.disclosure),
+        policy_name=policy.name,
+        policy_version=policy.version,
+        signed_at=datetime.now(UTC),
+    )
+    # The policy goes by name and version only: the review office runs its own copy.
+    review = review.model_copy(update={"filing": signer.sign(rid, DISCLOSE, filing), "policy": None})
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
@@ -147,6 +201,38 @@ async def disclose(client: Client, disclosure: Disclosure, policy: Policy, publi
     except WorkflowAlreadyStartedError:
         raise DuplicateDisclosure(f"review {rid} is already open; withdraw it before refiling") from None
     return rid
+
+
+SEAL_WAIT = 10.0  # seconds a just-started review is given to be admitted before it counts as a squatter
+
+
+def reader_anchors() -> TrustAnchors | None:
+    try:
+        return KeyDirectory().trust_anchors()
+    except KeyProblem:
+        return None
+
+
+def _sealed(description: WorkflowExecutionDescription, anchors: TrustAnchors | None) -> bool | None:
+    """Whether this run carries the review office's seal (None: this client has no anchors to tell)."""
+    if anchors is None:
+        return None
+    seal = description.typed_search_attributes.get(sa.GENUINE_SEAL)
+    return seal_verifies(anchors, REVIEW_OFFICE, description.id, description.run_id, seal)
+
+
+async def _sealed_soon(
+    client: Client, review_id: str, anchors: TrustAnchors | None
+) -> WorkflowExecutionDescription | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SEAL_WAIT
+    while True:
+        current = await describe_or_none(client, review_id)
+        if current is None or current.status != WorkflowExecutionStatus.RUNNING or _sealed(current, anchors):
+            return current
+        if loop.time() > deadline:
+            return current
+        await asyncio.sleep(0.2)
 
 
 
@@ -251,8 +337,11 @@ async def list_reviews(
         query += f' AND Lab = "{_unquoted(lab)}"'
     if review_id:
         query += f' AND WorkflowId = "{_unquoted(review_id)}"'
+    anchors = reader_anchors()
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
+        seal = attrs.get(sa.GENUINE_SEAL)
+        genuine = None if anchors is None else seal_verifies(anchors, REVIEW_OFFICE, wf.id, wf.run_id, seal)
         yield ReviewSummary(
             review_id=wf.id,
             stage=attrs.get(sa.REVIEW_STAGE),
@@ -263,6 +352,7 @@ async def list_reviews(
             policy_version=attrs.get(sa.POLICY_VERSION),
             started_at=wf.start_time,
             closed_at=wf.close_time,
+            genuine=genuine,
             run_id=wf.run_id,
             model_version=await _memo_text(wf, "model_version"),
             outcome=attrs.get(sa.OUTCOME),
@@ -301,28 +391,34 @@ async def send(
 
     Transient failures recorded nothing, or recorded the message under this id, so the same message
     goes again for up to PATIENCE seconds: the server unreachable or restarting, its cap on updates
-    in flight, a workflow task failed under the update, a review still loading its keyring. After
-    that, `Unavailable`: one line saying the message may not have been applied."""
+    in flight, a workflow task failed under the update, a review still loading its keyring, the run
+    changed under the message (it is signed again for the run the server names). After that,
+    `Unavailable`: one line saying the message may not have been applied."""
     if message_id is not None:
         message = message.model_copy(update={"message_id": check_message_id(message_id)})
     # A message that would not read back as itself in the workflow is `Refused` before anything is sent.
     message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
-    message = signer.sign(review_id, update, message)
-    handle: WorkflowHandle = client.get_workflow_handle(review_id)
     loop = asyncio.get_running_loop()
     give_up = loop.time() + PATIENCE
     delay = 0.1
     resent = False
     while True:
         try:
-            return await handle.execute_update(update, message, id=message.message_id, result_type=ReviewStatus)
+            # Signed for the run the server names now: never valid in a later run (refiled, reset).
+            current = await describe_or_none(client, review_id)
+            if current is None:
+                raise UnknownReview(f"no review with id {review_id!r}")
+            signed = signer.sign(review_id, update, message, run_id=current.run_id)
+            handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
+            return await handle.execute_update(update, signed, id=signed.message_id, result_type=ReviewStatus)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             kind = getattr(cause, "type", None)
             if kind == ALREADY_APPLIED and resent:
                 return await status(client, review_id)  # an earlier attempt of ours got through
-            # A review that has just started is loading its keyring: nothing was recorded, send again.
-            if kind != KEYS_LOADING or loop.time() > give_up:
+            # A review that has just started is loading its keyring (nothing was recorded), or the run
+            # changed under the message (refiled, reset): send again, signed for the run the server names.
+            if kind not in (KEYS_LOADING, STALE_RUN) or loop.time() > give_up:
                 if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
                     # Not a review's own refusal: e.g. the SDK's "update handler not found" from a
                     # workflow that is not a review (a case id given to `determine`).

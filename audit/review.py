@@ -23,6 +23,7 @@ from domain.attestation import TrustAnchors, Unverifiable, verify
 from domain.clearinghouse import FORWARD_VULNERABILITY
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from domain.review import (
+    ADMIT_DISCLOSURE,
     BRIEF_NSA,
     CHECK_STANDARD,
     CONCLUDE_REVIEW,
@@ -36,7 +37,7 @@ from domain.review import (
 )
 from domain.search_attributes import DETERMINED_BY_DEFAULT
 from domain.status import Outcome, Stage
-from domain.vulnerability import REVIEW_OFFICE, TREASURY
+from domain.vulnerability import REVIEW_OFFICE, TREASURY, lab_party
 
 # A release (or a determination taking effect) happens in the workflow task after its cause.
 SAME_MOMENT = timedelta(seconds=5)
@@ -180,7 +181,14 @@ class ModelReviewInterpreter(Interpreter):
         started = history.events[0]
         review = started.values[0] if started.values and isinstance(started.values[0], dict) else {}
         disclosure = review.get("disclosure", {})
-        self.policy: dict[str, Any] = review.get("policy", {})
+        # The policy the review ran under is the review office's (the admission's), read below; the
+        # start input's is never used (reviews started before admission carried theirs there).
+        self.policy: dict[str, Any] = review.get("policy") or {}
+        for e in history.events:
+            if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == ADMIT_DISCLOSURE and e.values:
+                admitted = e.values[0].get("result") if isinstance(e.values[0], dict) else None
+                if isinstance(admitted, dict) and isinstance(admitted.get("policy"), dict):
+                    self.policy = admitted["policy"]
         self.rec = ReviewRecord(
             review_id=review.get("review_id", history.workflow_id),
             lab=disclosure.get("lab", "?"),
@@ -467,7 +475,7 @@ class ModelReviewInterpreter(Interpreter):
         rec = self.rec
         actor, reason = "review", ""
         if stage == Stage.DISCLOSED:
-            actor = "lab"
+            actor = lab_party(rec.lab)
             reason = f"{rec.lab} disclosed {rec.model_name} {rec.model_version} under policy {rec.policy_version}"
         elif stage == Stage.STANDARDS_CHECK:
             reason = "the five standards bodies judge the disclosure"
@@ -507,7 +515,7 @@ class ModelReviewInterpreter(Interpreter):
             granted = sum(1 for p in rec.partners if p.granted)
             reason = f"access granted to {granted} of {len(rec.partners)} partners"
         elif stage == Stage.WITHDRAWN:
-            actor = "lab"
+            actor = rec.withdrawal.message.sender if rec.withdrawal and rec.withdrawal.message else lab_party(rec.lab)
             reason = rec.withdrawal.reason if rec.withdrawal else "withdrawn"
         return TransitionRecord(stage=stage, at=e.workflow_time, actor=actor, reason=reason, event_id=e.id)
 

@@ -14,9 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, SerializeAsAny
+from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 
 from audit.history import UNDECODABLE, DecodedHistory, Event, duration
 from domain.status import RunRecord
+
+# A reset (`temporal workflow reset`) shows in the new run's history as a failed workflow task.
+RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
 
 REJECTED_UPDATES_NOTE = (
     "A message that the workflow rejected (wrong party, wrong stage, a replay of an applied "
@@ -208,8 +212,23 @@ class Interpreter:
             return [self._entry(event, "workflow", event.identity or "workflow", f"{verb}: {event.failure}")]
         return [self._entry(event, "workflow", "workflow", verb)]
 
+    def _cancel_requested(self, event: Event) -> list[AuditEntry]:
+        why = f": {event.attributes.cause}" if event.attributes.cause else ""
+        who = event.attributes.identity or "someone"
+        return [self._entry(event, "workflow", who, f"cancel requested (ignored by a review){why}")]
+
+    def _task_failed(self, event: Event) -> list[AuditEntry]:
+        """Only a reset shows: `temporal workflow reset` marks its point with a failed workflow task."""
+        attrs = event.attributes
+        if attrs.cause != RESET_CAUSE:
+            return []
+        text = f"history RESET to this point (new run {attrs.new_run_id}): {attrs.failure.message}"
+        return [self._entry(event, "workflow", attrs.identity or "someone", text)]
+
     # Which events make a line of the timeline, and how; the rest (workflow tasks, markers) make none.
     _writers = {
+        "WORKFLOW_EXECUTION_CANCEL_REQUESTED": _cancel_requested,
+        "WORKFLOW_TASK_FAILED": _task_failed,
         "WORKFLOW_EXECUTION_STARTED": _started,
         "ACTIVITY_TASK_SCHEDULED": _scheduled,
         **dict.fromkeys(

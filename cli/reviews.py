@@ -22,6 +22,7 @@ from domain.messages import Conclusion, Determination, FindingKind, Message, Rev
 from domain.policy import DEFAULT_POLICY, load_policy, one_line
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
+from domain.vulnerability import lab_party
 from infra.connection import Target, connect
 from infra.keys import KeyDirectory
 
@@ -204,6 +205,9 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
     _valid(Withdrawal, sender=LAB, reason=args.reason)
     signer = _signer(args, LAB)
     client = await connect(Target.from_args(args))
+    # The review's own lab (`lab:<id>`) signs: its key from the key directory, or --key (checked above).
+    lab = lab_party((await status(client, args.review_id)).lab)
+    signer = Signer(lab, signer._key) if args.key else _signer(args, lab)
     s = await LabClient(client, signer).withdraw(args.review_id, args.reason, message_id=_message_id(args))
     _print_status(args, await _after(client, args.review_id, s, s.stage))
     return 0

@@ -111,9 +111,36 @@ class ResultSigner:
         signature = self._key.sign(canonical(workflow_id, run_id, activity_id, self.party, body))
         return Attested(party=self.party, result=body, signature=base64.b64encode(signature).decode())
 
+    def seal(self, workflow_id: str, run_id: str) -> str:
+        """The review office's word that this run of this workflow is a genuine review (shown as the
+        `GenuineSeal` search attribute; see `seal_verifies`)."""
+        return base64.b64encode(self._key.sign(_seal_bytes(workflow_id, run_id))).decode()
+
     def public_key_b64(self) -> str:
         raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return base64.b64encode(raw).decode()
+
+
+def _seal_bytes(workflow_id: str, run_id: str) -> bytes:
+    return json.dumps({"genuine_review": workflow_id, "run_id": run_id}, sort_keys=True).encode()
+
+
+def seal_verifies(anchors: TrustAnchors, party: str, workflow_id: str, run_id: str, seal: str | None) -> bool:
+    """Whether `seal` is `party`'s seal on this run (a seal copied from another run or review fails)."""
+    if not seal:
+        return False
+    try:
+        signature = base64.b64decode(seal, validate=True)
+    except ValueError:
+        return False
+    for key in anchors.get(party, []):
+        try:
+            public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(key))
+            public_key.verify(signature, _seal_bytes(workflow_id, run_id))
+            return True
+        except (InvalidSignature, ValueError):
+            continue
+    return False
 
 
 def verify(

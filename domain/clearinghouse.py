@@ -60,7 +60,7 @@ REFRESH_TOO_SOON = "RefreshTooSoon"
 ALREADY_APPLIED = "AlreadyApplied"
 # How long the clearinghouse remembers a report it applied, across continue-as-new, so that the
 # reporter's retry (the API keeps trying for a minute) gets the first receipt, not a second case.
-RETRY_WINDOW = timedelta(minutes=5)
+RETRY_WINDOW = timedelta(minutes=3)
 
 # workflow.patched id: the clearinghouse and its cases load Treasury's public keyring and verify
 # every message's signature (runs and cases started before this change load it on demand).

@@ -29,6 +29,10 @@ class Message(BaseModel):
     message_id: MessageId = Field(default_factory=lambda: uuid.uuid4().hex)
     # Ed25519 over the canonical bytes (domain/signatures.py); set by the sender's Signer.
     signature: Annotated[str, Field(max_length=200)] | None = None
+    # The run of the workflow the message is signed for, as the server named it to the sender's
+    # client: a message signed for an earlier run (withdrawn and refiled, reset, continued as new)
+    # is refused by the workflows that check it (the review, a case).
+    run_id: Annotated[str, Field(max_length=100)] | None = None
 
 
 class Determination(Message):

@@ -75,9 +75,7 @@ class Policy(BaseModel):
     review_window: Positive
     # The evaluations a disclosure may report (name -> what it measures): a controlled vocabulary, so a
     # misspelt name is refused at the door instead of slipping past every standard.
-    evaluations: Annotated[
-        dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")], str], Field(min_length=1)
-    ]
+    evaluations: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")], str], Field(min_length=1)]
     # Release.
     release_activity_timeout: Positive = timedelta(minutes=5)
     # Treasury's vulnerability clearinghouse (defaults: CERT/CC's 45-day embargo).
@@ -93,7 +91,6 @@ class Policy(BaseModel):
         if bad:
             raise ValueError(f"default_participants must be standards bodies, not {bad}")
         return self
-
 
     def unknown_evaluations(self, names: Iterable[str]) -> str | None:
         """Why these evaluation names are not acceptable under this policy, or None."""

@@ -6,11 +6,14 @@ agency's classified standard lives only in that agency's worker.
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.disclosure import Disclosure, TrustedPartner
+from domain.messages import Message
 from domain.policy import Policy
 from domain.signatures import PublicKeyring
 
@@ -22,6 +25,13 @@ BRIEF_NSA = "brief_nsa"  # agency-nsa
 VET_PARTNER = "vet_partner"  # review
 GRANT_ACCESS = "grant_access"  # review
 LOAD_REVIEW_KEYS = "load_review_keys"  # review: the review office's public keyring
+ADMIT_DISCLOSURE = "admit_disclosure"  # review: the office checks the lab's filing, loads the policy
+
+# What a lab signs its filing as (the "update name" of domain/signatures.py's canonical bytes).
+DISCLOSE = "disclose"
+# A filing is admitted only if the review office first sees it (the activity's scheduled time) at
+# most this long after the lab signed it: a captured filing cannot be started again later.
+FILING_FRESHNESS = timedelta(minutes=10)
 
 # Update and query names (the interface contract).
 RECORD_DETERMINATION = "record_determination"
@@ -33,6 +43,16 @@ STATUS_QUERY = "status"
 # A review's refusal of a message id it has applied (its own error type: a sender's retry that
 # meets it knows its earlier attempt got through).
 ALREADY_APPLIED = "AlreadyApplied"
+
+
+class Filing(Message):
+    """The lab's disclosure, signed by the lab (`lab:<id>`), naming the policy it is filed under.
+    The review office admits a review only on a filing that verifies (ADMIT_DISCLOSURE)."""
+
+    disclosure_sha256: str = Field(min_length=64, max_length=64)  # disclosure_digest(the disclosure)
+    policy_name: str = Field(min_length=1, max_length=100)
+    policy_version: str = Field(min_length=1, max_length=100)
+    signed_at: datetime
 
 
 class EarlierRun(BaseModel):
@@ -48,20 +68,46 @@ class EarlierRun(BaseModel):
     reason: str = ""  # a termination's reason (`frontier-review close --reason`), when it had one
 
 
+def disclosure_digest(disclosure: Disclosure) -> str:
+    """What the lab signs for its disclosure (not the disclosure again: the input stays small)."""
+    canonical = json.dumps(disclosure.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class ReviewInput(BaseModel):
-    """Everything a review needs, captured at start so that it never changes under it."""
+    """Everything a review needs, captured at start so that it never changes under it. Anyone can
+    start a workflow with any input: nothing here decides anything until the review office has
+    admitted the filing (the lab's signature) and loaded the policy by name and version itself."""
 
     model_config = ConfigDict(frozen=True)
 
     review_id: str
     disclosure: Disclosure
-    policy: Policy
+    filing: Filing | None = None
+    # Not used: the review runs under the policy the review office loads (`filing.policy_name`).
+    policy: Policy | None = None
     # Superseded: a review now loads the parties' public keys from the review office's key
     # directory (an activity, recorded in history), since anyone who can start a workflow
     # could put their own keys here. Read only by reviews started before that change.
     public_keys: PublicKeyring = Field(default_factory=dict)
     # Set when this run refiles a review whose last run ended without an outcome.
     earlier_run: EarlierRun | None = None
+
+
+class AdmissionRequest(BaseModel):
+    review_id: str
+    disclosure: Disclosure
+    filing: Filing | None = None
+
+
+class Admission(BaseModel):
+    """The review office's answer (signed, like all its results): admitted or why not."""
+
+    admitted: bool
+    reason: str
+    lab_party: str | None = None
+    policy: Policy | None = None
+    seal: str | None = None  # the office's seal on this run (search attribute GenuineSeal)
 
 
 class PartnerRequest(BaseModel):

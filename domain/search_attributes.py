@@ -18,6 +18,16 @@ POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 SECONDS_TO_DETERMINATION = SearchAttributeKey.for_int("SecondsToDetermination")
 SECONDS_TO_RELEASE = SearchAttributeKey.for_int("SecondsToRelease")
+# Whether the review office admitted the review (the lab's signature on its disclosure verified, its
+# policy loaded by the office). Anyone starting a workflow may preset both: `GenuineSeal` is the review
+# office's signature over (review id, run id) (domain/attestation.py), which readers verify.
+GENUINE = SearchAttributeKey.for_bool("Genuine")
+GENUINE_SEAL = SearchAttributeKey.for_keyword("GenuineSeal")
+# What a namespace user did that the review could not prevent, flagged by the review itself:
+# its history was reset (`temporal workflow reset`), a cancellation was requested (and ignored).
+INTEGRITY = SearchAttributeKey.for_keyword_list("Integrity")
+INTEGRITY_RESET = "reset"
+INTEGRITY_CANCEL_REQUESTED = "cancel-requested"
 
 # Who made the determination: the NSA, or the policy's default on the NSA's silence (a watcher
 # must never read a default as an NSA decision). Values: DETERMINED_BY_NSA, DETERMINED_BY_DEFAULT.
@@ -42,6 +52,9 @@ REVIEW_SEARCH_ATTRIBUTES = (
     SECONDS_TO_RELEASE,
     DETERMINED_BY,
     PENDING_AGENCIES,
+    GENUINE,
+    GENUINE_SEAL,
+    INTEGRITY,
 )
 
 # Vulnerability cases (the clearinghouse). No product, location or vector: only what a list needs.

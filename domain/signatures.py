@@ -1,12 +1,13 @@
 """Signed messages: who sent an update, proven with Ed25519.
 
-A party signs the canonical bytes of (workflow id, update name, message without its
-signature). The workflow holds the public keyring (a review in its input, Treasury's
-clearinghouse and cases from Treasury's own key directory, through an activity), so a validator
-verifies deterministically, inside the workflow, with no I/O. Binding the workflow id (the
-review's, the case's, `clearinghouse`) and the update name means a signature cannot be replayed
-into another review or case or as another kind of message; the message id (unique per
-workflow) stops replays within one.
+A party signs the canonical bytes of (workflow id, update name, message without its signature);
+the message names the run it is signed for (`run_id`, read from the server by the sender's
+client), so the signature covers the run too. The workflow holds the public keyring (the review's
+from the review office, Treasury's clearinghouse and cases from Treasury's own key directory,
+through a signed activity result), so a validator verifies deterministically, inside the
+workflow, with no I/O. Binding the workflow id (the review's, the case's, `clearinghouse`), the
+run and the update name means a signature cannot be replayed into another review, case or run,
+or as another kind of message; the message id (unique per workflow) stops replays within one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ PublicKeyring = dict[str, str]
 # ApplicationError types of the rejections a sender may act on (nothing was recorded either way):
 UNKNOWN_SIGNER = "UnknownSigner"  # no key for the sender: the workflow's keyring may be refreshed
 KEYS_LOADING = "KeysLoading"  # the workflow has not loaded its keyring yet: send again shortly
+STALE_RUN = "StaleRun"  # signed for another run of the workflow: the sender's client signs again for this one
 
 
 def canonical_bytes(review_id: str, update: str, message: Message) -> bytes:
@@ -66,9 +68,12 @@ class Signer:
         self.party = party
         self._key = private_key
 
-    def sign(self, review_id: str, update: str, message: Message) -> Message:
+    def sign(self, review_id: str, update: str, message: Message, run_id: str | None = None) -> Message:
+        """Sign for this workflow, update and (given `run_id`) run; the run id is part of the message."""
         if message.sender != self.party:
             raise ValueError(f"{self.party}'s key cannot sign a message from {message.sender!r}")
+        if run_id is not None:
+            message = message.model_copy(update={"run_id": run_id})
         signature = self._key.sign(canonical_bytes(review_id, update, message))
         return message.model_copy(update={"signature": base64.b64encode(signature).decode()})
 

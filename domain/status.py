@@ -82,6 +82,13 @@ class ReviewStatus(BaseModel):
     partners_skipped: list[PartnerRelease] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
     withdrawal_reason: str | None = None
+    # Whether the review office admitted the review (the lab's signed filing, the office's policy):
+    # None until it has answered; False: not a genuine review, it does nothing (`admission` says why).
+    genuine: bool | None = None
+    admission: str | None = None
+    # Cancel requests received (and ignored: only the lab withdraws); whether the history was reset.
+    cancel_requests: list[datetime] = Field(default_factory=list)
+    history_reset: bool = False
     # The run the status was read from (set by the API, not the workflow): `audit ID --run-id RUN`.
     run_id: str | None = None
     # The earlier runs under the same id and how each ended, newest first (set by the API, not the workflow).

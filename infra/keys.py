@@ -41,7 +41,7 @@ from domain.agencies import LAB, Agency
 from domain.attestation import ResultSigner, TrustAnchors
 from domain.sectors import Sector
 from domain.signatures import PublicKeyring, Signer
-from domain.vulnerability import REVIEW_OFFICE, operator_party, parse_party, vendor_party
+from domain.vulnerability import REVIEW_OFFICE, lab_party, operator_party, parse_party, vendor_party
 
 # The review's parties.
 PARTIES: tuple[str, ...] = (*(a.value for a in Agency), LAB)
@@ -62,10 +62,11 @@ def default_registry_file() -> Path:
 def development_parties(
     registry_file: Path | None = None, vulnerabilities_dir: Path = SAMPLE_VULNERABILITIES
 ) -> list[str]:
-    """Who gets a development key: the agencies and the lab; the operators of every sector (the 16
-    critical-infrastructure sectors, and the others a report may name as affected, e.g. cloud
-    providers); each approved party of the trusted-party registry (`partner:<id>`); and the
-    vendors of the sample vulnerabilities (`vendor:<id>`). Anyone else is enrolled with `keys add`."""
+    """Who gets a development key: the agencies, the labs of the sample disclosures (`lab:<id>`);
+    the operators of every sector (the 16 critical-infrastructure sectors, and the others a report
+    may name as affected, e.g. cloud providers); each approved party of the trusted-party registry
+    (`partner:<id>`); and the vendors of the sample vulnerabilities (`vendor:<id>`). Anyone else is
+    enrolled with `keys add`."""
     parties = [*PARTIES, *(operator_party(s) for s in Sector)]
     registry = registry_file or default_registry_file()
     if registry.is_file():
@@ -76,6 +77,14 @@ def development_parties(
                     parties.append(parse_party(f"partner:{p['partner_id']}"))
                 except (KeyError, ValueError):
                     continue
+    # The labs of the sample disclosures (`lab:<id>`): each lab signs its own disclosures and withdrawals.
+    for file in sorted(vulnerabilities_dir.parent.glob("*.json")):
+        try:
+            lab = json.loads(file.read_text()).get("lab")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(lab, str) and lab.strip():
+            parties.append(lab_party(lab))
     for file in sorted(vulnerabilities_dir.glob("*.json")):
         try:
             vendor = json.loads(file.read_text()).get("vendor")

@@ -4,7 +4,10 @@ per-workflow time skipping (v2) so a 30-day window passes in about a second."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,11 +25,11 @@ from api.reviews import status
 from domain.clearinghouse import CaseView, IntakeReceipt, VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.messages import Message
-from domain.policy import Policy, load_policy
+from domain.policy import POLICY_DIR, Policy, load_policy
 from domain.search_attributes import ALL_SEARCH_ATTRIBUTES
 from domain.signatures import Signer
 from domain.status import ReviewStatus, Stage
-from domain.vulnerability import VulnerabilityReport
+from domain.vulnerability import VulnerabilityReport, lab_party
 from infra.connection import data_converter
 from infra.devserver import temporal_cli_path
 from infra.keys import KeyDirectory, KeyProblem
@@ -43,6 +46,11 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyDirectory:
     directory = KeyDirectory(tmp_path_factory.mktemp("keys"))
     directory.init_development()
     os.environ["FRONTIER_REVIEW_KEYS_DIR"] = str(directory.path)
+    # The review office's policy library for the session (every worker process inherits it).
+    library = tmp_path_factory.mktemp("policies")
+    for file in POLICY_DIR.glob("*.toml"):
+        shutil.copy(file, library / file.name)
+    os.environ["FRONTIER_REVIEW_POLICIES_DIR"] = str(library)
     return directory
 
 
@@ -72,8 +80,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def worker_config(data_dir: Path) -> WorkerConfig:
-    return WorkerConfig(data_dir=data_dir)
+def policies_dir(keys: KeyDirectory) -> Path:
+    """The review office's policy library for the session (made with the keys): the project's
+    policies, and each test's own (`disclose` files them there, as an operator would)."""
+    return Path(os.environ["FRONTIER_REVIEW_POLICIES_DIR"])
+
+
+@pytest.fixture(scope="session")
+def worker_config(data_dir: Path, policies_dir: Path) -> WorkerConfig:
+    return WorkerConfig(data_dir=data_dir, policies_dir=policies_dir)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -98,8 +113,39 @@ async def isolated(env: WorkflowEnvironment, keys: KeyDirectory) -> Client:
 
 
 async def disclose(client: Client, disclosure: Disclosure, policy: Policy) -> str:
-    """Open a review with the session's public keyring."""
-    return await reviews.disclose(client, disclosure, policy, KeyDirectory().public_keys())
+    """Open a review as its lab would (the lab enrolled with a development key if it has none), under
+    `policy` as the review office holds it: a test's own policy is filed in the office's library
+    under a name of its own (its version kept), since the office loads policies by name."""
+    keys = KeyDirectory()
+    lab = lab_party(disclosure.lab)
+    if not keys.signing_file(lab).is_file():
+        keys.add_party(lab, replace=True)
+    return await reviews.disclose(client, disclosure, file_policy(policy))
+
+
+def file_policy(policy: Policy) -> Policy:
+    """`policy` as filed in the review office's library (the project's own policies are there already)."""
+    library = Path(os.environ.get("FRONTIER_REVIEW_POLICIES_DIR", POLICY_DIR))
+    try:
+        if load_policy(library / f"{policy.name}.toml") == policy:
+            return policy
+    except ValueError:
+        pass
+    body = policy.model_dump(mode="json", exclude={"name"})
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
+    filed = policy.model_copy(update={"name": f"{policy.name}-{digest}"})
+    lines = []
+    tables = {}
+    for key, value in filed.model_dump(mode="json").items():
+        if isinstance(value, dict):
+            tables[key] = value
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items() if value is not None)
+    (library / f"{filed.name}.toml").write_text("\n".join(lines) + "\n")
+    return filed
 
 
 def signer_for(party: str) -> Signer:

@@ -169,8 +169,8 @@ async def test_silence_and_withdrawal(isolated: Client, worker_config: WorkerCon
     dod = next(v for v in record.verdicts if v.agency == "dod")
     assert dod.verdict == "no_response" and "timeout" in dod.rationale.lower()
     assert record.transitions[-1].stage == Stage.WITHDRAWN
-    assert record.transitions[-1].actor == "lab" and record.transitions[-1].reason == "leaving the program"
-    assert record.withdrawal and record.withdrawal.message.sender == "lab"
+    assert record.transitions[-1].actor == "lab:anthropic" and record.transitions[-1].reason == "leaving the program"
+    assert record.withdrawal and record.withdrawal.message.sender == "lab:anthropic"
     assert record.outcome == Outcome.WITHDRAWN and record.determination is None
     assert failed_checks(trail) == []
 

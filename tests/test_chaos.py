@@ -108,8 +108,9 @@ def seconds_policy(scenario: str) -> Policy:
             version=f"chaos-{scenario}.1",
             standards_check_timeout=timedelta(seconds=4),
             standards_check_attempt_timeout=timedelta(seconds=2),
-            determination_deadline=timedelta(seconds=5 if scenario == "silent" else 120),
-            review_window=timedelta(seconds=4 if scenario == "elapsed" else 120),
+            # Deadlines that should not pass are far off: a party's message may wait out an outage.
+            determination_deadline=timedelta(seconds=5 if scenario == "silent" else 600),
+            review_window=timedelta(seconds=4 if scenario == "elapsed" else 600),
             release_activity_timeout=timedelta(seconds=2),
             clearinghouse=ClearinghousePolicy(
                 forward_timeout=timedelta(seconds=3),
@@ -164,9 +165,13 @@ class Workers:
             self.figures.worker_kills += 1
 
     async def supervise(self) -> None:
+        """Start a dead process again, at most every 2 s (one that cannot connect exits at once)."""
+        started: dict[str, float] = {}
         while True:
             for group, proc in list(self.procs.items()):
-                if proc.returncode is not None and group not in self.away:
+                due = started.get(group, 0.0) + 2.0 <= time.monotonic()
+                if proc.returncode is not None and group not in self.away and due:
+                    started[group] = time.monotonic()
                     await self.start(group)
                     self.figures.worker_restarts += 1
             await asyncio.sleep(0.3)

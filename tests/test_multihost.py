@@ -100,6 +100,8 @@ def start_worker(topology: Topology, ns: str, role: str, home: Path, profile: Pa
         "FRONTIER_REVIEW_KEYS_DIR": str(home / "keys"),
         "FRONTIER_REVIEW_STANDARDS_DIR": str(home / "standards"),
         "FRONTIER_REVIEW_DATA_DIR": str(home / "data"),
+        # The review office's policy library (the session's: tests file their own policies there).
+        "FRONTIER_REVIEW_POLICIES_DIR": os.environ["FRONTIER_REVIEW_POLICIES_DIR"],
     }
     with open(home / "worker.log", "wb") as log:
         return subprocess.Popen(

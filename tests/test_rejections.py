@@ -87,7 +87,7 @@ async def test_review_window_rejections(client: Client, policy: Policy) -> None:
     await assert_rejected(
         client, rid, CONCLUDE_REVIEW, Conclusion(sender="treasury"), "treasury is not a participating"
     )
-    await assert_rejected(client, rid, WITHDRAW, Withdrawal(sender="dod", reason="r"), "only the lab can withdraw")
+    await assert_rejected(client, rid, WITHDRAW, Withdrawal(sender="dod", reason="r"), "only this review's lab")
 
     accepted = ReviewFinding(sender="dod", **finding)
     await send_signed(client, rid, SUBMIT_FINDING, accepted)

@@ -35,6 +35,7 @@ def review_office_worker(address: str, records: Path, keys: KeyDirectory, log: P
         "TEMPORAL_CONFIG_FILE": "/nonexistent",
         "FRONTIER_REVIEW_KEYS_DIR": str(keys.path),
         "FRONTIER_REVIEW_DATA_DIR": str(records),
+        "FRONTIER_REVIEW_POLICIES_DIR": os.environ["FRONTIER_REVIEW_POLICIES_DIR"],  # the office's library
     }
     with open(log, "wb") as out:
         return subprocess.Popen(

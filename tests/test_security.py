@@ -111,7 +111,7 @@ async def test_search_attributes_carry_only_unclassified_fields(client: Client, 
     }  # the server's own
     assert names <= {
         "ReviewStage", "Lab", "ModelName", "Covered", "WindowDeadline", "PolicyVersion",
-        "Outcome", "SecondsToDetermination", "SecondsToRelease",
+        "Outcome", "SecondsToDetermination", "SecondsToRelease", "Genuine", "GenuineSeal",
         "DeterminedBy", "PendingAgencies",  # who decided (nsa|policy-default), whose decision is awaited
     }  # fmt: skip
     assert SECRET_RATIONALE not in str(described.typed_search_attributes)
@@ -132,12 +132,14 @@ async def test_key_rotation_mid_review(env, isolated: Client, worker_config: Wor
     assert final.stage == Stage.RELEASED
 
     history = await second.get_workflow_handle(rid).fetch_history()
-    # Patch markers (`workflow.patched`) carry only the patch's name, written by the SDK unencoded.
+    # Patch markers (`workflow.patched`) carry only the patch's name, written by the SDK unencoded;
+    # an activity cancelled before it started carries the server's own "ACTIVITY_ID_NOT_STARTED".
     key_ids = {
-        p.metadata["encryption-key-id"]
+        p.metadata.get("encryption-key-id")
         for e in history.events
         if not e.HasField("marker_recorded_event_attributes")
         for p in payloads(e)
+        if p.data != b'"ACTIVITY_ID_NOT_STARTED"'
     }
     assert key_ids == {b"k1", b"k2"}, "old payloads under k1, new ones under k2"
     only_k2 = EncryptionCodec(PayloadKeyring(current="k2", keys={"k2": k2.keys["k2"]}))
@@ -152,6 +154,7 @@ async def test_signed_message_rejections(client: Client, policy: Policy, keys: K
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
     await wait_stage(client, other, Stage.AWAITING_DETERMINATION)
     nsa = keys.signer("nsa")
+    run = (await client.get_workflow_handle(rid).describe()).run_id
     impostor = Signer("nsa", Ed25519PrivateKey.generate())
 
     def determination(**changes) -> Determination:
@@ -165,27 +168,29 @@ async def test_signed_message_rejections(client: Client, policy: Policy, keys: K
         assert (await handle.describe()).status.name == "RUNNING"
 
     # Forged: the NSA's name, someone else's key.
-    await rejected(None, impostor.sign(rid, RECORD_DETERMINATION, determination()), "signature does not verify")
+    await rejected(None, impostor.sign(rid, RECORD_DETERMINATION, determination(), run), "signature does not verify")
     # Altered after signing.
-    signed = nsa.sign(rid, RECORD_DETERMINATION, determination())
+    signed = nsa.sign(rid, RECORD_DETERMINATION, determination(), run)
     await rejected(None, signed.model_copy(update={"covered": True, "agencies": ["dod"]}), "does not verify")
     # Signed for another review.
-    await rejected(None, nsa.sign(other, RECORD_DETERMINATION, determination()), "signed for another review")
+    await rejected(None, nsa.sign(other, RECORD_DETERMINATION, determination(), run), "signed for another review")
     # Signed as another kind of message (a finding's signature on a determination).
-    as_finding = nsa.sign(rid, SUBMIT_FINDING, determination())
+    as_finding = nsa.sign(rid, SUBMIT_FINDING, determination(), run)
     await rejected(None, as_finding, "does not verify")
     # Unsigned.
     await rejected(None, determination(), "is not signed")
     # Unknown signer.
     cia = Signer("cia", Ed25519PrivateKey.generate())
     stranger = Determination(sender="cia", covered=False, rationale="r")
-    await rejected(None, cia.sign(rid, RECORD_DETERMINATION, stranger), "unknown signer 'cia'")
+    await rejected(None, cia.sign(rid, RECORD_DETERMINATION, stranger, run), "unknown signer 'cia'")
     # Wrong role: a real DoD signature on a determination.
     dod_says = Determination(sender="dod", covered=False, rationale="r")
-    await rejected(None, keys.signer("dod").sign(rid, RECORD_DETERMINATION, dod_says), "only the NSA determines")
+    await rejected(None, keys.signer("dod").sign(rid, RECORD_DETERMINATION, dod_says, run), "only the NSA determines")
 
     # The genuine one is accepted; replaying it (another update id) is not.
-    genuine = nsa.sign(rid, RECORD_DETERMINATION, determination())
+    # Genuine but signed for no run (or another run): refused.
+    await rejected(None, nsa.sign(rid, RECORD_DETERMINATION, determination()), "signed for run \\(none\\)")
+    genuine = nsa.sign(rid, RECORD_DETERMINATION, determination(), run)
     await send_raw(client, rid, RECORD_DETERMINATION, genuine)
     with pytest.raises(Rejected, match="already"):
         await send_raw(client, rid, RECORD_DETERMINATION, genuine, update_id="replay")
@@ -317,8 +322,9 @@ async def test_a_review_started_with_someone_elses_keys_still_verifies_against_t
     client: Client, policy: Policy
 ) -> None:
     """Anyone with a Temporal client can start a `ModelReview` whose input lists their own key as
-    the NSA's. The review verifies with the keys it loads from the review office, so a
-    determination signed with that key is refused."""
+    the NSA's. The review verifies with the keys it loads from the review office (and, started by
+    hand without the lab's signed filing, is not admitted at all), so a determination signed with
+    that key is refused."""
     from domain.review import WORKFLOW_TYPE, ReviewInput
 
     mallory = Signer("nsa", Ed25519PrivateKey.generate())
@@ -330,10 +336,10 @@ async def test_a_review_started_with_someone_elses_keys_still_verifies_against_t
         id=rid,
         task_queue="review",
     )
-    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
-    forged = mallory.sign(rid, RECORD_DETERMINATION, Determination(sender="nsa", covered=False, rationale="r"))
-    with pytest.raises(Rejected, match="signature does not verify for nsa"):
+    run = (await client.get_workflow_handle(rid).describe()).run_id
+    forged = mallory.sign(rid, RECORD_DETERMINATION, Determination(sender="nsa", covered=False, rationale="r"), run)
+    with pytest.raises(Rejected, match="signature does not verify for nsa|loading its keyring"):
         await send_raw(client, rid, RECORD_DETERMINATION, forged)
+    final = await client.get_workflow_handle(rid, result_type=ReviewStatus).result()
+    assert (final.genuine, final.stage, final.determination) == (False, Stage.DISCLOSED, None)
     assert forged.message_id not in await update_events(client, rid)
-    assert (await status(client, rid)).stage == Stage.AWAITING_DETERMINATION
-    await LabClient(client).withdraw(rid, "test finished")

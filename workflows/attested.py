@@ -39,7 +39,9 @@ class ResetWatch:
 
     def activity_run(self) -> str:
         """The run an activity result was signed for: a result in the part of a reset run's history
-        copied from the original run was produced for the original run."""
+        copied from the original run was produced for the original run. (A reset of a reset run
+        copies results of the middle run, whose id the workflow cannot know: they no longer verify
+        on replay, and that run stops on a nondeterminism error, visibly. Known limit.)"""
         info = workflow.info()
         return info.run_id if self.resets else info.original_execution_run_id
 

@@ -68,7 +68,13 @@ REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
 # Kept in the status (and carried across runs): the last case ids found squatted.
 FOREIGN_KEPT = 50
 # At most this many applied reports travel to the next run (newest first), whatever the window.
-APPLIED_KEPT = 4000
+APPLIED_KEPT = 2000
+# A run also continues as new once its history holds this many events (about 200 reports). Under a
+# burst on a loaded machine the worker loses the run from its cache now and then (a workflow task
+# overtaken by new events, a slow activation); it then replays the whole history before it can take
+# the next update, and a long history fetched in pages failed there ("Fetched empty history page")
+# again and again, aborting every update in flight: a stall that did not end. Short runs replay fast.
+EVENTS_PER_RUN = 1500
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
@@ -320,7 +326,12 @@ class Clearinghouse:
 
     def _run_is_full(self) -> bool:
         # Every accepted update counts: a run's updates stay well under Temporal's 2000.
-        return self._updates >= self._policy.reports_per_run or workflow.info().is_continue_as_new_suggested()
+        info = workflow.info()
+        return (
+            self._updates >= self._policy.reports_per_run
+            or info.get_current_history_length() >= EVENTS_PER_RUN
+            or info.is_continue_as_new_suggested()
+        )
 
     @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
     def status(self) -> ClearinghouseView:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from domain.clearinghouse import LOAD_PUBLIC_KEYS
 from domain.messages import Message
-from domain.signatures import KEYS_LOADING, UNKNOWN_SIGNER, PublicKeyring, signature_problem
+from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, signature_problem
 
 REJECTED = "Rejected"
 
@@ -24,7 +24,13 @@ def reject_unless(condition: bool, reason: str) -> None:
 
 
 def authenticate(
-    keyring: PublicKeyring | None, workflow_id: str, update: str, message: Message, *, target: str
+    keyring: PublicKeyring | None,
+    workflow_id: str,
+    update: str,
+    message: Message,
+    *,
+    target: str,
+    run_id: str | None = None,
 ) -> None:
     """Reject a message unless its sender's key, in `keyring`, signed it for this workflow and update.
     An unknown signer and a keyring not yet loaded get their own error types: the sender may have
@@ -40,6 +46,15 @@ def authenticate(
         )
     problem = signature_problem(keyring, workflow_id, update, message, target=target)
     reject_unless(problem is None, problem or "")
+    if run_id is not None and message.run_id != run_id:
+        # Genuine, but for another run (a withdrawn and refiled review, a reset, a continued run):
+        # never applied here. The sender's own client signs it again for this run.
+        raise ApplicationError(
+            f"message {message.message_id} is signed for run {message.run_id or '(none)'} of this {target}, "
+            f"not for its current run {run_id}",
+            type=STALE_RUN,
+            non_retryable=True,
+        )
 
 
 async def load_public_keys() -> PublicKeyring:

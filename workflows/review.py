@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -25,7 +25,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from domain import metrics
     from domain import search_attributes as sa
-    from domain.agencies import LAB, STANDARDS_BODIES, Agency
+    from domain.agencies import STANDARDS_BODIES, Agency
     from domain.attestation import Unverifiable, UnverifiedResult
     from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
     from domain.messages import (
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import describe
     from domain.review import (
+        ADMIT_DISCLOSURE,
         ALREADY_APPLIED,
         BRIEF_NSA,
         CHECK_STANDARD,
@@ -56,12 +57,14 @@ with workflow.unsafe.imports_passed_through():
         VET_PARTNER,
         WITHDRAW,
         WORKFLOW_TYPE,
+        Admission,
+        AdmissionRequest,
         PartnerRequest,
         ReviewInput,
     )
     from domain.signatures import PublicKeyring
     from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
-    from domain.vulnerability import REVIEW_OFFICE, TREASURY
+    from domain.vulnerability import REVIEW_OFFICE, TREASURY, lab_party
     from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, reject_unless
 
@@ -132,6 +135,13 @@ class ModelReview:
         # (workflows/attested.py); the others are kept here, for the status and the audit.
         self._watch = ResetWatch()
         self._unverified: list[UnverifiedResult] = []
+        # The review office's admission (None until it answers); the lab's one signing party.
+        self._admission: Admission | None = None
+        # What a namespace user did that the review cannot prevent, flagged (search attribute
+        # Integrity, status, Web UI): cancel requests (ignored), a reset of its history.
+        self._cancel_requests: list[datetime] = []
+        self._integrity: list[str] = []
+        self._lab = lab_party(review.disclosure.lab)
         # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
         # those it refused outright.
         self._forwards_pending: dict[str, str] = {}
@@ -144,16 +154,56 @@ class ModelReview:
 
     @workflow.run
     async def run(self, review: ReviewInput) -> ReviewStatus:
+        """The story, shielded from cancellation: only the lab ends a review early (it withdraws). A
+        cancel request (anyone with namespace access may send one) is recorded and ignored."""
+        story = asyncio.ensure_future(self._story(review))
+        while True:
+            try:
+                return await asyncio.shield(story)
+            except asyncio.CancelledError:
+                if story.done():
+                    raise
+                self._cancel_requests.append(workflow.now())
+                self._flag(sa.INTEGRITY_CANCEL_REQUESTED)
+                self._log("cancel request ignored: only the lab withdraws a review", level=logging.WARNING)
+                self._publish_details()
+
+    async def _story(self, review: ReviewInput) -> ReviewStatus:
         if self._keys_from_office:
             self._keys = await self._from_review_office(
                 LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
             )
+        # Anyone can start a ModelReview with any input: nothing runs until the review office has
+        # checked the lab's signature on the filing and loaded the policy it names, itself.
+        admission: Admission = await self._from_review_office(
+            ADMIT_DISCLOSURE,
+            "admission",
+            model(Admission),
+            "admit the disclosure (the lab's signature, the office's policy)",
+            AdmissionRequest(review_id=review.review_id, disclosure=review.disclosure, filing=review.filing),
+        )
+        self._admission = admission
+        if not admission.admitted or admission.policy is None:
+            # Not a genuine review: it does nothing, and says so (status, search attribute, Web UI).
+            workflow.upsert_search_attributes([sa.GENUINE.value_set(False)])
+            self._log("not admitted: not a genuine review", level=logging.WARNING)
+            self._publish_details()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.status()
+        self._policy = admission.policy
         refiled = ""
         if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
             earlier = review.earlier_run
             why = f": {earlier.reason}" if earlier.reason else ""
             refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
-        self._enter(Stage.DISCLOSED, LAB, f"disclosed under policy {self._policy.version}{refiled}")
+        self._enter(Stage.DISCLOSED, self._lab, f"disclosed under policy {self._policy.version}{refiled}")
+        # Written with the next stage's upsert (one visibility write per stage change; the start
+        # request set DISCLOSED, so entering it writes nothing).
+        self._with_next_stage += [
+            sa.GENUINE.value_set(True),
+            sa.GENUINE_SEAL.value_set(admission.seal or ""),
+            sa.POLICY_VERSION.value_set(self._policy.version),
+        ]
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
         try:
             await self._standards_check()
@@ -166,7 +216,7 @@ class ModelReview:
         except _Withdrawn:
             assert self._withdrawal is not None
             self._outcome = Outcome.WITHDRAWN
-            self._enter(Stage.WITHDRAWN, LAB, self._withdrawal.reason)
+            self._enter(Stage.WITHDRAWN, self._lab, self._withdrawal.reason)
         # Findings still on their way to the clearinghouse get there, however long Treasury is
         # away: the release has already happened, and the review stays open until they are delivered.
         await asyncio.gather(*self._forwards)
@@ -180,12 +230,13 @@ class ModelReview:
         checks = [self._check_standard(body) for body in STANDARDS_BODIES]
         await self._unless_withdrawn(asyncio.gather(*checks))
 
-    async def _from_review_office(self, activity: str, activity_id: str, parse, summary: str):
+    async def _from_review_office(self, activity: str, activity_id: str, parse, summary: str, *args):
         """What the review office's worker answers, signed with its key; without that the review
         cannot run: it fails, naming why (it never goes on with what someone else supplied)."""
         try:
             return await attested(
                 activity,
+                *args,
                 party=REVIEW_OFFICE,
                 activity_id=activity_id,
                 parse=parse,
@@ -287,6 +338,16 @@ class ModelReview:
                 )
         if self._withdrawal is not None:
             raise _Withdrawn()
+        if self._determination is None and self._watch.resets:
+            # The history was reset (`temporal workflow reset`) to before the determination: the
+            # NSA's answer may have been erased with the events after that point. No default
+            # applies to a reset review: it is flagged and waits for the NSA to determine again.
+            self._flag(sa.INTEGRITY_RESET)
+            self._log("history reset before the determination: no default applies", level=logging.WARNING)
+            self._publish_details()
+            await workflow.wait_condition(lambda: self._determination is not None or self._withdrawal is not None)
+            if self._withdrawal is not None:
+                raise _Withdrawn()
         if self._determination is None:
             # The NSA was silent past its deadline: the policy's default applies.
             covered = self._policy.on_nsa_silence == "covered"
@@ -529,7 +590,9 @@ class ModelReview:
     @withdraw.validator
     def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
         self._authenticate(WITHDRAW, withdrawal)
-        reject_unless(withdrawal.sender == LAB, f"only the lab can withdraw, not {withdrawal.sender!r}")
+        # One signing party per lab: only this review's lab withdraws it.
+        who = withdrawal.sender
+        reject_unless(who == self._lab, f"only this review's lab ({self._lab}) can withdraw, not {who!r}")
         reject_unless(self._withdrawal is None, "the lab has already withdrawn")
         reject_unless(
             self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
@@ -551,7 +614,11 @@ class ModelReview:
             stage=self._stage,
             outcome=self._outcome,
             covered=self._determination.covered if self._determination else None,
-            policy_version=self._policy.version,
+            policy_version=self._policy.version if self._admission and self._policy else "(not admitted)",
+            genuine=self._admission.admitted if self._admission else None,
+            cancel_requests=self._cancel_requests,
+            history_reset=bool(self._watch.resets),
+            admission=self._admission.reason if self._admission else None,
             disclosed_at=self._disclosed_at,
             determination_deadline=self._determination_deadline,
             determination=self._determination,
@@ -578,7 +645,9 @@ class ModelReview:
             raise ApplicationError(
                 f"message {message.message_id} was already applied", type=ALREADY_APPLIED, non_retryable=True
             )
-        authenticate(self._keys, self._review.review_id, update, message, target="review")
+        authenticate(
+            self._keys, self._review.review_id, update, message, target="review", run_id=workflow.info().run_id
+        )
 
     def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
         reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
@@ -621,7 +690,14 @@ class ModelReview:
             return self._pending_reviewers()
         return []
 
+    def _flag(self, what: str) -> None:
+        if what not in self._integrity:
+            self._integrity.append(what)
+            workflow.upsert_search_attributes([sa.INTEGRITY.value_set(list(self._integrity))])
+
     def _enter(self, stage: Stage, actor: str, reason: str) -> None:
+        if self._watch.resets:
+            self._flag(sa.INTEGRITY_RESET)
         self._stage = stage
         self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
         # Only what changes: the start request already set DISCLOSED (api/reviews.py), and the
@@ -663,6 +739,12 @@ class ModelReview:
     def _publish_details(self) -> None:
         """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
         lines = [f"**{self._stage.value}**"]
+        if self._admission is not None and not self._admission.admitted:
+            lines = [f"**NOT GENUINE**: {self._admission.reason}. This review does nothing."]
+        if self._watch.resets:
+            lines.append("**history reset**: a namespace user reset this review (see its audit)")
+        if self._cancel_requests:
+            lines.append(f"cancel requests ignored: {len(self._cancel_requests)} (only the lab withdraws)")
         if self._outcome:
             lines.append(f"outcome: {self._outcome.value}")
         if self._determination is not None:

@@ -142,7 +142,7 @@ async def test_the_codec_token_is_on_no_command_line_and_not_served_by_the_web_u
     env.pop("FRONTIER_REVIEW_CODEC_TOKEN", None)
     proc = await asyncio.create_subprocess_exec(
         CLI, "up", "--db", str(tmp_path / "t.db"), "--port", str(port), "--ui-port", str(ui_port),
-        "--codec-port", str(codec_port),
+        "--codec-port", str(codec_port), "--watcher-port", str(free_port()),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
     )  # fmt: skip
     try:

@@ -27,7 +27,10 @@ from domain.clearinghouse import (
     CLEARINGHOUSE_ID,
     CLEARINGHOUSE_TASK_QUEUE,
     CLEARINGHOUSE_WORKFLOW,
+    FORWARD_VULNERABILITY,
     ClearinghouseInput,
+    ForwardRequest,
+    IntakeReceipt,
     TreasuryPolicy,
 )
 from domain.disclosure import Disclosure
@@ -37,7 +40,7 @@ from domain.review import CHECK_STANDARD, RECORD_DETERMINATION
 from domain.signatures import Signer
 from domain.status import Stage
 from infra.keys import KeyDirectory
-from tests.conftest import EXAMPLES, disclose, mythos, running, wait_stage
+from tests.conftest import EXAMPLES, disclose, mythos, running, vulnerability, wait_stage
 from tests.security.attackers import activity_events, complete_by_id, insider, keyless, review_workflows_only, scheduled
 from tests.test_clearinghouse_runs import fresh_clearinghouse
 from worker import REVIEW, WorkerConfig, build_workers
@@ -195,3 +198,39 @@ async def test_clearinghouse_policy_completed_by_id_is_not_applied(
     assert answered["treasury-policy#2"] == [attacker.identity]
     assert answered["treasury-policy#3"] and answered["treasury-policy#3"] != [attacker.identity]
     await fresh_clearinghouse(isolated)
+
+
+async def test_a_rogue_clearinghouse_poller_cannot_swallow_a_finding(
+    env: WorkflowEnvironment, isolated: Client, worker_config: WorkerConfig, policy: Policy, keys: KeyDirectory
+) -> None:
+    """The issue's rogue poller on `clearinghouse` answered the review's relay with a receipt for a
+    case that does not exist. Its receipts are not Treasury's: recorded, asked again, and in the
+    end the finding shows as not delivered (never as filed under a made-up case)."""
+    own_key = ResultSigner("treasury", Ed25519PrivateKey.generate())
+
+    @activity.defn(name=FORWARD_VULNERABILITY)
+    async def swallow(request: ForwardRequest) -> object:
+        return own_key.attest(IntakeReceipt(case_id="case-does-not-exist", fingerprint="x", duplicate=False))
+
+    rogue_client = await insider(env, isolated.namespace, keys)
+    rogue = Worker(rogue_client, task_queue=CLEARINGHOUSE_TASK_QUEUE, activities=[swallow], identity="rogue@ch")
+    genuine = [w for w in build_workers(isolated, config=worker_config) if w.task_queue != CLEARINGHOUSE_TASK_QUEUE]
+    rid = await disclose(isolated, mythos(), policy)
+    async with running([*genuine, rogue]):
+        await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION)
+        await AgencyClient(isolated, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="r")
+        await wait_stage(isolated, rid, Stage.UNDER_REVIEW)
+        s = await AgencyClient(isolated, "dod").submit_finding(
+            rid, kind="vulnerability", severity="high", summary="s", vulnerability=vulnerability()
+        )
+        finding = s.findings[0].message_id
+        for _ in range(200):
+            s = await status(isolated, rid)
+            if finding in s.clearinghouse_refused:
+                break
+            await __import__("asyncio").sleep(0.1)
+        await LabClient(isolated).withdraw(rid, "test finished")
+    assert "no verifiable receipt from Treasury" in s.clearinghouse_refused[finding]
+    assert finding not in s.clearinghouse_cases
+    forged = [u for u in s.unverified_results if u.party == "treasury"]
+    assert len(forged) == 3 and all("does not verify against treasury's" in u.reason for u in forged)
