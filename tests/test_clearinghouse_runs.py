@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
 
 from api.clearinghouse import case_status, clearinghouse_status
+from domain import attestation
 from domain.clearinghouse import (
     CLEARINGHOUSE_ID,
     CLEARINGHOUSE_TASK_QUEUE,
@@ -22,9 +27,11 @@ from domain.clearinghouse import (
     VulnerabilityIntake,
 )
 from domain.policy import POLICY_DIR, load_policy
+from infra.connection import plain_data_converter
 from tests.conftest import report_signed, running, vulnerability
 from worker import WorkerConfig, build_workers
-
+from workflows.clearinghouse import Clearinghouse
+from workflows.sandbox import workflow_runner
 
 
 async def fresh_clearinghouse(client: Client) -> None:
@@ -125,3 +132,30 @@ async def test_whoever_starts_the_clearinghouse_does_not_choose_its_policy(
             assert case.policy_version == "eo-2026.1"
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+
+
+RECORDED = Path(__file__).parent / "histories" / "clearinghouse"
+
+
+@pytest.mark.parametrize("name", ["run-1", "run-2"])
+async def test_recorded_clearinghouse_runs_replay(name: str) -> None:
+    """Two runs recorded with this code (histories/clearinghouse/record.py: reports handed in and
+    by update, a duplicate, a forged submission, continue-as-new, a report sent again) replay: a
+    change to the workflow that would break a running clearinghouse fails here; the recording is
+    then made again (never deployed: no workflow.patched)."""
+    # Under the workflow id it ran with: the attested results are signed for it.
+    recording = gzip.decompress((RECORDED / f"{name}.json.gz").read_bytes()).decode()
+    history = WorkflowHistory.from_json(CLEARINGHOUSE_ID, recording)
+    replayer = Replayer(
+        workflows=[Clearinghouse], data_converter=plain_data_converter(), workflow_runner=workflow_runner()
+    )
+    # The attested results in them were signed by the recording's Treasury: its public anchors join
+    # this process's for the replay (the session's workers keep believing their own).
+    mine = attestation.pinned()
+    recorded = json.loads((RECORDED / "anchors.json").read_text())
+    attestation.pin({p: [*mine.get(p, []), *recorded.get(p, [])] for p in {*mine, *recorded}})
+    try:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    finally:
+        attestation.pin(mine)
+    assert result.replay_failure is None, result.replay_failure

@@ -317,7 +317,7 @@ def test_keys_add_enrols_a_party(tmp_path: Path, capsys: pytest.CaptureFixture[s
 PRE_SIGNING = Path(__file__).parent / "histories" / "pre-signing"
 
 
-@pytest.mark.parametrize("name", ["case-closed", "case-open-continued", "clearinghouse-continued"])
+@pytest.mark.parametrize("name", ["case-closed", "case-open-continued"])
 async def test_histories_from_before_signing_still_replay(name: str) -> None:
     """Cases and clearinghouse runs started before messages were signed are still running somewhere:
     the `workflow.patched` guard keeps them on their old path (no keyring activity at the start,
