@@ -29,6 +29,7 @@ from api.errors import Rejected, ReviewError
 from api.idempotency import keyed
 from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
+from domain.case import CaseStatus, CaseView, ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
 from domain.clearinghouse import (
     ALREADY_APPLIED,
     CASE_STATUS_QUERY,
@@ -45,15 +46,9 @@ from domain.clearinghouse import (
     REFRESH_TOO_SOON,
     REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
-    CaseStatus,
-    CaseView,
     ClearinghouseInput,
     ClearinghouseView,
-    ExploitationObserved,
-    ExtensionRequest,
-    FixReady,
     IntakeReceipt,
-    PatchDeployed,
     VulnerabilityIntake,
 )
 from domain.inputs import MAX_MESSAGE_BYTES, round_trips

@@ -21,7 +21,7 @@ from cli.render import console, status_view
 from cli.reviews import load_disclosure
 from cli.vuln import case_view, load_vulnerability
 from domain.agencies import Agency
-from domain.clearinghouse import CaseStatus, CaseView
+from domain.case import CaseStatus, CaseView
 from domain.messages import FindingKind, Severity
 from domain.policy import describe, load_policy
 from domain.publication import SCHEDULE_ID

@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cli.args import text
-from domain.clearinghouse import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed, VulnerabilityIntake
+from domain.case import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
+from domain.clearinghouse import VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.inputs import Refused
 from domain.messages import Conclusion, Determination, ReviewFinding, Withdrawal

@@ -34,7 +34,8 @@ from cli import args as arg
 from cli.render import as_json, console
 from cli.reviews import BadInput
 from cli.reviews import _signer as signer_for
-from domain.clearinghouse import MAX_EXTENSION_REQUEST, CaseStatus, CaseView, ClearinghouseView, VulnerabilityIntake
+from domain.case import MAX_EXTENSION_REQUEST, CaseStatus, CaseView
+from domain.clearinghouse import ClearinghouseView, VulnerabilityIntake
 from domain.inputs import load_model
 from domain.policy import DEFAULT_POLICY, load_policy
 from domain.sectors import Sector

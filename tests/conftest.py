@@ -22,7 +22,8 @@ from temporalio.worker import Worker
 
 from api import clearinghouse, reviews
 from api.reviews import status
-from domain.clearinghouse import CaseView, IntakeReceipt, VulnerabilityIntake
+from domain.case import CaseView
+from domain.clearinghouse import IntakeReceipt, VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.messages import Message
 from domain.policy import POLICY_DIR, Policy, load_policy

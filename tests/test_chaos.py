@@ -41,7 +41,8 @@ from api.errors import DuplicateDisclosure, Unavailable
 from api.reviews import status
 from api.server import transient
 from domain import attestation
-from domain.clearinghouse import CASE_WORKFLOW, CaseStatus, NoticeKind
+from domain.case import CaseStatus, NoticeKind
+from domain.clearinghouse import CASE_WORKFLOW
 from domain.policy import ClearinghousePolicy, Policy, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra.connection import data_converter

@@ -24,12 +24,7 @@ from api.clearinghouse import (
 from api.errors import Rejected
 from api.reviews import status
 from domain import search_attributes as sa
-from domain.clearinghouse import (
-    CLEARINGHOUSE_ID,
-    EXPLOITATION_OBSERVED,
-    FIX_READY,
-    PATCH_DEPLOYED,
-    REQUEST_EXTENSION,
+from domain.case import (
     CaseStatus,
     CaseView,
     ExploitationObserved,
@@ -37,6 +32,13 @@ from domain.clearinghouse import (
     FixReady,
     NoticeKind,
     PatchDeployed,
+)
+from domain.clearinghouse import (
+    CLEARINGHOUSE_ID,
+    EXPLOITATION_OBSERVED,
+    FIX_READY,
+    PATCH_DEPLOYED,
+    REQUEST_EXTENSION,
     VulnerabilityIntake,
 )
 from domain.messages import Message

@@ -23,6 +23,7 @@ from api.agency import AgencyClient, LabClient
 from api.clearinghouse import CaseParty, UnknownCase, VendorClient, case_status, clearinghouse_status
 from api.errors import Rejected
 from cli.main import main as cli_main
+from domain.case import CaseInput, CaseStatus, FixReady
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -31,9 +32,6 @@ from domain.clearinghouse import (
     LINK_REPORT,
     PATCH_DEPLOYED,
     REPORT_VULNERABILITY,
-    CaseInput,
-    CaseStatus,
-    FixReady,
     ForwardRequest,
     VulnerabilityIntake,
 )

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.clearinghouse import Outbox
 from api.clearinghouse import VendorClient, case_status, clearinghouse_status
+from domain.case import CaseInput, CaseState, CaseStatus, ExploitationObserved
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -28,11 +29,7 @@ from domain.clearinghouse import (
     REFRESH_KEYS,
     REPORT_VULNERABILITY,
     AppliedReport,
-    CaseInput,
-    CaseState,
-    CaseStatus,
     ClearinghouseInput,
-    ExploitationObserved,
     IntakeReceipt,
     VulnerabilityIntake,
 )
