@@ -223,7 +223,7 @@ async def drive(client: Client, review: Review, delay: float) -> None:
                     rid, kind="vulnerability", severity="critical", summary="chaos finding", vulnerability=details
                 )
             )
-            review.finding_id, review.product = s.findings[0].message_id, details.product
+            review.finding_id, review.report.product = s.findings[0].message_id, details.product
             await steady(lambda: finder.conclude(rid))
 
 
@@ -326,7 +326,7 @@ async def check(
     cases: dict[str, list[str]] = {}
     async for wf in client.list_workflows(f'WorkflowType = "{CASE_WORKFLOW}"'):
         view = await steady(lambda wf=wf: case_status(client, wf.id))
-        cases.setdefault(view.product, []).append(view.case_id)
+        cases.setdefault(view.report.product, []).append(view.case_id)
     for product, case_id in reports.items():
         if cases.get(product) != [case_id]:
             bad(f"{product}: cases {cases.get(product)}, reported as {case_id}")

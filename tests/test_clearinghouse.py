@@ -25,8 +25,8 @@ from api.errors import Rejected
 from api.reviews import status
 from domain import search_attributes as sa
 from domain.case import (
+    CaseState,
     CaseStatus,
-    CaseView,
     ExploitationObserved,
     ExtensionRequest,
     FixReady,
@@ -66,7 +66,7 @@ VENDOR = "vendor:tlskit-foundation"
 S = CaseStatus
 
 
-async def wait_case(client: Client, case_id: str, *statuses: CaseStatus, timeout: float = 30) -> CaseView:
+async def wait_case(client: Client, case_id: str, *statuses: CaseStatus, timeout: float = 30) -> CaseState:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -81,7 +81,7 @@ async def wait_case(client: Client, case_id: str, *statuses: CaseStatus, timeout
         await asyncio.sleep(0.05)
 
 
-async def settled(client: Client, case_id: str) -> CaseView:
+async def settled(client: Client, case_id: str) -> CaseState:
     """The case under embargo, with every critical-infrastructure sector's advisory sent."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -94,7 +94,7 @@ async def settled(client: Client, case_id: str) -> CaseView:
         await asyncio.sleep(0.05)
 
 
-async def open_case(client: Client, policy: Policy, sender: str = "partner:shieldsec", **changes) -> CaseView:
+async def open_case(client: Client, policy: Policy, sender: str = "partner:shieldsec", **changes) -> CaseState:
     receipt = await report_signed(client, VulnerabilityIntake(sender=sender, report=vulnerability(**changes)), policy)
     assert not receipt.duplicate
     return await settled(client, receipt.case_id)
@@ -141,7 +141,7 @@ async def test_a_review_finding_arrives_as_a_case(client: Client, policy: Policy
     assert c.fingerprint == details.fingerprint
     # Relayed by Treasury (whose worker signs it), found by DoD in the review.
     assert [(r.sender, r.reference, r.found_by) for r in c.reports] == [("treasury", rid, "dod")]
-    assert c.summary == details.summary
+    assert c.report.summary == details.summary
     assert (c.severity, c.base_score, c.priority) == ("critical", 9.8, Priority.P2)
     assert "affects critical infrastructure (energy)" in c.priority_reason
     assert [t.status for t in c.transitions] == [S.RECEIVED, S.VALIDATED, S.TRIAGED, S.VENDOR_NOTIFIED]

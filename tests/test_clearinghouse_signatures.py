@@ -157,7 +157,7 @@ async def test_a_forged_linked_report_is_dropped(client: Client, policy: Policy,
     """A case's duplicate reports arrive as signals, which cannot be refused: one that does not
     verify (here: sent straight to the case, claiming exploitation in a new sector) is dropped."""
     c = await open_case(client, policy, sectors=["energy"])
-    report = vulnerability(product=c.product, sectors=["water"], exploited=True)
+    report = vulnerability(product=c.report.product, sectors=["water"], exploited=True)
     forged = Signer("partner:shieldsec", Ed25519PrivateKey.generate()).sign(
         CLEARINGHOUSE_ID, REPORT_VULNERABILITY, VulnerabilityIntake(sender="partner:shieldsec", report=report)
     )
@@ -165,7 +165,9 @@ async def test_a_forged_linked_report_is_dropped(client: Client, policy: Policy,
     unsigned = VulnerabilityIntake(sender="operator:water", report=report)
     await client.get_workflow_handle(c.case_id).signal(LINK_REPORT, unsigned)
     # A genuine duplicate after them: once it is linked, the forged ones have been handled.
-    genuine = VulnerabilityIntake(sender="operator:energy", report=vulnerability(product=c.product, sectors=["energy"]))
+    genuine = VulnerabilityIntake(
+        sender="operator:energy", report=vulnerability(product=c.report.product, sectors=["energy"])
+    )
     assert (await report_signed(client, genuine, policy)).duplicate
     for _ in range(200):
         linked = await case_status(client, c.case_id)
@@ -193,7 +195,7 @@ async def test_a_party_enrolled_after_the_case_opened_is_known_after_a_refresh(
     # the case both reload their keys, and the linked report counts.
     partner = f"partner:late-{uuid.uuid4().hex[:8]}"
     keys.add_party(partner)
-    receipt = await CaseParty(client, partner).report(vulnerability(product=c.product, exploited=True), policy)
+    receipt = await CaseParty(client, partner).report(vulnerability(product=c.report.product, exploited=True), policy)
     assert (receipt.case_id, receipt.duplicate) == (c.case_id, True)
     for _ in range(200):
         linked = await case_status(client, c.case_id)
