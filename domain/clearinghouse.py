@@ -61,8 +61,9 @@ ALREADY_APPLIED = "AlreadyApplied"
 # reporter's retry (the API keeps trying for a minute) gets the first receipt, not a second case.
 RETRY_WINDOW = timedelta(minutes=3)
 
-# workflow.patched id: the clearinghouse and its cases load Treasury's public keyring and verify
-# every message's signature (runs and cases started before this change load it on demand).
+# workflow.patched id: the clearinghouse loads Treasury's public keyring and verifies
+# every message's signature (runs started before this change load it on demand). Cases folded it
+# into their first version (tests/histories/case/).
 SIGNED_MESSAGES = "clearinghouse-signed-messages"
 # Each run takes its policy from Treasury's worker, never from whoever started the workflow.
 POLICY_FROM_TREASURY = "clearinghouse-policy-from-treasury"

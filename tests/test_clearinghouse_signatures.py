@@ -317,12 +317,11 @@ def test_keys_add_enrols_a_party(tmp_path: Path, capsys: pytest.CaptureFixture[s
 PRE_SIGNING = Path(__file__).parent / "histories" / "pre-signing"
 
 
-@pytest.mark.parametrize("name", ["case-closed", "case-open-continued", "clearinghouse-continued"])
+@pytest.mark.parametrize("name", ["clearinghouse-continued"])
 async def test_histories_from_before_signing_still_replay(name: str) -> None:
-    """Cases and clearinghouse runs started before messages were signed are still running somewhere:
-    the `workflow.patched` guard keeps them on their old path (no keyring activity at the start,
-    linked reports as they were), and what they do after the upgrade (key refresh, signed
-    messages) replays too. See histories/pre-signing/README.md."""
+    """A clearinghouse run started before messages were signed: the `workflow.patched` guard keeps it
+    on its old path, and what it does after the upgrade (key refresh, signed messages) replays too.
+    See histories/pre-signing/README.md (cases folded that patch: tests/test_case_histories.py)."""
     # The fixtures' payloads were decrypted once, when they were recorded, so that no key
     # lives in the repository: they replay with the unencrypted converter.
     replayer = Replayer(
