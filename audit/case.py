@@ -13,13 +13,14 @@ the upserts alone, and say so.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from audit.history import DecodedHistory, Event
-from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
+from audit.trail import AuditCheck, AuditEntry, Interpreter, register
 from domain.case import (
     CaseInput,
     CaseState,
@@ -82,6 +83,10 @@ class CaseRecord(BaseModel):
     embargo_deadline: datetime | None = None
     disclosed_at: datetime | None = None
     continued_from: str | None = None
+
+
+class PublicKeys(RootModel[dict[str, str]]):
+    pass
 
 
 def _model(cls: type[BaseModel], value: Any) -> Any:
@@ -181,19 +186,26 @@ class CaseInterpreter(Interpreter):
     }
 
     def _close_record(self, history: DecodedHistory) -> None:
-        rec, state = self.rec, self.rec.state
-        rec.status = self.upserted[-1][0] if self.upserted else (state.status.value if state else None)
+        rec, state, carried = self.rec, self.rec.state, self.carried
+        recorded = state.transitions if state else []
+        rec.status = self.upserted[-1][0] if self.upserted else (recorded[-1].status.value if recorded else None)
         rec.reviews = state.reviews if state else []
         # This run's status changes as the case recorded them, then those it made after its last record.
-        self.this_run = state.transitions[len(self.carried.transitions) if self.carried else 0 :] if state else []
+        self.this_run = recorded[len(carried.transitions) if carried else 0 :]
         later = [
             CaseTransition.model_validate({"status": s, "at": e.workflow_time, "actor": "case", "reason": AFTER_RECORD})
             for s, e in self.upserted[len(self.this_run) :]
         ]
-        rec.status_changes = [*(state.transitions if state else []), *later]
-        earlier = [n for n in (self.carried.notices if self.carried else []) if n.delivered]
-        rec.notices[:0] = [NoticeSent(kind=n.kind.value, recipient=n.recipient, at=n.at, run="an earlier run")
-                           for n in earlier]  # fmt: skip
+        rec.status_changes = [*recorded, *later]
+        self._earlier_runs()
+
+    def _earlier_runs(self) -> None:
+        """What the runs before this one recorded (the state it was started with), and the deadline."""
+        rec, state, carried = self.rec, self.rec.state, self.carried
+        earlier = [n for n in (carried.notices if carried else []) if n.delivered]
+        rec.notices[:0] = [
+            NoticeSent(kind=n.kind, recipient=n.recipient, at=n.at, run="an earlier run") for n in earlier
+        ]
         before = [d for at, d in self.deadlines if rec.disclosed_at is None or at <= rec.disclosed_at]
         rec.embargo_deadline = before[-1] if before else (state.embargo_deadline if state else None)
 
@@ -218,35 +230,10 @@ class CaseInterpreter(Interpreter):
 
     def describe_message(self, event: Event) -> str:
         """What a message said, in words: never its signature, never a raw record."""
-        value = _first(event)
-        if event.name == LINK_REPORT and (intake := _model(VulnerabilityIntake, value)):
-            return f"a report of it from {intake.sender}" + (f" ({intake.reference})" if intake.reference else "")
-        message = _model(MESSAGES[event.name], value) if event.name in MESSAGES else None
-        if isinstance(message, FixReady):
-            return f"fixed in {', '.join(message.fixed_versions)}"
-        if isinstance(message, ExtensionRequest):
-            return f"{describe(message.extension)} more: {message.reason}"
-        if isinstance(message, ExploitationObserved):
-            return message.evidence
-        if isinstance(message, PatchDeployed):
-            sector = party_sector(message.sender)
-            return f"deployed by {sector.value + ' operators' if sector else 'everywhere'}" + (
-                f": {message.note}" if message.note else ""
-            )
-        return super().describe_message(event)
+        return _in_words(event) or super().describe_message(event)
 
     def describe_result(self, event: Event, scheduled: Event | None) -> str:
-        value = _first(event)
-        if event.name in NOTICE_ACTIVITIES and (receipt := _model(NoticeReceipt, value)):
-            more = f" and {len(receipt.recipients)} registered operators" if receipt.recipients else ""
-            return f"sent to {receipt.recipient}{more}" + (" (already sent: not again)" if receipt.already_sent else "")
-        if event.name == VALIDATE_REPORT and (v := _model(Validation, value)):
-            return f"{'valid' if v.valid else 'INVALID'}: {v.reason}"
-        if event.name == TRIAGE_CASE and (t := _model(Triage, value)):
-            return f"CVSS {t.cvss_version} {t.base_score} ({t.severity.value})"
-        if event.name == LOAD_PUBLIC_KEYS and isinstance(value, dict):
-            return f"{len(value)} parties' public keys"
-        return super().describe_result(event, scheduled)
+        return _in_words(event) or super().describe_result(event, scheduled)
 
     # -- the checks
 
@@ -319,23 +306,38 @@ class CaseInterpreter(Interpreter):
             detail="; ".join(self.unverified) or f"{len(self.keyring)} parties' keys in the history",
         )
 
-    def markdown(self, trail: AuditTrail) -> list[str]:
-        r = trail.record
-        if not isinstance(r, CaseRecord):
-            return []
-        return [
-            "## Case", "", "| | |", "| --- | --- |",
-            f"| case | `{r.case_id}` |",
-            f"| reported by | {r.reporter}" + (f" (found by {r.found_by})" if r.found_by else "") + " |",
-            f"| from reviews | {', '.join(f'`{x}`' for x in r.reviews) or '—'} |",
-            f"| vendor | {r.vendor} |", f"| status | **{r.status or '?'}** |",
-            f"| embargo until | {_iso(r.embargo_deadline)} |", f"| disclosed | {_iso(r.disclosed_at)} |",
-            f"| record read from | {r.read_from or '—'} |",
-            "", "## Status changes", "", "| at | status | actor | reason |", "| --- | --- | --- | --- |",
-            *(f"| {_iso(c.at)} | {c.status.value} | {c.actor} | {_cell(c.reason)} |" for c in r.status_changes),
-            "", "## Notices", "", "| at | kind | recipient | run |", "| --- | --- | --- | --- |",
-            *(f"| {_iso(n.at)} | {n.kind} | {n.recipient} | {n.run} |" for n in r.notices),
-        ]  # fmt: skip
+
+def _deployed(m: PatchDeployed) -> str:
+    sector = party_sector(m.sender)
+    return f"deployed by {sector.value + ' operators' if sector else 'everywhere'}" + (f": {m.note}" if m.note else "")
+
+
+def _sent(r: NoticeReceipt) -> str:
+    more = f" and {len(r.recipients)} registered operators" if r.recipients else ""
+    return f"sent to {r.recipient}{more}" + (" (already sent: not again)" if r.already_sent else "")
+
+
+# What each message and activity result of a case says, in words.
+WORDS: dict[str, tuple[type[BaseModel], Callable[[Any], str]]] = {
+    FIX_READY: (FixReady, lambda m: f"fixed in {', '.join(m.fixed_versions)}"),
+    REQUEST_EXTENSION: (ExtensionRequest, lambda m: f"{describe(m.extension)} more: {m.reason}"),
+    EXPLOITATION_OBSERVED: (ExploitationObserved, lambda m: m.evidence),
+    PATCH_DEPLOYED: (PatchDeployed, _deployed),
+    LINK_REPORT: (
+        VulnerabilityIntake,
+        lambda i: f"a report of it from {i.sender}" + (f" ({i.reference})" if i.reference else ""),
+    ),
+    VALIDATE_REPORT: (Validation, lambda v: f"{'valid' if v.valid else 'INVALID'}: {v.reason}"),
+    TRIAGE_CASE: (Triage, lambda t: f"CVSS {t.cvss_version} {t.base_score} ({t.severity.value})"),
+    LOAD_PUBLIC_KEYS: (PublicKeys, lambda k: f"{len(k.root)} parties' public keys"),
+    **dict.fromkeys(NOTICE_ACTIVITIES, (NoticeReceipt, _sent)),
+}
+
+
+def _in_words(event: Event) -> str | None:
+    model, words = WORDS.get(event.name, (None, None))
+    value = _model(model, _first(event)) if model else None
+    return words(value) if words and value is not None else None
 
 
 def _iso(value: datetime | None) -> str:
