@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.agencies import LAB, Agency
     from domain.attestation import Unverifiable, UnverifiedResult
+    from domain.case import CaseInput
     from domain.clearinghouse import (
         ALREADY_APPLIED,
         CASE_WORKFLOW,
@@ -61,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         RETRY_WINDOW,
         SUBMIT_REPORT,
         AppliedReport,
-        CaseInput,
         CaseLocation,
         CaseLookup,
         ClearinghouseState,
