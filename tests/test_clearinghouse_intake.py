@@ -262,15 +262,18 @@ async def test_forged_submissions_are_refused_and_never_answer_for_the_genuine_r
     assert [o.receipt for o in outcomes[:3]] == [receipt] * 3 and outcomes[3].refusal is not None
 
 
-async def answered(client: Client, lookups: list[ReceiptLookup]) -> list[ReportOutcome]:
-    for _ in range(200):
+async def answered(client: Client, lookups: list[ReceiptLookup], patience: float = 30) -> list[ReportOutcome]:
+    """The outcomes once none is pending (a loaded machine may take seconds to get there)."""
+    deadline = time.monotonic() + patience
+    while True:
         outcomes = await client.get_workflow_handle(CLEARINGHOUSE_ID).query(
             RECEIPTS_QUERY, lookups, result_type=list[ReportOutcome]
         )
         if not any(o.pending for o in outcomes):
             return outcomes
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still pending: {outcomes}")
         await asyncio.sleep(0.05)
-    raise AssertionError(f"still pending: {outcomes}")
 
 
 async def test_reports_handed_in_while_treasury_is_away_are_all_taken(
