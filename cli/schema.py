@@ -40,9 +40,23 @@ EVALUATIONS = "evaluations"
 
 def schema_of(name: str) -> dict:
     model, what = SCHEMAS[name]
-    schema = model.model_json_schema()
+    schema = _closed(model.model_json_schema())
     schema.setdefault("description", what)
     schema["$comment"] = f"frontier-review schema {name}: {what}"
+    return schema
+
+
+def _closed(schema):
+    """No field but the model's: the door refuses unknown fields (domain/inputs.py) even where a model
+    kept in histories ignores them (domain/persisted.py)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" and "properties" in schema:
+            schema.setdefault("additionalProperties", False)
+        for value in schema.values():
+            _closed(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _closed(value)
     return schema
 
 
