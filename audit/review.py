@@ -1,58 +1,34 @@
 """How a `ModelReview` history reads as an audit trail: the review's own record, read back and
 re-verified against the history, never rebuilt.
 
-The record is the review's `ReviewState` (domain/status.py), which the workflow alone writes, every
-stage change with its actor, reason and cause. A run that completed carries it as its result. Any
-other run (open, terminated, failed, reset) is replayed with the workflow code (the SDK's Replayer:
-no server, no worker) and the state read where its history ends: the code that wrote the record
-reads it back, and a history that code would not have written fails the replay.
-
-Then the record is held to the events:
-- every applied message is an accepted update in the history, from the sender it names, and its
-  signature verifies against the keyring the review held at that moment (the review office's
-  signed keyrings, `load_review_keys` results in the history);
-- every stage change is at its `ReviewStage` upsert, and its cause is in the history before it (the
-  message's update, the timer that fired, the activities whose results it acted on);
-- and the rules of the order and the policy (deadlines, the window's cap, grants once, ...).
+The record is the review's `ReviewState` (domain/status.py), written by the workflow alone: a run
+that completed carries it as its result; any other run (open, terminated, failed, reset) is replayed
+with the workflow code (audit/replay.py) and its state read where the history ends. The record is
+then held to the events: each applied message is an accepted update from the sender it names,
+signed with the key the review held then (the review office's signed keyrings, `load_review_keys`
+results in the history); each stage change is at its `ReviewStage` upsert, with its cause before it
+(the message's update, the timer that fired, the activity results it acted on); and the rules of
+the order and the policy hold (deadlines, the window's cap, grants once, ...).
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from temporalio import workflow
-from temporalio.client import WorkflowHistory
-from temporalio.worker import (
-    ExecuteWorkflowInput,
-    Interceptor,
-    Replayer,
-    UnsandboxedWorkflowRunner,
-    WorkflowInboundInterceptor,
-    WorkflowInterceptorClassInput,
-)
 
+from api.reviews import reader_anchors
 from audit.history import DecodedHistory, Event
+from audit.replay import replayed
 from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
 from domain import attestation
+from domain import review as r
 from domain.agencies import STANDARDS_BODIES, Agency
 from domain.attestation import TrustAnchors, Unverifiable
 from domain.messages import Conclusion, Determination, Message, ReviewFinding, Withdrawal
 from domain.policy import STATUTORY_WINDOW_CAP, describe
-from domain.review import (
-    ADMIT_DISCLOSURE,
-    BRIEF_NSA,
-    CHECK_STANDARD,
-    CONCLUDE_REVIEW,
-    GRANT_ACCESS,
-    LOAD_REVIEW_KEYS,
-    RECORD_DETERMINATION,
-    SUBMIT_FINDING,
-    VET_PARTNER,
-    WITHDRAW,
-    WORKFLOW_TYPE,
-)
 from domain.search_attributes import DETERMINED_BY_DEFAULT
 from domain.signatures import PublicKeyring, signature_problem
 from domain.status import ReviewState, Stage, Transition
@@ -65,8 +41,8 @@ CLOCK_ROUNDING = timedelta(seconds=1)
 _DURATION = TypeAdapter(timedelta)
 _AGENCY_QUEUES = {a.task_queue: a.value for a in Agency}
 MESSAGES: dict[str, type[Message]] = {
-    RECORD_DETERMINATION: Determination, SUBMIT_FINDING: ReviewFinding, CONCLUDE_REVIEW: Conclusion,
-    WITHDRAW: Withdrawal,
+    r.RECORD_DETERMINATION: Determination, r.SUBMIT_FINDING: ReviewFinding, r.CONCLUDE_REVIEW: Conclusion,
+    r.WITHDRAW: Withdrawal,
 }  # fmt: skip
 # The timer whose firing a clock's stage change needs: the NSA's deadline (a default), else the window.
 _TIMERS = {"policy": "NSA determination deadline", "clock": "review window"}
@@ -106,116 +82,87 @@ class ReviewRecord(ReviewState):
 # ---------------------------------------------------------------- reading the record
 
 
-class _Capture(Interceptor):
-    """Keeps the workflow instance a replay runs, to read its state where the history ends."""
-
-    def __init__(self) -> None:
-        self.instances: dict[str, Any] = {}
-
-    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
-        instances = self.instances
-
-        class Inbound(WorkflowInboundInterceptor):
-            async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-                instances[workflow.info().run_id] = workflow.instance()
-                return await super().execute_workflow(input)
-
-        return Inbound
-
-
 async def read_state(history: DecodedHistory) -> tuple[ReviewState | None, str]:
-    """The review's record: the result of a completed run, else its state replayed."""
+    """The review's record: the result of a completed run, else its state replayed (audit/replay.py)."""
     closed = history.closed
     if closed is not None and closed.type == "WORKFLOW_EXECUTION_COMPLETED" and closed.values:
         try:
             return ReviewState.model_validate(closed.values[0]), "result"
         except ValidationError:
             pass
-    from infra.connection import data_converter
     from workflows.review import ModelReview
 
-    if not attestation.pinned():  # the replay believes activity results as the worker did
-        anchors = _trust_anchors()
-        if anchors:
-            attestation.pin(anchors)
-    capture = _Capture()
-    replayer = Replayer(
-        workflows=[ModelReview], data_converter=data_converter(), interceptors=[capture],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    )  # fmt: skip
-    raw = WorkflowHistory(history.workflow_id, [e.raw for e in history.events])
-    result = await replayer.replay_workflow(raw, raise_on_replay_failure=False)
-    instance = capture.instances.get(history.run_id) or next(iter(capture.instances.values()), None)
-    if result.replay_failure is not None or instance is None:
-        return None, f"replay failed: {result.replay_failure}"
-    return instance.status(), "replay"
+    if not attestation.pinned() and (anchors := reader_anchors()):
+        attestation.pin(anchors)  # the replay believes activity results as the review's worker did
+    review, problem = await replayed(history, ModelReview)
+    return (review.status(), "replay") if review is not None else (None, problem)
 
 
 def _keyrings(history: DecodedHistory, anchors: TrustAnchors | None, runs: set[str]) -> list[tuple[int, PublicKeyring]]:
-    """The keyrings the review held, each from the event that loaded it (the review office's signed
-    result; verified again here when this reader has the trust anchors)."""
-    found: list[tuple[int, PublicKeyring]] = []
-    for e in history.events:
-        if e.type != "ACTIVITY_TASK_COMPLETED" or e.name != LOAD_REVIEW_KEYS or not e.values:
-            continue
-        keyring = _believed(e.values[0], e.ref, history.workflow_id, runs, anchors, REVIEW_OFFICE)
-        if isinstance(keyring, dict):
-            found.append((e.id, keyring))
-    return found
+    """The keyrings the review held, each with the event that loaded it: the review office's signed
+    result, verified again here (as recorded, for a reader without the trust anchors)."""
+    loads = [e for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == r.LOAD_REVIEW_KEYS]
+    found = [(e.id, _believed((e.values or [None])[0], e.ref, history.workflow_id, runs, anchors)) for e in loads]
+    return [(event_id, keyring) for event_id, keyring in found if isinstance(keyring, dict)]
 
 
-def _believed(raw: Any, activity_id: str, workflow_id: str, runs: set[str], anchors: TrustAnchors | None, party: str):
-    if anchors is None:  # a reader without the anchors: the signed envelope's content, as recorded
+def _believed(raw: Any, activity_id: str, workflow_id: str, runs: set[str], anchors: TrustAnchors | None) -> Any:
+    if anchors is None:
         return raw.get("result") if isinstance(raw, dict) else None
     for run_id in runs:
-        try:
-            return attestation.verify(
-                raw, party=party, workflow_id=workflow_id, run_id=run_id, activity_id=activity_id, anchors=anchors
-            )
-        except Unverifiable:
-            continue
+        with suppress(Unverifiable):
+            return attestation.verify(raw, party=REVIEW_OFFICE, workflow_id=workflow_id, run_id=run_id,
+                                      activity_id=activity_id, anchors=anchors)  # fmt: skip
     return None
 
 
 # ---------------------------------------------------------------- the interpreter
 
 
+def _check(name: str, ok: bool, detail: str) -> list[AuditCheck]:
+    return [AuditCheck(name=name, ok=ok, detail=detail)]
+
+
+def _placeholder(history: DecodedHistory) -> ReviewState:
+    """When no record could be read (every check then says so)."""
+    return ReviewState(review_id=history.workflow_id, lab="?", model_name="?", model_version="?",
+                       disclosed_at=history.started_at)  # fmt: skip
+
+
+def _runs(history: DecodedHistory) -> set[str]:
+    """The runs an activity result may have been signed for: the original, and each run a reset made."""
+    first = history.events[0].attributes
+    runs = {getattr(first, "original_execution_run_id", "") or history.run_id, history.run_id}
+    return runs | {e.attributes.new_run_id for e in history.events if e.type == "WORKFLOW_TASK_FAILED"} - {""}
+
+
+def _policy(history: DecodedHistory) -> dict[str, Any]:
+    """The policy the review ran under: the review office's, in its admission."""
+    admitted = [e.values[0].get("result") for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED"
+                and e.name == r.ADMIT_DISCLOSURE and e.values and isinstance(e.values[0], dict)]  # fmt: skip
+    return next((a["policy"] for a in admitted if isinstance(a, dict) and isinstance(a.get("policy"), dict)), {})
+
+
 @register
 class ModelReviewInterpreter(Interpreter):
-    workflow_type = WORKFLOW_TYPE
+    workflow_type = r.WORKFLOW_TYPE
     notes = (*Interpreter.notes, CLASSIFIED_NOTE, RECORD_NOTE)
 
     async def load(self, history: DecodedHistory) -> None:
         self.state, self.read_from = await read_state(history)
 
     def prepare(self, history: DecodedHistory) -> None:
-        state, read_from = getattr(self, "state", None), getattr(self, "read_from", "not read")
-        started = history.events[0]
-        review = started.values[0] if started.values and isinstance(started.values[0], dict) else {}
-        if state is None:  # no record could be read: only the disclosure's names
-            d = review.get("disclosure", {})
-            state = ReviewState(
-                review_id=history.workflow_id, lab=d.get("lab", "?"), model_name=d.get("model_name", "?"),
-                model_version=d.get("model_version", "?"), disclosed_at=started.at,
-            )  # fmt: skip
-        self.policy = next(
-            (e.values[0].get("result", {}).get("policy") or {} for e in history.events
-             if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == ADMIT_DISCLOSURE and e.values
-             and isinstance(e.values[0], dict)), {},
-        )  # fmt: skip
-        first = started.attributes
-        runs = {getattr(first, "original_execution_run_id", "") or history.run_id, history.run_id}
-        runs |= {e.attributes.new_run_id for e in history.events if e.type == "WORKFLOW_TASK_FAILED"} - {""}
-        self.keyrings = _keyrings(history, _trust_anchors(), runs)
+        state = getattr(self, "state", None) or _placeholder(history)
+        self.policy = _policy(history)
+        self.keyrings = _keyrings(history, reader_anchors(), _runs(history))
         self.updates = {e.ref: e for e in history.events if e.type == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED"}
+        self.completed = [e for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED"]
         unverified = {u.activity_id for u in state.unverified_results}
         self.rec = ReviewRecord(
             **state.model_dump(exclude=set(ReviewRecord.model_computed_fields)),
-            read_from=read_from,
+            read_from=getattr(self, "read_from", "not read"),
             messages=[self._message(e) for e in self.updates.values() if e.name in MESSAGES],
-            unverified_by={
-                e.ref: e.identity for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.ref in unverified
-            },  # fmt: skip
+            unverified_by={e.ref: e.identity for e in self.completed if e.ref in unverified},
             closed_at=history.closed.at if history.closed else None,
         )
         self.stage_events = self._stage_events(history)
@@ -268,8 +215,8 @@ class ModelReviewInterpreter(Interpreter):
         if event.type == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
             return []  # the stage lines above carry what matters; the rest is in the record
         if event.type == "WORKFLOW_EXECUTION_STARTED":
-            r = self.rec
-            text = f"{r.lab} discloses {r.model_name} {r.model_version}; review {r.review_id} starts"
+            rec = self.rec
+            text = f"{rec.lab} discloses {rec.model_name} {rec.model_version}; review {rec.review_id} starts"
             return [self._entry(event, "workflow", "lab", text, started_by=event.identity)]
         if event.type == "WORKFLOW_EXECUTION_COMPLETED":
             outcome = f" ({self.rec.outcome.value})" if self.rec.outcome else ""
@@ -277,19 +224,16 @@ class ModelReviewInterpreter(Interpreter):
         return super().entries(event)
 
     def describe_message(self, event: Event) -> str:
-        body = event.values[0] if event.values and isinstance(event.values[0], dict) else {}
-        if event.name == RECORD_DETERMINATION:
-            agencies = ", ".join(body.get("agencies", []))
-            verdict = "covered" if body.get("covered") else "not covered"
-            with_whom = f", with {agencies}" if agencies else ""
-            return f"determination: {verdict}{with_whom}; rationale: {body.get('rationale')}"
-        if event.name == SUBMIT_FINDING:
-            return f"finding ({body.get('kind')}, {body.get('severity')}): {body.get('summary')}"
-        if event.name == CONCLUDE_REVIEW:
-            return "concludes its review" + (f": {body['summary']}" if body.get("summary") else "")
-        if event.name == WITHDRAW:
-            return f"the lab withdraws: {body.get('reason', '')}"
-        return super().describe_message(event)
+        b = event.values[0] if event.values and isinstance(event.values[0], dict) else {}
+        with_whom = f", with {', '.join(b['agencies'])}" if b.get("agencies") else ""
+        verdict = "covered" if b.get("covered") else "not covered"
+        texts = {
+            r.RECORD_DETERMINATION: f"determination: {verdict}{with_whom}; rationale: {b.get('rationale')}",
+            r.SUBMIT_FINDING: f"finding ({b.get('kind')}, {b.get('severity')}): {b.get('summary')}",
+            r.CONCLUDE_REVIEW: "concludes its review" + (f": {b['summary']}" if b.get("summary") else ""),
+            r.WITHDRAW: f"the lab withdraws: {b.get('reason', '')}",
+        }
+        return texts.get(event.name) or super().describe_message(event)
 
     def describe_result(self, event: Event, scheduled: Event | None) -> str:
         refused = next((u for u in self.rec.unverified_results if u.activity_id == event.ref), None)
@@ -298,19 +242,14 @@ class ModelReviewInterpreter(Interpreter):
         raw = event.values[0] if event.values else None
         v = raw.get("result") if isinstance(raw, dict) and "signature" in raw else raw
         v = v if isinstance(v, dict) else {}
+        again = " (already granted: the first grant stands)" if v.get("already_granted") else ""
         texts = {
-            CHECK_STANDARD: lambda: f"{v.get('verdict')}: {v.get('rationale')} (standard {v.get('standard_version')})",
-            BRIEF_NSA: lambda: "briefing delivered",
-            VET_PARTNER: lambda: (
-                f"{v.get('partner_id')} {'approved' if v.get('approved') else 'refused'}: {v.get('reason')}"
-            ),
-            GRANT_ACCESS: lambda: (
-                f"{v.get('partner_id')} granted, grant {v.get('grant_id')}"
-                + (" (already granted: the first grant stands)" if v.get("already_granted") else "")
-            ),
+            r.CHECK_STANDARD: f"{v.get('verdict')}: {v.get('rationale')} (standard {v.get('standard_version')})",
+            r.BRIEF_NSA: "briefing delivered",
+            r.VET_PARTNER: f"{v.get('partner_id')} {'approved' if v.get('approved') else 'refused'}: {v.get('reason')}",
+            r.GRANT_ACCESS: f"{v.get('partner_id')} granted, grant {v.get('grant_id')}{again}",
         }
-        text = texts.get(event.name)
-        return text() if text else super().describe_result(event, scheduled)
+        return texts.get(event.name) or super().describe_result(event, scheduled)
 
     # -- the checks, in the order of the lifecycle; a rule that does not apply says nothing
 
@@ -323,49 +262,45 @@ class ModelReviewInterpreter(Interpreter):
         return [check for rule in rules for check in rule()]
 
     def _record_read(self) -> list[AuditCheck]:
-        ok = self.rec.read_from in ("result", "replay")
-        return [AuditCheck(name="the review's own record was read", ok=ok, detail=self.rec.read_from)]
+        read = self.rec.read_from
+        return _check("the review's own record was read", read in ("result", "replay"), read)
 
     def _messages_verified(self) -> list[AuditCheck]:
-        applied = {m.message_id: m for m in self.rec.applied}
+        applied = {m.message_id: m.sender for m in self.rec.applied}
         seen = {m.message_id: m for m in self.rec.messages}
-        problems = [f"{m.message_id}: not in the history" for m in applied.values() if m.message_id not in seen]
-        problems += [f"{m.message_id}: applied off the record" for m in seen.values() if m.message_id not in applied]
-        problems += [f"{m.message_id} ({m.sender}): {m.signature}" for m in seen.values() if m.signature != "verified"]
-        problems += [
-            f"{m.message_id}: the record says {applied[m.message_id].sender}, the message {m.sender}"
-            for m in seen.values() if m.message_id in applied and applied[m.message_id].sender != m.sender
-        ]  # fmt: skip
+        problems = [f"{i}: not in the history" for i in applied if i not in seen]
+        for i, m in seen.items():
+            why = "applied off the record" if i not in applied else m.signature if m.signature != "verified" else ""
+            why = why or (f"the record says {applied[i]}, the message {m.sender}" if applied[i] != m.sender else "")
+            problems += [f"{i} ({m.sender}): {why}"] if why else []
         detail = f"{len(seen)} messages, each signed by its sender's key in the review's keyring then"
-        return [
-            AuditCheck(
-                name="every applied message is in the history, signed with the key the review held for its sender",
-                ok=not problems, detail="; ".join(problems) or detail,
-            )
-        ]  # fmt: skip
+        name = "every applied message is in the history, signed with the key the review held for its sender"
+        return _check(name, not problems, "; ".join(problems) or detail)
 
     def _cause(self, t: Transition) -> str | None:
-        """Why the history does not show this stage change's cause, or None if it does."""
-        before = [e for e in self.history.events if e.at <= t.at + SAME_MOMENT]
+        """Why the history does not show this stage change's cause before it, or None if it does."""
+        until = t.at + SAME_MOMENT
         if t.message_id is not None:
-            return None if t.message_id in self.updates and self.updates[t.message_id] in before else "no such update"
+            update = self.updates.get(t.message_id)
+            return None if update is not None and update.at <= until else f"no update {t.message_id} before it"
         if t.clock is not None:
             timer = _TIMERS.get(t.actor, "")
-            fired = [e for e in before if e.type == "TIMER_FIRED" and self._timer(e).startswith(timer)]
-            return None if fired else f"no {timer} timer fired"
-        completed = [e for e in before if e.type == "ACTIVITY_TASK_COMPLETED"]
-        if t.stage in (Stage.DISCLOSED, Stage.STANDARDS_CHECK):
-            admitted = any(e.name == ADMIT_DISCLOSURE for e in completed)
-            return None if admitted else "the review office never admitted it"
-        if t.stage == Stage.AWAITING_DETERMINATION:
-            answered = {self._agency_of(e) for e in completed if e.name == CHECK_STANDARD}
-            unheard = [v.agency.value for v in self.rec.standards if v.verdict != "no_response"]
-            missing = sorted(set(unheard) - answered)
-            return f"no completed check from {', '.join(missing)}" if missing else None
-        if t.stage == Stage.RELEASED:
-            grants = sum(1 for e in completed if e.name == GRANT_ACCESS and e.ref not in self.rec.unverified_by)
-            return None if grants >= len(self.rec.partners_granted) else f"{grants} grants in the history"
-        return None
+            fired = [e for e in self.history.events if e.type == "TIMER_FIRED" and e.at <= until]
+            return None if any(self._timer(e).startswith(timer) for e in fired) else f"no {timer} timer fired"
+        missing = self._results_missing(t.stage, [e for e in self.completed if e.at <= until])
+        return f"no believed activity result for {', '.join(missing)}" if missing else None
+
+    def _results_missing(self, stage: Stage, completed: list[Event]) -> list[str]:
+        """The activity results a stage change by the review itself acted on, missing from the history."""
+        done = [e for e in completed if e.ref not in self.rec.unverified_by]
+        if stage in (Stage.DISCLOSED, Stage.STANDARDS_CHECK):
+            return [] if any(e.name == r.ADMIT_DISCLOSURE for e in done) else ["the admission"]
+        if stage == Stage.AWAITING_DETERMINATION:
+            answered = {self._agency_of(e) for e in done if e.name == r.CHECK_STANDARD}
+            return sorted({v.agency.value for v in self.rec.standards if v.verdict != "no_response"} - answered)
+        if stage == Stage.RELEASED:
+            return self.rec.partners_granted[sum(1 for e in done if e.name == r.GRANT_ACCESS) :]
+        return []
 
     def _agency_of(self, completed: Event) -> str:
         scheduled = self.history.event(completed.attributes.scheduled_event_id)
@@ -377,10 +312,9 @@ class ModelReviewInterpreter(Interpreter):
 
     def _causes_found(self) -> list[AuditCheck]:
         missing = [f"{t.stage.value} ({t.actor}): {why}" for t in self.rec.transitions if (why := self._cause(t))]
-        if self.unpublished:
-            missing.append("never published: " + ", ".join(t.stage.value for t in self.unpublished))
+        missing += [f"{t.stage.value}: never published (no ReviewStage upsert)" for t in self.unpublished]
         detail = "; ".join(missing) or f"{len(self.rec.transitions)} stage changes, each with its cause"
-        return [AuditCheck(name="every stage change has its cause in the history", ok=not missing, detail=detail)]
+        return _check("every stage change has its cause in the history", not missing, detail)
 
     def _standards_answered(self) -> list[AuditCheck]:
         rec = self.rec
@@ -388,44 +322,37 @@ class ModelReviewInterpreter(Interpreter):
             return []
         missing = [a.value for a in STANDARDS_BODIES if a not in {v.agency for v in rec.standards}]
         detail = f"missing: {', '.join(missing)}" if missing else f"{len(rec.standards)} verdicts"
-        return [
-            AuditCheck(name="every standards body answered or was recorded as silent", ok=not missing, detail=detail)
-        ]
+        return _check("every standards body answered or was recorded as silent", not missing, detail)
 
     def _determined_at(self) -> datetime | None:
         d = self.rec.determination
-        applied = next((m for m in self.rec.applied if d and m.message_id == d.message_id), None)
-        return applied.at if applied else None
+        return next((m.at for m in self.rec.applied if d and m.message_id == d.message_id), None)
 
     def _determination_checks(self) -> list[AuditCheck]:
         rec, d = self.rec, self.rec.determination
         if d is None:
             return []
-        name = "the determination came from the NSA by its deadline"
-        deadline = rec.determination_deadline
+        name, deadline = "the determination came from the NSA by its deadline", rec.determination_deadline
         if rec.determination_by_default:
             # A default is not the NSA's decision: this check fails for it, and says so; a second
             # check holds the default to its own rule (it applied only once the deadline had passed).
             fired = any(e.type == "TIMER_FIRED" and self._timer(e) == _TIMERS["policy"] for e in self.history.events)
-            checks = [
-                AuditCheck(name=name, ok=False, detail=f"no: {self._silence()}; the policy's default "
-                           f"({'covered' if d.covered else 'not covered'}) applied instead"),
-                AuditCheck(name="the policy's default applied only when the NSA's deadline had passed", ok=fired,
-                           detail=f"deadline {_iso(deadline)}; the deadline timer {'' if fired else 'never '}fired"),
-            ]  # fmt: skip
+            default = "covered" if d.covered else "not covered"
+            checks = _check(name, False, f"no: {self._silence()}; the policy's default ({default}) applied instead")
+            checks += _check(
+                "the policy's default applied only when the NSA's deadline had passed", fired,
+                f"deadline {_iso(deadline)}; the deadline timer {'' if fired else 'never '}fired",
+            )  # fmt: skip
         else:
             at = self._determined_at()
             ok = d.sender == Agency.NSA.value and at is not None and (deadline is None or at <= deadline)
-            checks = [AuditCheck(name=name, ok=ok, detail=f"by {d.sender} at {_iso(at)}, deadline {_iso(deadline)}")]
+            checks = _check(name, ok, f"by {d.sender} at {_iso(at)}, deadline {_iso(deadline)}")
         said = next((e.search_attributes["DeterminedBy"] for e in reversed(self.history.events)
                      if "DeterminedBy" in e.search_attributes), None)  # fmt: skip
-        if said is not None:
-            by = "policy" if said == DETERMINED_BY_DEFAULT else said
-            checks.append(
-                AuditCheck(name="the DeterminedBy search attribute names who decided", ok=by == d.sender,
-                           detail=f"DeterminedBy={said}; the record shows {d.sender}")
-            )  # fmt: skip
-        return checks
+        by = "policy" if said == DETERMINED_BY_DEFAULT else said
+        detail = f"DeterminedBy={said}; the record shows {d.sender}"
+        return checks + (_check("the DeterminedBy search attribute names who decided", by == d.sender, detail)
+                         if said is not None else [])  # fmt: skip
 
     def _silence(self) -> str:
         """Silence is the NSA's only if it was briefed: a briefing its worker never took is not."""
@@ -437,10 +364,8 @@ class ModelReviewInterpreter(Interpreter):
             return []
         outsiders = sorted({m.sender for m in [*rec.findings, *rec.conclusions]} - set(rec.participating_agencies))
         detail = f"from non-participants: {', '.join(outsiders)}" if outsiders else "participants: " + ", ".join(
-            rec.participating_agencies
-        )  # fmt: skip
-        return [AuditCheck(name="findings and conclusions came only from participating agencies", ok=not outsiders,
-                           detail=detail)]  # fmt: skip
+            rec.participating_agencies)  # fmt: skip
+        return _check("findings and conclusions came only from participating agencies", not outsiders, detail)
 
     def _window_kept(self) -> list[AuditCheck]:
         rec = self.rec
@@ -452,11 +377,10 @@ class ModelReviewInterpreter(Interpreter):
             allowed = min(_DURATION.validate_python(self.policy.get("review_window")), STATUTORY_WINDOW_CAP)
         except ValueError:
             allowed = STATUTORY_WINDOW_CAP
-        return [
-            AuditCheck(name="the review window kept to the policy and the order's 30-day cap",
-                       ok=length <= allowed + CLOCK_ROUNDING,
-                       detail=f"window of {describe(length)} (policy {describe(allowed)})")
-        ]  # fmt: skip
+        return _check(
+            "the review window kept to the policy and the order's 30-day cap", length <= allowed + CLOCK_ROUNDING,
+            f"window of {describe(length)} (policy {describe(allowed)})",
+        )  # fmt: skip
 
     def _release_not_held(self) -> list[AuditCheck]:
         rec = self.rec
@@ -468,79 +392,73 @@ class ModelReviewInterpreter(Interpreter):
         else:
             limit = self._determined_at() or rec.determination_deadline or releasing.at
             what = "the determination (not covered) took effect"
-        return [
-            AuditCheck(name="the release was not held past what the policy allows",
-                       ok=releasing.at - limit <= SAME_MOMENT,
-                       detail=f"release began {_iso(releasing.at)}; {what} {_iso(limit)}")
-        ]  # fmt: skip
+        return _check(
+            "the release was not held past what the policy allows", releasing.at - limit <= SAME_MOMENT,
+            f"release began {_iso(releasing.at)}; {what} {_iso(limit)}",
+        )  # fmt: skip
 
     def _findings_delivered(self) -> list[AuditCheck]:
         rec = self.rec
-        vulnerabilities = [f for f in rec.findings if f.kind == "vulnerability"]
+        vulnerabilities = [f.message_id for f in rec.findings if f.kind == "vulnerability"]
         if not vulnerabilities:
             return []
         forwards = {f.finding_id: f for f in rec.forwards}
         missing = [
-            f"{f.sender}'s {f.message_id}: " + (f"{fw.status} ({fw.reason})" if (fw := forwards.get(f.message_id))
-                                                 else "never forwarded")
-            for f in vulnerabilities if getattr(forwards.get(f.message_id), "status", "") != "delivered"
+            f"{i}: " + (f"{f.status} ({f.reason})" if (f := forwards.get(i)) else "never forwarded")
+            for i in vulnerabilities if getattr(forwards.get(i), "status", "") != "delivered"
         ]  # fmt: skip
-        return [
-            AuditCheck(name="every vulnerability finding reached Treasury's clearinghouse", ok=not missing,
-                       detail="; ".join(missing) or f"{len(vulnerabilities)} delivered: cases {', '.join(rec.cases)}")
-        ]  # fmt: skip
+        detail = "; ".join(missing) or f"{len(vulnerabilities)} delivered: cases {', '.join(rec.cases)}"
+        return _check("every vulnerability finding reached Treasury's clearinghouse", not missing, detail)
 
     def _grants_once(self) -> list[AuditCheck]:
         granted = self.rec.partners_granted
-        grants = [e for e in self.history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == GRANT_ACCESS]
-        believed = [e for e in grants if e.ref not in self.rec.unverified_by]
-        return [
-            AuditCheck(name="each partner was granted access at most once",
-                       ok=len(believed) == len(set(granted)) == len(granted),
-                       detail=f"{len(granted)} grants, {len(self.rec.partners_skipped)} not granted")
-        ]  # fmt: skip
+        grants = [e for e in self.completed if e.name == r.GRANT_ACCESS and e.ref not in self.rec.unverified_by]
+        return _check(
+            "each partner was granted access at most once", len(grants) == len(set(granted)) == len(granted),
+            f"{len(granted)} grants, {len(self.rec.partners_skipped)} not granted",
+        )  # fmt: skip
 
     def _own_log_matches(self) -> list[AuditCheck]:
-        rebuilt = [(t.stage.value, e.workflow_time) for e_id, ts in self.stage_events.items()
-                   if (e := self.history.event(e_id)) for t in ts if t.stage != Stage.DISCLOSED]  # fmt: skip
+        published = [(t.stage.value, self.history.event(e).workflow_time) for e, ts in self.stage_events.items()
+                     for t in ts if t.stage != Stage.DISCLOSED]  # fmt: skip
         logged = [(t.stage.value, t.at) for t in self.rec.transitions if t.stage != Stage.DISCLOSED]
-        same = len(logged) == len(rebuilt) and all(
-            a[0] == b[0] and abs(a[1] - b[1]) <= CLOCK_ROUNDING for a, b in zip(logged, rebuilt, strict=True)
+        same = len(logged) == len(published) and all(
+            a[0] == b[0] and abs(a[1] - b[1]) <= CLOCK_ROUNDING for a, b in zip(logged, published, strict=True)
         )
-        detail = f"{len(self.rec.transitions)} transitions" if same else f"history {rebuilt} vs record {logged}"
-        return [AuditCheck(name="the review's own transition log matches its history", ok=same, detail=detail)]
+        detail = f"{len(self.rec.transitions)} transitions" if same else f"history {published} vs record {logged}"
+        return _check("the review's own transition log matches its history", same, detail)
 
     def markdown(self, trail: AuditTrail) -> list[str]:
-        r = trail.record
-        if not isinstance(r, ReviewRecord):
+        rec = trail.record
+        if not isinstance(rec, ReviewRecord):
             return []
-        d = r.determination
+        d = rec.determination
         return [
             *_table("Review", ["", ""], [
-                ["review", f"`{r.review_id}`"], ["model", f"{r.lab} {r.model_name} {r.model_version}"],
-                ["policy", r.policy_version], ["stage", f"**{r.stage.value}**"],
-                ["outcome", r.outcome.value if r.outcome else "(open)"], ["covered", _yes_no(r.covered)],
-                ["disclosed", _iso(r.disclosed_at)], ["determination due", _iso(r.determination_deadline)],
-                ["window closes", _iso(r.window_deadline)], ["closed", _iso(r.closed_at)],
-                ["record read from", r.read_from], ["cases", ", ".join(f"`{c}`" for c in r.cases)],
+                ["review", f"`{rec.review_id}`"], ["model", f"{rec.lab} {rec.model_name} {rec.model_version}"],
+                ["policy", rec.policy_version], ["stage", f"**{rec.stage.value}**"],
+                ["outcome", rec.outcome.value if rec.outcome else "(open)"], ["covered", _yes_no(rec.covered)],
+                ["disclosed", _iso(rec.disclosed_at)], ["determination due", _iso(rec.determination_deadline)],
+                ["window closes", _iso(rec.window_deadline)], ["closed", _iso(rec.closed_at)],
+                ["record read from", rec.read_from], ["cases", ", ".join(f"`{c}`" for c in rec.cases)],
             ]),
             *_table("Transitions", ["at", "stage", "actor", "reason"],
-                    [[_iso(t.at), t.stage.value, t.actor, t.reason] for t in r.transitions]),
+                    [[_iso(t.at), t.stage.value, t.actor, t.reason] for t in rec.transitions]),
             *_table("Standards verdicts", ["agency", "verdict", "standard", "rationale"],
-                    [[v.agency.value, v.verdict.value, v.standard_version, v.rationale] for v in r.standards]),
+                    [[v.agency.value, v.verdict.value, v.standard_version, v.rationale] for v in rec.standards]),
             *_table("Determination", ["covered", "participating", "by", "rationale"],
                     [[_yes_no(d.covered), ", ".join(d.agencies), d.sender, d.rationale]] if d else []),
             *_table("Messages applied", ["at", "update", "sender", "from client", "signature"],
-                    [[_iso(m.at), m.update, m.sender, m.sent_from, m.signature] for m in r.messages]),
+                    [[_iso(m.at), m.update, m.sender, m.sent_from, m.signature] for m in rec.messages]),
             *_table("Findings", ["agency", "kind", "severity", "summary"],
-                    [[f.sender, f.kind.value, f.severity.value, f.summary] for f in r.findings]),
+                    [[f.sender, f.kind.value, f.severity.value, f.summary] for f in rec.findings]),
             *_table("Findings to Treasury's clearinghouse", ["finding", "agency", "status", "case", "note"],
-                    [[f.finding_id, f.agency, f.status, f.case_id or "", f.reason] for f in r.forwards]),
-            *_table("Conclusions", ["agency", "summary"], [[c.sender, c.summary] for c in r.conclusions]),
+                    [[f.finding_id, f.agency, f.status, f.case_id or "", f.reason] for f in rec.forwards]),
+            *_table("Conclusions", ["agency", "summary"], [[c.sender, c.summary] for c in rec.conclusions]),
             *_table("Release to trusted partners", ["partner", "granted", "grant", "reason"],
-                    [[p.partner_id, _yes_no(p.granted), p.grant_id or "", p.reason] for p in r.releases]),
+                    [[p.partner_id, _yes_no(p.granted), p.grant_id or "", p.reason] for p in rec.releases]),
             *_table("Key reloads", ["at", "asked for", "changed", "note"],
-                    [[_iso(k.at), k.asked_for, _yes_no(k.changed), k.reason] for k in r.key_refreshes]),
+                    [[_iso(k.at), k.asked_for, _yes_no(k.changed), k.reason] for k in rec.key_refreshes]),
         ]  # fmt: skip
 
 
@@ -564,11 +482,3 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _trust_anchors() -> TrustAnchors | None:
-    """This installation's trust anchors, if this reader has them (a watcher may not)."""
-    from infra.keys import KeyDirectory, KeyProblem
-
-    try:
-        return KeyDirectory().trust_anchors()
-    except KeyProblem:
-        return None
