@@ -99,6 +99,11 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
     assert any(t.startswith("DoD standards check: completed: concern") for t in texts)
     assert any(t.startswith("review window (30 days): started") for t in texts)
 
+    # The closed review's details keep why: how the hold ended, and who was not granted access.
+    metadata = await client.get_workflow_handle(rid).query(WORKFLOW_METADATA, result_type=WorkflowMetadata)
+    assert "why: CONCLUDED_EARLY: every participating agency concluded (last: dhs)" in metadata.current_details
+    assert "not granted: shadyscan" in metadata.current_details
+
     markdown = to_markdown(trail)
     assert "## Transitions" in markdown and "heap overflow exploit" in markdown
     assert "never enters the event history" in markdown
@@ -142,6 +147,8 @@ async def test_nsa_silence_and_an_elapsed_window(client: Client, env: WorkflowEn
     assert described.typed_search_attributes.get(sa.DETERMINED_BY) == "policy-default"
     metadata = await handle.query(WORKFLOW_METADATA, result_type=WorkflowMetadata)
     assert "by the policy's default" in metadata.current_details
+    # Closed, its details still say why: the window elapsed with DHS not concluded.
+    assert "why: WINDOW_ELAPSED" in metadata.current_details and "dhs had not concluded" in metadata.current_details
     for _ in range(100):  # visibility catches up
         report = await transparency_report(client, lab=lab)
         if report.determined:
@@ -169,6 +176,7 @@ async def test_silence_and_withdrawal(isolated: Client, worker_config: WorkerCon
         await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION, timeout=20)
         await LabClient(isolated).withdraw(rid, "leaving the program")
         await finish(isolated, rid)
+        metadata = await isolated.get_workflow_handle(rid).query(WORKFLOW_METADATA, result_type=WorkflowMetadata)
     trail = await audit_workflow(isolated, rid)
     record = trail.record
     assert isinstance(record, ReviewRecord)
@@ -180,6 +188,8 @@ async def test_silence_and_withdrawal(isolated: Client, worker_config: WorkerCon
     assert record.transitions[-1].message_id == record.withdrawal.message_id
     assert record.outcome == Outcome.WITHDRAWN and record.determination is None
     assert failed_checks(trail) == []
+    # Closed, its details still say at which stage the lab withdrew, and why.
+    assert "withdrawn at AWAITING_DETERMINATION by lab:anthropic: leaving the program" in metadata.current_details
 
 
 async def test_any_workflow_type_gets_a_generic_timeline(client: Client, policy: Policy) -> None:
