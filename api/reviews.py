@@ -425,15 +425,7 @@ async def send(
             # A review that has just started is loading its keyring (nothing was recorded), or the run
             # changed under the message (refiled, reset): send again, signed for the run the server names.
             if kind not in (KEYS_LOADING, STALE_RUN) or loop.time() > give_up:
-                if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
-                    # Not a review's own refusal: e.g. the SDK's "update handler not found" from a
-                    # workflow that is not a review (a case id given to `determine`).
-                    d = await describe_or_none(client, review_id)
-                    if d is not None and d.workflow_type != WORKFLOW_TYPE:
-                        raise UnknownReview(
-                            f"{review_id} is not a review (it is a {d.workflow_type} workflow)"
-                        ) from None
-                raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+                raise await _refusal(client, review_id, cause) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             if loop.time() > give_up:
                 raise _unavailable(review_id, message, "the update timed out") from None
@@ -451,6 +443,16 @@ async def send(
         resent = True
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
+
+
+async def _refusal(client: Client, review_id: str, cause: BaseException | None) -> Exception:
+    if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
+        # Not a review's own refusal: e.g. the SDK's "update handler not found" from a workflow
+        # that is not a review (a case id given to `determine`).
+        d = await describe_or_none(client, review_id)
+        if d is not None and d.workflow_type != WORKFLOW_TYPE:
+            return UnknownReview(f"{review_id} is not a review (it is a {d.workflow_type} workflow)")
+    return Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}")
 
 
 def _key_not_held(cause: BaseException | None, signer: Signer) -> bool:
