@@ -75,6 +75,7 @@ async def test_covered_and_concluded_early(client: Client, policy: Policy) -> No
     # The receipt shows the stage after the determination, not the stage it was sent at.
     assert (r.stage_before, r.stage, r.sender) == (Stage.AWAITING_DETERMINATION, Stage.UNDER_REVIEW, "nsa")
     assert r.pending_agencies == [Agency.DOD, Agency.DHS]
+    assert len(r.model_dump_json()) < 600, "a receipt, not the whole state"
     s = await wait_stage(client, rid, Stage.UNDER_REVIEW)
     assert s.covered is True and s.transitions[-1].message_id == r.message_id
     assert s.window_deadline is not None
