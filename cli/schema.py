@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cli.args import text
-from domain.clearinghouse import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed, VulnerabilityIntake
+from domain.case import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
+from domain.clearinghouse import VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.inputs import Refused
 from domain.messages import Conclusion, Determination, ReviewFinding, Withdrawal
@@ -46,17 +47,11 @@ def schema_of(name: str) -> dict:
     return schema
 
 
-def _closed(schema):
-    """No field but the model's: the door refuses unknown fields (domain/inputs.py) even where a model
-    kept in histories ignores them (domain/persisted.py)."""
-    if isinstance(schema, dict):
-        if schema.get("type") == "object" and "properties" in schema:
-            schema.setdefault("additionalProperties", False)
-        for value in schema.values():
-            _closed(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _closed(value)
+def _closed(schema: dict) -> dict:
+    """The door refuses unknown fields (domain/inputs.py), whatever a model tolerates in a history."""
+    for sub in [schema, *schema.get("$defs", {}).values()]:
+        if sub.get("type") == "object" and "properties" in sub:
+            sub["additionalProperties"] = False
     return schema
 
 
