@@ -164,6 +164,7 @@ async def test_a_review_finding_arrives_as_a_case(client: Client, policy: Policy
     await AgencyClient(client, "dod").conclude(rid)
     final = await wait_stage(client, rid, Stage.RELEASED)
     assert final.clearinghouse_cases == {finding.message_id: case_id}
+    assert final.cases == [case_id], "the review's record names the case its finding opened"
 
 
 async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: Policy) -> None:
