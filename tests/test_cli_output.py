@@ -42,7 +42,10 @@ async def test_results_for_scripts(run, client: Client, tmp_path: Path) -> None:
     # The stage after the change, not the one before (the issue: determine printed AWAITING_DETERMINATION).
     code, out, err = await run("determine", rid, "--covered", "--agencies", "dod", "--rationale", "r", "--json")
     assert code == 0, err
-    assert json.loads(out)["stage"] == "UNDER_REVIEW"
+    receipt = json.loads(out)
+    moved = (receipt["stage_before"], receipt["stage"], receipt["sender"])
+    assert moved == ("AWAITING_DETERMINATION", "UNDER_REVIEW", "nsa")
+    assert len(out) < 1000 and "findings" not in receipt, "a receipt, not the whole status"
 
     code, out, err = await run("status", rid, "--json")
     s = json.loads(out)
