@@ -51,6 +51,14 @@ from workflows.vulnerability_case import VulnerabilityCase
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
 DEFAULT_CACHED_WORKFLOWS = 1000  # the SDK's default
+# Workflow tasks the clearinghouse queue's worker runs at once (the SDK's default is 500). Every
+# activation runs on its own thread under one GIL: a burst of reports starts cases by the hundred,
+# their first activations (sandbox start-up) ran together, and each one, the clearinghouse's
+# included, then took seconds of wall time for milliseconds of CPU, tripping the SDK's 2 s deadlock
+# detector; the clearinghouse then replayed its run under the same contention, past its 10 s task
+# timeout, again and again (measured: a 10,000-report burst stalled that way at 4,578 cases). A
+# few at a time, the rest wait on the server, and each activation finishes in its own CPU time.
+CLEARINGHOUSE_WORKFLOW_TASKS = 8
 
 
 def cache_size(text: str, source: str) -> int:
@@ -202,6 +210,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
         workflows=[Clearinghouse, VulnerabilityCase],
         workflow_runner=workflow_runner(),
         max_cached_workflows=config.max_cached_workflows,
+        max_concurrent_workflow_tasks=CLEARINGHOUSE_WORKFLOW_TASKS,
         activities=[
             desk.validate_report,
             desk.triage_case,

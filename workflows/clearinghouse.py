@@ -89,8 +89,10 @@ REFUSALS_KEPT = 500
 # Submissions handed in but not yet taken travel to the next run, up to this many; any beyond are
 # refused "send again" (the API resends them, to the next run). Only a flood gets there.
 PENDING_KEPT = 200
-# A backstop: the server suggests continuing as new long before this (by history size).
-EVENTS_PER_RUN = 10_000
+# Also continue as new past this many events (about 700 reports), whatever the policy: a run the
+# worker must rebuild (evicted, or its task failed) replays its whole history, every report's
+# signature checked again, and under load a long one did not replay within the task timeout.
+EVENTS_PER_RUN = 3_000
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
