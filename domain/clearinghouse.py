@@ -174,6 +174,9 @@ class ClearinghouseState(BaseModel):
     applied: list[AppliedReport] = Field(default_factory=list)
     refusals: list[ReportRefusal] = Field(default_factory=list)
     pending: list[ReportSubmission] = Field(default_factory=list)
+    # The parties' public keys the run loaded from Treasury's key directory, handed to the next run
+    # (taken only with the rest of the carried state) so that it takes reports at once.
+    keyring: dict[str, str] = Field(default_factory=dict)
     carried_from: str | None = None
 
 
