@@ -36,7 +36,7 @@ from activities.standards import StandardsBody, load_standard
 from activities.store import RecordStore
 from domain import attestation
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
-from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE
+from domain.clearinghouse import CLEARINGHOUSE_INTAKE_QUEUE, CLEARINGHOUSE_TASK_QUEUE
 from domain.policy import DEFAULT_POLICY, POLICY_DIR, load_policy
 from infra import logs
 from infra.connection import Target, Unreachable, connect
@@ -185,7 +185,7 @@ def build_workers(
             Worker(client, task_queue=agency.task_queue, activities=activities, **activity_slots(agency.value))
         )
         if agency == Agency.TREASURY:
-            workers.append(clearinghouse_worker(client, config))
+            workers.extend(clearinghouse_workers(client, config))
     return workers
 
 
@@ -197,14 +197,27 @@ def activity_slots(role: str) -> dict[str, Any]:
     return {"activity_executor": executor, "max_concurrent_activities": slots}
 
 
-def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
-    """Treasury's clearinghouse: its two workflows, its desk, and the relay of review findings."""
+def clearinghouse_workers(client: Client, config: WorkerConfig) -> list[Worker]:
+    """Treasury's clearinghouse: the cases, their desk and the relay of review findings on the
+    `clearinghouse` queue; the clearinghouse workflow itself on its own queue and slots (it also
+    runs on `clearinghouse`, where anyone may have started it)."""
     outbox = Outbox(config.data_dir / "clearinghouse.db")
     outbox.load_registry(config.registry_file)
     desk = ClearinghouseDesk(outbox)
     forwarder = ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy))
     directory = CaseDirectory(client, outbox, forwarder.attester)
-    return Worker(
+    intake = Worker(
+        client,
+        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
+        workflows=[Clearinghouse],
+        workflow_runner=workflow_runner(),
+        max_cached_workflows=10,
+        max_concurrent_workflow_tasks=2,
+        # Its keyring load runs on its own queue (the policy and case look-ups name `clearinghouse`).
+        activities=[desk.load_public_keys],
+        **activity_slots(CLEARINGHOUSE_INTAKE_QUEUE),
+    )
+    cases = Worker(
         client,
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
         workflows=[Clearinghouse, VulnerabilityCase],
@@ -225,6 +238,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
         ],
         **activity_slots(CLEARINGHOUSE_TASK_QUEUE),
     )
+    return [intake, cases]
 
 
 async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:

@@ -18,7 +18,10 @@ from domain.messages import Message, ReviewFinding
 from domain.policy import ClearinghousePolicy
 from domain.vulnerability import VulnerabilityReport
 
-CLEARINGHOUSE_TASK_QUEUE = "clearinghouse"  # run by Treasury's worker
+CLEARINGHOUSE_TASK_QUEUE = "clearinghouse"  # run by Treasury's worker: cases, and every clearinghouse activity
+# The clearinghouse workflow's own queue (Treasury's worker too, with slots of its own): its workflow
+# tasks and the reporters' receipt queries never wait behind the thousands of cases a burst starts.
+CLEARINGHOUSE_INTAKE_QUEUE = "clearinghouse-intake"
 CLEARINGHOUSE_ID = "clearinghouse"  # one per namespace
 CLEARINGHOUSE_WORKFLOW = "Clearinghouse"
 CASE_WORKFLOW = "VulnerabilityCase"

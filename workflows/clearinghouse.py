@@ -340,6 +340,8 @@ class Clearinghouse:
                     policy=self._state.policy,
                 ),
                 id=case_id,
+                # On Treasury's case queue, whatever queue this workflow runs on.
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
                 # Cases outlive this run (continue-as-new closes it).
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 # A closed case is never reopened by a later duplicate. A failed one may be: a case
