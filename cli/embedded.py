@@ -16,10 +16,10 @@ from api.agency import AgencyClient
 from api.clearinghouse import OperatorClient, VendorClient, case_status
 from api.publication import ensure_report_schedule
 from api.reviews import disclose, status
+from cli.door import load_disclosure, load_vulnerability
 from cli.keys import ensure_development_keys, serve_codec
 from cli.render import console, status_view
-from cli.reviews import load_disclosure
-from cli.vuln import case_view, load_vulnerability
+from cli.vuln import case_view
 from domain.agencies import Agency
 from domain.clearinghouse import CaseStatus, CaseView
 from domain.messages import FindingKind, Severity
