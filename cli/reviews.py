@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
 from api.reviews import admissible, close, disclose, list_reviews, status
+from api.waiting import StillWaiting, until
 from cli import args as arg
 from cli.door import BadInput, load_disclosure, load_vulnerability, message_id, signer_for
 from cli.render import as_json, lab_view, list_view, status_view
@@ -58,12 +58,12 @@ async def _after(client, review_id: str, s: ReviewStatus, moves_on_from: Stage, 
     the message was applied, and the stage it causes (a determination, a withdrawal, the last
     conclusion) follows a moment later, in the workflow's own run. Polls briefly; the status as
     applied if the move takes longer (a loaded machine)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while s.stage == moves_on_from and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-        s = await status(client, review_id)
-    return s
+    if s.stage != moves_on_from:
+        return s
+    try:
+        return await until(lambda: status(client, review_id), lambda now: now.stage != moves_on_from, timeout=patience)
+    except StillWaiting as e:
+        return e.last or s
 
 
 async def cmd_disclose(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from api.agency import AgencyClient
 from bench.table import Phase, percentile, ratios
 from domain import search_attributes as sa
 from domain.policy import POLICY_DIR, load_policy
-from domain.status import Stage
+from domain.status import ReviewStatus, Stage
 from tests.conftest import disclose, mythos, wait_stage
 from worker import WorkerConfig, build_workers
 
@@ -169,6 +169,88 @@ def test_a_lost_task_costs_minutes_not_an_hour(name: str) -> None:
         "clearinghouse activities": policy.clearinghouse.activity_timeout,
     }
     assert all(t <= timedelta(minutes=10) for t in attempts.values()), attempts
+
+
+# The longest a task lost by the server may cost: an attempt's start-to-close, or for long work
+# (which heartbeats) the heartbeat timeout.
+LOST_TASK_COSTS_AT_MOST = timedelta(minutes=10)
+
+
+def lost_task_costs(history) -> dict[str, timedelta]:
+    """For each activity type a history scheduled, the longest a lost task of it waits to be retried."""
+    costs: dict[str, timedelta] = {}
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            a = event.activity_task_scheduled_event_attributes
+            wait = a.start_to_close_timeout.ToTimedelta()
+            if a.HasField("heartbeat_timeout") and a.heartbeat_timeout.ToTimedelta() > timedelta(0):
+                wait = min(wait, a.heartbeat_timeout.ToTimedelta())
+            costs[a.activity_type.name] = max(wait, costs.get(a.activity_type.name, timedelta(0)))
+    return costs
+
+
+async def test_every_activity_a_lost_task_costs_minutes(client: Client) -> None:
+    """Every activity each workflow schedules, under the shipped eo-2026 policy: a covered review with
+    a vulnerability finding, the clearinghouse and the case it opens, the weekly publication."""
+    from api.clearinghouse import case_status
+    from api.waiting import until
+    from domain.agencies import REVIEW_TASK_QUEUE
+    from domain.clearinghouse import CLEARINGHOUSE_ID, EMBARGO_STATUSES
+    from domain.publication import PUBLISH_WORKFLOW
+    from tests.conftest import vulnerability
+
+    rid = await disclose(client, mythos(), load_policy("eo-2026"))
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    dod = AgencyClient(client, "dod")
+    await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="lost tasks")
+    finding = vulnerability()
+    await dod.submit_finding(rid, kind="vulnerability", severity="high", summary="a flaw", vulnerability=finding)
+    await dod.conclude(rid)
+    final = await client.get_workflow_handle(rid, result_type=ReviewStatus).result()
+    [case_id] = final.clearinghouse_cases.values()
+    await until(lambda: case_status(client, case_id), lambda c: c.status in EMBARGO_STATUSES, timeout=30)
+    publication = await client.start_workflow(PUBLISH_WORKFLOW, id=f"publish-{rid}", task_queue=REVIEW_TASK_QUEUE)
+    try:
+        published = await until(
+            publication.fetch_history, lambda h: bool(lost_task_costs(h)), timeout=30, what="the publication's activity"
+        )
+    finally:
+        await publication.terminate("only its activity's options are checked")
+    costs: dict[str, timedelta] = {}
+    for history in (
+        await client.get_workflow_handle(rid).fetch_history(),
+        await client.get_workflow_handle(case_id).fetch_history(),
+        await client.get_workflow_handle(CLEARINGHOUSE_ID).fetch_history(),
+        published,
+    ):
+        costs.update(lost_task_costs(history))
+    # Every kind of work was seen (a workflow that skipped some would make this test blind to it).
+    assert {"check_standard", "brief_nsa", "vet_partner", "grant_access", "forward_vulnerability"} <= set(costs)
+    assert {"publish_transparency_report", "notify_vendor", "triage_case"} <= set(costs), sorted(costs)
+    slow = {name: str(cost) for name, cost in costs.items() if cost > LOST_TASK_COSTS_AT_MOST}
+    assert slow == {}, "a lost task of these would wait longer than minutes"
+
+
+async def test_long_work_heartbeats_while_it_runs_and_stops_after() -> None:
+    import asyncio
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.heartbeat import heartbeating
+
+    beats: list[float] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(asyncio.get_running_loop().time())
+
+    async def long_work() -> str:
+        async with heartbeating(timedelta(seconds=0.6)):  # a beat every 0.1 s
+            await asyncio.sleep(0.5)
+        return "done"
+
+    assert await env.run(long_work) == "done"
+    during = len(beats)
+    await asyncio.sleep(0.3)
+    assert during >= 3 and len(beats) == during, beats
 
 
 def test_status_imports_only_what_it_uses() -> None:

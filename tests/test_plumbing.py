@@ -4,7 +4,12 @@ direction, one send-with-retry, one key-loading activity, one way to wait for a 
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
+
+import pytest
+
+from api.waiting import StillWaiting, until
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PACKAGES = ("activities", "api", "audit", "cli", "domain", "infra", "workflows")
@@ -56,3 +61,49 @@ def test_no_project_module_imports_one_that_imports_it() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# ------------------------------------------------------------------ waiting for a state
+
+
+async def test_until_returns_the_first_ready_value_and_gives_up_naming_the_last_seen() -> None:
+    seen = iter(range(100))
+
+    async def probe() -> int:
+        return next(seen)
+
+    assert await until(probe, lambda n: n >= 3, timeout=5, interval=0.001) == 3
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(StillWaiting) as waited:
+        await until(probe, lambda n: n < 0, timeout=0.3, interval=0.05, what="a negative number", seen=str)
+    assert 0.3 <= loop.time() - began < 3  # the deadline, not a hang (a loaded machine is slow)
+    assert isinstance(waited.value, TimeoutError)  # callers that caught TimeoutError still do
+    assert waited.value.last is not None and waited.value.last > 3
+    assert f"a negative number not reached in 0.3 s (last seen: {waited.value.last})" == str(waited.value)
+
+
+async def test_until_tolerates_only_the_errors_it_is_told_to() -> None:
+    calls = 0
+
+    async def starting() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise LookupError("not started yet")
+        return "running"
+
+    assert await until(starting, lambda s: s == "running", timeout=5, interval=0.001, tolerate=(LookupError,)) == (
+        "running"
+    )
+    calls = 0
+    with pytest.raises(LookupError):  # not tolerated: at once, not after the timeout
+        await until(starting, lambda s: s == "running", timeout=60, interval=0.001)
+    assert calls == 1
+    with pytest.raises(StillWaiting) as waited:
+        await until(lambda: asyncio.sleep(0, result=1 / 0), bool, timeout=0, tolerate=(ZeroDivisionError,))
+    assert waited.value.last is None and "last seen: nothing" in str(waited.value)
+
+
+async def test_until_probes_once_even_with_no_time_left() -> None:
+    assert await until(lambda: asyncio.sleep(0, result="done"), bool, timeout=0) == "done"
