@@ -107,3 +107,40 @@ async def test_until_tolerates_only_the_errors_it_is_told_to() -> None:
 
 async def test_until_probes_once_even_with_no_time_left() -> None:
     assert await until(lambda: asyncio.sleep(0, result="done"), bool, timeout=0) == "done"
+
+
+# ------------------------------------------------------------------ loading the parties' keys
+
+
+async def test_both_halves_load_the_same_keys_the_same_way(tmp_path: Path) -> None:
+    """The review office's `load_review_keys` and Treasury's `load_public_keys` read their own key
+    directory through one body: the same keyring, the same bad entry skipped, the same failure
+    when there is no keyring at all."""
+    import json
+
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.clearinghouse import ClearinghouseDesk, Outbox
+    from activities.release import ReleaseDesk
+    from activities.store import RecordStore
+    from infra.keys import KeyDirectory
+
+    keys = KeyDirectory(tmp_path / "keys")
+    keys.init_development()
+    published = json.loads(keys.public_file.read_text())
+    published["vendor:broken"] = "not a key"
+    keys.public_file.write_text(json.dumps(published))
+    office = ReleaseDesk(RecordStore(tmp_path / "review.db"), keys)
+    treasury = ClearinghouseDesk(Outbox(tmp_path / "clearinghouse.db"), keys)
+    env = ActivityEnvironment()
+    attested = env.run(office.load_review_keys)
+    plain = env.run(treasury.load_public_keys)
+    assert attested.result == plain
+    assert "vendor:broken" not in plain and {"nsa", "dod", "treasury"} <= set(plain)
+
+    keys.public_file.unlink()
+    for load in (office.load_review_keys, treasury.load_public_keys):
+        with pytest.raises(ApplicationError) as refused:
+            env.run(load)
+        assert refused.value.type == "KeyProblem" and "frontier-review keys init" in str(refused.value)
