@@ -292,3 +292,74 @@ def test_workflow_code_stays_inside_the_sandbox() -> None:
         parts = cls.__module__.split(".")
         prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
         assert prefixes.isdisjoint(PASSED_THROUGH), (cls.__name__, PASSED_THROUGH)
+
+
+PROBE_WORKFLOWS = """
+from datetime import datetime
+
+from temporalio import workflow
+
+RUNS = []  # module state: each run must have its own
+
+
+@workflow.defn(name="SharedCodeProbe")
+class SharedCodeProbe:
+    @workflow.run
+    async def run(self) -> int:
+        RUNS.append(workflow.info().workflow_id)
+        return len(RUNS)
+
+
+@workflow.defn(name="SharedCodeClock")
+class SharedCodeClock:
+    @workflow.run
+    async def run(self) -> str:
+        return datetime.now().isoformat()  # not deterministic: the sandbox must refuse it
+"""
+
+
+async def test_workflow_code_is_compiled_once_and_still_sandboxed_per_run(
+    isolated: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox re-executes a workflow's module for every run; it compiled it from source every
+    time too (no bytecode cache under PYTHONDONTWRITEBYTECODE). Now the compiled code is shared:
+    compiled once per process, still executed afresh, sandboxed, for each run."""
+    import importlib
+    import uuid
+
+    from temporalio.worker import Worker
+
+    from workflows import sandbox
+
+    package = tmp_path / "probeflows"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "clock.py").write_text(PROBE_WORKFLOWS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sandbox, "SHARED_CODE_PACKAGES", (*sandbox.SHARED_CODE_PACKAGES, "probeflows"))
+    module = importlib.import_module("probeflows.clock")
+    queue = f"shared-code-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        isolated, task_queue=queue, workflows=[module.SharedCodeProbe, module.SharedCodeClock],
+        workflow_runner=sandbox.workflow_runner(), max_cached_workflows=0,
+    ):  # fmt: skip
+        for n in range(3):
+            assert await isolated.execute_workflow("SharedCodeProbe", id=f"{queue}-{n}", task_queue=queue) == 1
+        clock = await isolated.start_workflow("SharedCodeClock", id=f"{queue}-clock", task_queue=queue)
+        failed = await wait_for_task_failure(clock)
+        await clock.terminate("probe done")
+    assert "datetime.datetime.now" in failed, failed
+    compiled = [path for path in sandbox._SharedCodeLoader.codes if path.endswith("probeflows/clock.py")]
+    assert compiled == [str(package / "clock.py")], "compiled once, whatever the number of runs"
+    assert module.RUNS == [], "the runs executed their own copies of the module, never the host's"
+
+
+async def wait_for_task_failure(handle) -> str:
+    from api.waiting import until
+
+    def failures(history) -> list:
+        return [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+
+    history = await until(handle.fetch_history, lambda h: bool(failures(h)), timeout=30, what="a failed task")
+    failure = failures(history)[0].workflow_task_failed_event_attributes.failure
+    return str(await handle._client.data_converter.decode_failure(failure))  # the codec encrypts failures
