@@ -144,3 +144,26 @@ async def test_both_halves_load_the_same_keys_the_same_way(tmp_path: Path) -> No
         with pytest.raises(ApplicationError) as refused:
             env.run(load)
         assert refused.value.type == "KeyProblem" and "frontier-review keys init" in str(refused.value)
+
+
+async def test_a_store_keeps_one_connection_per_thread_and_grants_once_from_many(tmp_path: Path) -> None:
+    """Activities write from any thread of their queue's pool, each through that thread's own kept
+    connection: many threads granting the same partners grant each exactly once, and a call that
+    failed inside a transaction leaves nothing open for the next call on its thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from activities.store import RecordStore
+
+    store = RecordStore(tmp_path / "review.db")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        grants = list(pool.map(lambda i: store.grant("review-x", f"partner-{i % 10}", "run-1"), range(200)))
+        connections = set(pool.map(lambda _: id(store._connect()), range(200)))
+    assert sorted(g.grant_id for g in grants if not g.already_granted) == sorted({g.grant_id for g in grants})
+    assert len({g.grant_id for g in grants}) == 10
+    assert 1 <= len(connections) <= 8, "one connection per thread, kept"
+    db = store._connect()
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO grants VALUES ('review-y', 'run-1', 'p', 'g', 't')")
+    db.close()  # what `closing()` does when a call fails mid-transaction
+    assert store._connect() is db and not db.in_transaction
+    assert store.grants("review-y") == [], "the failed call's write was rolled back"
