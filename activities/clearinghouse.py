@@ -24,6 +24,7 @@ from api.errors import ReviewError
 from api.server import describe_or_none
 from domain.agencies import Agency
 from domain.attestation import Attested, ResultSigner
+from domain.case import Notice, NoticeReceipt, Triage, Validation
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -41,11 +42,7 @@ from domain.clearinghouse import (
     CaseLocation,
     CaseLookup,
     ForwardRequest,
-    Notice,
-    NoticeReceipt,
     TreasuryPolicy,
-    Triage,
-    Validation,
     VulnerabilityIntake,
 )
 from domain.policy import Policy

@@ -29,6 +29,7 @@ from api.errors import Rejected, ReviewError
 from api.idempotency import keyed
 from api.server import describe_or_none, workflow_not_ready
 from domain import search_attributes as sa
+from domain.case import CaseState, CaseStatus, ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
 from domain.clearinghouse import (
     ALREADY_APPLIED,
     CASE_STATUS_QUERY,
@@ -45,15 +46,9 @@ from domain.clearinghouse import (
     REFRESH_TOO_SOON,
     REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
-    CaseStatus,
-    CaseView,
     ClearinghouseInput,
     ClearinghouseView,
-    ExploitationObserved,
-    ExtensionRequest,
-    FixReady,
     IntakeReceipt,
-    PatchDeployed,
     VulnerabilityIntake,
 )
 from domain.inputs import MAX_MESSAGE_BYTES, round_trips
@@ -134,18 +129,18 @@ def _settle(start: WithStartWorkflowOperation) -> None:
         outcome.exception()
 
 
-async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseView:
+async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseState:
     """Sign one message for this case, update and run, and send it as an update. The message id is
     the update id: a retry applies once. The run is the case's current one, named by the server; a
     case that continued as new meanwhile gets the message signed again for its new run."""
     message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
 
-    async def attempt() -> CaseView:
+    async def attempt() -> CaseState:
         current = await describe_or_none(client, case_id)
         run_id = current.run_id if current is not None else None
         signed = signer.sign(case_id, update, message, run_id=run_id)
         handle = client.get_workflow_handle(case_id, run_id=run_id)
-        return await handle.execute_update(update, signed, id=signed.message_id, result_type=CaseView)
+        return await handle.execute_update(update, signed, id=signed.message_id, result_type=CaseState)
 
     return await _deliver(client, case_id, attempt, message.sender)
 
@@ -223,17 +218,17 @@ def _transient(e: RPCError) -> bool:
 # ------------------------------------------------------------------ reading
 
 
-async def case_status(client: Client, case_id: str) -> CaseView:
+async def case_status(client: Client, case_id: str) -> CaseState:
     """A case's status: from the query while it runs, from its result once closed."""
     description = await describe_or_none(client, case_id)
     if description is None or description.workflow_type != CASE_WORKFLOW:
         raise UnknownCase(f"no case with id {case_id!r}")
-    handle = client.get_workflow_handle(case_id, result_type=CaseView)
+    handle = client.get_workflow_handle(case_id, result_type=CaseState)
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise UnknownCase(f"case {case_id} ended abnormally: {description.status.name}")
-    return await handle.query(CASE_STATUS_QUERY, result_type=CaseView)
+    return await handle.query(CASE_STATUS_QUERY, result_type=CaseState)
 
 
 async def clearinghouse_status(client: Client) -> ClearinghouseView:
@@ -289,15 +284,15 @@ class CaseParty:
         intake = keyed(CLEARINGHOUSE_ID, REPORT_VULNERABILITY, intake, message_id)
         return await report(self.client, intake, policy, self.signer)
 
-    async def patch_deployed(self, case_id: str, note: str = "", *, message_id: str | None = None) -> CaseView:
+    async def patch_deployed(self, case_id: str, note: str = "", *, message_id: str | None = None) -> CaseState:
         message = PatchDeployed(sender=self.party, note=note)
         return await self._send(case_id, PATCH_DEPLOYED, message, message_id)
 
-    async def exploitation_observed(self, case_id: str, evidence: str, *, message_id: str | None = None) -> CaseView:
+    async def exploitation_observed(self, case_id: str, evidence: str, *, message_id: str | None = None) -> CaseState:
         message = ExploitationObserved(sender=self.party, evidence=evidence)
         return await self._send(case_id, EXPLOITATION_OBSERVED, message, message_id)
 
-    async def _send(self, case_id: str, update: str, message: Message, message_id: str | None) -> CaseView:
+    async def _send(self, case_id: str, update: str, message: Message, message_id: str | None) -> CaseState:
         """Every message with its idempotency key: `message_id`, else derived from its content
         (api/idempotency.py), so the same call made again is applied once."""
         return await send(self.client, case_id, update, keyed(case_id, update, message, message_id), self.signer)
@@ -311,13 +306,13 @@ class VendorClient(CaseParty):
 
     async def fix_ready(
         self, case_id: str, fixed_versions: list[str], advisory: str = "", *, message_id: str | None = None
-    ) -> CaseView:
+    ) -> CaseState:
         message = FixReady(sender=self.party, fixed_versions=fixed_versions, advisory=advisory)
         return await self._send(case_id, FIX_READY, message, message_id)
 
     async def request_extension(
         self, case_id: str, extension: timedelta, reason: str, *, message_id: str | None = None
-    ) -> CaseView:
+    ) -> CaseState:
         message = ExtensionRequest(sender=self.party, extension=extension, reason=reason)
         return await self._send(case_id, REQUEST_EXTENSION, message, message_id)
 

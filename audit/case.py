@@ -1,76 +1,103 @@
-"""How a `VulnerabilityCase` history reads as an audit record: who reported it (and from which
-reviews), each status change with its reason, each notice, the embargo, and checks of them.
+"""How a `VulnerabilityCase` history reads as an audit record.
 
-The case writes its own record (status changes with actor and reason, notices) into its result
-when it closes, and into the next run's input when it continues as new. That record is *read*
-here, and held to the history: its status changes against the `CaseStatus` upserts, its notices
-against the notice activities that completed. While a run is open its record is not in the
-history yet; the status changes then come from the upserts alone (no reasons), and say so.
+The case writes its own record, its `CaseState` (domain/case.py): each status change with its actor
+and reason, each notice, each message applied. It hands that state over in its history: as each
+update's result, as its own result, as the input of its next run; a continued run starts with it.
+The audit reads the last state the case wrote, and holds it to the rest of the history: its status
+changes against the `CaseStatus` upserts, the notices against the notice activities that
+completed, the disclosure against the embargo deadline, each applied message's signature against
+the keyring the case loaded. Status changes after the last state it wrote (an open run) come from
+the upserts alone, and say so.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from audit.history import DecodedHistory, Event
-from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
+from audit.trail import AuditCheck, AuditEntry, Interpreter, register
+from domain.case import (
+    CaseInput,
+    CaseState,
+    CaseTransition,
+    ExploitationObserved,
+    ExtensionRequest,
+    FixReady,
+    NoticeReceipt,
+    PatchDeployed,
+    Triage,
+    Validation,
+)
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     DISTRIBUTE_PATCH,
     EXPLOITATION_OBSERVED,
+    FIX_READY,
     LINK_REPORT,
+    LOAD_PUBLIC_KEYS,
     NOTIFY_OPERATORS,
     NOTIFY_VENDOR,
     PATCH_DEPLOYED,
     PUBLISH_ADVISORY,
+    REQUEST_EXTENSION,
+    TRIAGE_CASE,
+    VALIDATE_REPORT,
+    VulnerabilityIntake,
 )
+from domain.policy import describe
+from domain.signatures import signature_problem
+from domain.vulnerability import party_sector
 
 NOTICE_ACTIVITIES = (NOTIFY_VENDOR, NOTIFY_OPERATORS, DISTRIBUTE_PATCH, PUBLISH_ADVISORY)
-# The upsert of a status is made in the workflow task after the event that caused it.
+MESSAGES = {FIX_READY: FixReady, PATCH_DEPLOYED: PatchDeployed, EXPLOITATION_OBSERVED: ExploitationObserved,
+            REQUEST_EXTENSION: ExtensionRequest}  # fmt: skip
+# A status is upserted in the workflow task after the event that caused it.
 SAME_MOMENT = timedelta(seconds=5)
-_DATETIME = TypeAdapter(datetime)
-
-
-class StatusChange(BaseModel):
-    status: str
-    at: datetime
-    actor: str = "?"
-    reason: str = ""  # empty while the run is open: the case records reasons when it closes or continues
+AFTER_RECORD = "(made after the last state the case wrote into this history: its reason is in the next one)"
 
 
 class NoticeSent(BaseModel):
     kind: str
     recipient: str
     at: datetime
-    activity_id: str
-    already_sent: bool = False  # the outbox found it sent by an earlier attempt: not sent twice
     run: str = "this run"
+    already_sent: bool = False  # the outbox found it sent by an earlier attempt: not sent twice
 
 
 class CaseRecord(BaseModel):
     case_id: str
-    reporter: str  # who sent the report (the signed intake's sender)
+    reporter: str  # the opening report's (verified) sender
     found_by: str = ""  # who found it, when relayed (an agency)
-    reported_by_reviews: list[str] = Field(default_factory=list)  # the reviews whose findings opened or joined it
+    reviews: list[str] = Field(default_factory=list)  # the model reviews whose findings opened or joined it
     vendor: str = ""
-    status: str | None = None
-    status_changes: list[StatusChange] = Field(default_factory=list)
+    status: str | None = None  # the last status this history shows
+    state: CaseState | None = None  # the case's own record: the last state it wrote into this history
+    read_from: str = ""  # where in the history that state is
+    status_changes: list[CaseTransition] = Field(default_factory=list)
     notices: list[NoticeSent] = Field(default_factory=list)
     embargo_deadline: datetime | None = None
     disclosed_at: datetime | None = None
-    disclosure_reason: str = ""
-    deployments: int = 0  # patch_deployed messages applied in this run
-    exploitation_reports: int = 0
-    recorded_by_the_case: bool = False  # the case's own record (result or continue-as-new) was in the history
     continued_from: str | None = None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+class PublicKeys(RootModel[dict[str, str]]):
+    pass
+
+
+def _model(cls: type[BaseModel], value: Any) -> Any:
+    try:
+        return cls.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _first(event: Event) -> Any:
+    return event.values[0] if event.values else None
 
 
 @register
@@ -78,109 +105,109 @@ class CaseInterpreter(Interpreter):
     workflow_type = CASE_WORKFLOW
 
     def prepare(self, history: DecodedHistory) -> None:
-        start = _dict(history.events[0].values[0] if history.events[0].values else None)
-        intake = _dict(start.get("intake"))
-        carried = _dict(start.get("carried"))
+        started = history.events[0]
+        case = _model(CaseInput, _first(started))
+        intake: VulnerabilityIntake | None = case.intake if case else None
         self.rec = CaseRecord(
-            case_id=str(start.get("case_id", history.workflow_id)),
-            reporter=str(intake.get("sender", "")),
-            found_by=str(intake.get("found_by", "")),
-            vendor=str(_dict(intake.get("report")).get("vendor", "")),
-            continued_from=start.get("carried_from"),
+            case_id=case.case_id if case else history.workflow_id,
+            reporter=intake.sender if intake else "",
+            found_by=intake.found_by if intake else "",
+            vendor=intake.report.vendor if intake else "",
         )
-        references = [str(intake.get("reference", ""))]
-        references += [str(r.get("reference", "")) for r in carried.get("reports", []) if isinstance(r, dict)]
-        self.own_log: list[dict[str, Any]] = list(carried.get("transitions", []))
-        self.rec.notices = [
-            NoticeSent(
-                kind=str(n.get("kind")),
-                recipient=str(n.get("recipient")),
-                at=n.get("at"),
-                activity_id="",
-                run="an earlier run",
-            )  # fmt: skip
-            for n in carried.get("notices", [])
-            if isinstance(n, dict) and n.get("delivered")
-        ]
-        self.upserted: list[StatusChange] = []
+        # A carried state counts only when it names the run this one continues (as the case itself
+        # checks): anyone can start a case with a state of their own.
+        continued = started.attributes.continued_execution_run_id
+        if case and case.carried and continued and case.carried_from == continued:
+            self.rec.continued_from, self.rec.state, self.rec.read_from = continued, case.carried, "its start input"
+        self.carried = self.rec.state
+        self.upserted: list[tuple[str, Event]] = []
+        self.deadlines: list[tuple[datetime, datetime]] = []  # (when upserted, deadline)
+        self.deployed: list[tuple[datetime, str]] = []  # (when accepted, sender)
+        self.keyring: dict[str, str] = {}
+        self.unverified: list[str] = []
         for e in history.events:
             reader = self._readers.get(e.type)
             if reader:
-                references += reader(self, e) or []
-        self.rec.reported_by_reviews = sorted({r for r in references if r.startswith("review-")})
-        self.rec.status = self.upserted[-1].status if self.upserted else None
-        self._read_own_record(history)
+                reader(self, e)
+        self._close_record(history)
 
-    # -- one reader per event type; each returns the report references it found
+    # -- one reader per event type the record needs
 
     def _upsert(self, e: Event) -> None:
         attrs = e.search_attributes
         if "CaseStatus" in attrs:
-            self.upserted.append(StatusChange(status=str(attrs["CaseStatus"]), at=e.workflow_time))
+            self.upserted.append((str(attrs["CaseStatus"]), e))
         if attrs.get("EmbargoDeadline"):
-            self.rec.embargo_deadline = attrs["EmbargoDeadline"]
+            self.deadlines.append((e.workflow_time, attrs["EmbargoDeadline"]))
 
     def _completed(self, e: Event) -> None:
-        if e.name not in NOTICE_ACTIVITIES:
-            return
-        receipt = _dict(e.values[0] if e.values else None)
-        self.rec.notices.append(
-            NoticeSent(
-                kind=str(receipt.get("kind", "?")),
-                recipient=str(receipt.get("recipient", "?")),
-                at=e.at,
-                activity_id=e.ref,
-                already_sent=bool(receipt.get("already_sent")),
+        if e.name == LOAD_PUBLIC_KEYS and isinstance(_first(e), dict):
+            self.keyring = {str(k): str(v) for k, v in _first(e).items()}
+        receipt = _model(NoticeReceipt, _first(e)) if e.name in NOTICE_ACTIVITIES else None
+        if receipt is not None:
+            self.rec.notices.append(
+                NoticeSent(
+                    kind=receipt.kind.value, recipient=receipt.recipient, at=e.at, already_sent=receipt.already_sent
+                )
             )
-        )
-        if e.name == PUBLISH_ADVISORY:
-            self.rec.disclosed_at = e.at
+            if e.name == PUBLISH_ADVISORY:
+                self.rec.disclosed_at = e.at
 
-    def _update(self, e: Event) -> None:
+    def _accepted(self, e: Event) -> None:
+        """A case message: its signature re-verified against the keyring the case had loaded."""
+        message = _model(MESSAGES[e.name], _first(e)) if e.name in MESSAGES else None
+        if message is None:
+            return
+        problem = signature_problem(self.keyring, self.history.workflow_id, e.name, message, target="case")
+        if problem:
+            self.unverified.append(f"event {e.id} ({e.name}): {problem}")
         if e.name == PATCH_DEPLOYED:
-            self.rec.deployments += 1
-        elif e.name == EXPLOITATION_OBSERVED:
-            self.rec.exploitation_reports += 1
+            self.deployed.append((e.at, message.sender))
 
-    def _signal(self, e: Event) -> list[str]:
-        if e.name != LINK_REPORT:
-            return []
-        return [str(_dict(e.values[0] if e.values else None).get("reference", ""))]
-
-    def _closed(self, e: Event) -> list[str]:
-        """The case's own record: its result, or the state it carries into its next run."""
+    def _state(self, e: Event) -> None:
+        """The case's own record, wherever it handed it over."""
+        value = _first(e)
         if e.type == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW":
-            return []  # its input is in the next run's history; this run's upserts stand
-        record = _dict(e.values[0] if e.values else None)
-        self.own_log = list(record.get("transitions", self.own_log))
-        self.rec.recorded_by_the_case = bool(record)
-        self.rec.disclosure_reason = str(record.get("disclosure_reason") or "")
-        return [str(_dict(r).get("reference", "")) for r in record.get("reports", [])]
+            case = _model(CaseInput, value)
+            state, where = (case.carried if case else None), "the input of its next run"
+        else:
+            state = _model(CaseState, value)
+            where = f"the result of its {e.name} update" if e.name else "its result"
+        if state is not None:
+            self.rec.state, self.rec.read_from = state, f"{where} (event {e.id})"
 
     _readers = {
         "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": _upsert,
         "ACTIVITY_TASK_COMPLETED": _completed,
-        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _update,
-        "WORKFLOW_EXECUTION_SIGNALED": _signal,
-        "WORKFLOW_EXECUTION_COMPLETED": _closed,
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _accepted,
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED": _state,
+        "WORKFLOW_EXECUTION_COMPLETED": _state,
+        "WORKFLOW_EXECUTION_CONTINUED_AS_NEW": _state,
     }
 
-    def _read_own_record(self, history: DecodedHistory) -> None:
-        if self.rec.recorded_by_the_case or (self.own_log and self.rec.continued_from):
-            self.rec.status_changes = [
-                StatusChange(
-                    status=str(t.get("status")),
-                    at=_DATETIME.validate_python(t["at"]),
-                    actor=str(t.get("actor", "?")),
-                    reason=str(t.get("reason", "")),
-                )  # fmt: skip
-                for t in map(_dict, self.own_log)
-                if t.get("at")
-            ]
-            if self.rec.continued_from and not self.rec.recorded_by_the_case:
-                self.rec.status_changes += [u for u in self.upserted if u.at > history.started_at - SAME_MOMENT]
-        else:
-            self.rec.status_changes = list(self.upserted)
+    def _close_record(self, history: DecodedHistory) -> None:
+        rec, state, carried = self.rec, self.rec.state, self.carried
+        recorded = state.transitions if state else []
+        rec.status = self.upserted[-1][0] if self.upserted else (recorded[-1].status.value if recorded else None)
+        rec.reviews = state.reviews if state else []
+        # This run's status changes as the case recorded them, then those it made after its last record.
+        self.this_run = recorded[len(carried.transitions) if carried else 0 :]
+        later = [
+            CaseTransition.model_validate({"status": s, "at": e.workflow_time, "actor": "case", "reason": AFTER_RECORD})
+            for s, e in self.upserted[len(self.this_run) :]
+        ]
+        rec.status_changes = [*recorded, *later]
+        self._earlier_runs()
+
+    def _earlier_runs(self) -> None:
+        """What the runs before this one recorded (the state it was started with), and the deadline."""
+        rec, state, carried = self.rec, self.rec.state, self.carried
+        earlier = [n for n in (carried.notices if carried else []) if n.delivered]
+        rec.notices[:0] = [
+            NoticeSent(kind=n.kind, recipient=n.recipient, at=n.at, run="an earlier run") for n in earlier
+        ]
+        before = [d for at, d in self.deadlines if rec.disclosed_at is None or at <= rec.disclosed_at]
+        rec.embargo_deadline = before[-1] if before else (state.embargo_deadline if state else None)
 
     # -- the trail
 
@@ -189,46 +216,56 @@ class CaseInterpreter(Interpreter):
 
     def entries(self, event: Event) -> list[AuditEntry]:
         if event.type == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" and "CaseStatus" in event.search_attributes:
-            status = event.search_attributes["CaseStatus"]
-            said = next((c for c in self.rec.status_changes if c.status == status and c.reason), None)
-            why = f": {said.reason}" if said else ""
-            return [self._entry(event, "stage", said.actor if said else "case", f"→ {status}{why}",
-                                at=event.workflow_time)]  # fmt: skip
+            index = next(i for i, (_, e) in enumerate(self.upserted) if e is event)
+            said = self.this_run[index] if index < len(self.this_run) else None
+            why = f": {said.reason}" if said else f" {AFTER_RECORD}"
+            text = f"→ {event.search_attributes['CaseStatus']}{why}"
+            return [self._entry(event, "stage", said.actor if said else "case", text, at=event.workflow_time)]
         if event.type == "WORKFLOW_EXECUTION_STARTED":
             r = self.rec
-            via = f" (relayed by {r.found_by} from {', '.join(r.reported_by_reviews)})" if r.reported_by_reviews else ""
-            return [self._entry(event, "workflow", r.reporter or "?", f"case {r.case_id} opened on {r.reporter}'s "
-                                f"report{via}; vendor {r.vendor}", started_by=event.identity)]  # fmt: skip
+            via = f" (relayed by {r.found_by} from {', '.join(r.reviews)})" if r.reviews else ""
+            text = f"case {r.case_id} opened on {r.reporter or '?'}'s report{via}; vendor {r.vendor}"
+            return [self._entry(event, "workflow", r.reporter or "?", text, started_by=event.identity)]
         return super().entries(event)
 
+    def describe_message(self, event: Event) -> str:
+        """What a message said, in words: never its signature, never a raw record."""
+        return _in_words(event) or super().describe_message(event)
+
+    def describe_result(self, event: Event, scheduled: Event | None) -> str:
+        return _in_words(event) or super().describe_result(event, scheduled)
+
+    # -- the checks
+
     def checks(self, record: BaseModel | None) -> list[AuditCheck]:
-        return [check for check in (self._reporter(), self._reasons(), self._notices_once(), self._embargo()) if check]
+        rules = (self._reporter, self._reasons, self._notices_once, self._embargo, self._signatures)
+        return [check for rule in rules if (check := rule())]
 
     def _reporter(self) -> AuditCheck:
-        r = self.rec
-        return AuditCheck(
-            name="the case names who reported it",
-            ok=bool(r.reporter),
-            detail=f"{r.reporter or 'nobody'}" + (f", found by {r.found_by}" if r.found_by else "")
-            + (f"; from {', '.join(r.reported_by_reviews)}" if r.reported_by_reviews else ""),
-        )  # fmt: skip
+        r, state = self.rec, self.rec.state
+        named = bool(r.reporter) and (not state or not state.reports or state.reports[0].sender == r.reporter)
+        detail = (r.reporter or "nobody") + (f", found by {r.found_by}" if r.found_by else "")
+        detail += f"; from {', '.join(r.reviews)}" if r.reviews else ""
+        return AuditCheck(name="the case names who reported it", ok=named, detail=detail)
 
     def _reasons(self) -> AuditCheck | None:
-        if not self.rec.recorded_by_the_case:
-            return None  # an open run: its reasons are recorded when it closes (see the note)
-        logged = [c.status for c in self.rec.status_changes]
-        seen = [u.status for u in self.upserted]
-        unexplained = [c.status for c in self.rec.status_changes if not c.reason]
-        ok = not unexplained and logged[-len(seen) :] == seen if seen else not unexplained
-        return AuditCheck(
-            name="every status change has a reason, and the case's log matches its history",
-            ok=ok,
-            detail=f"{len(logged)} changes" if ok else f"no reason: {unexplained}; log {logged} vs history {seen}",
-        )
+        state = self.rec.state
+        name = "every status change has its actor and reason, and the case's record matches its history"
+        if state is None:
+            closed = self.history.closed is not None
+            detail = "the case wrote no state into this history" + (" before it ended" if closed else " yet (open run)")
+            return AuditCheck(name=name, ok=not closed, detail=detail)
+        unexplained = [t.status.value for t in state.transitions if not (t.reason and t.actor)]
+        recorded, upserted = [t.status.value for t in self.this_run], [s for s, _ in self.upserted]
+        ok = not unexplained and upserted[: len(recorded)] == recorded
+        detail = f"{len(state.transitions)} changes, read from {self.rec.read_from}"
+        if not ok:
+            detail = f"no actor or reason: {unexplained}; recorded {recorded} vs history {upserted}"
+        return AuditCheck(name=name, ok=ok, detail=detail)
 
     def _notices_once(self) -> AuditCheck:
         sent = Counter((n.kind, n.recipient) for n in self.rec.notices if not n.already_sent)
-        twice = [f"{k} to {r}" for (k, r), n in sent.items() if n > 1]
+        twice = [f"{k} to {r} ({n} times)" for (k, r), n in sent.items() if n > 1]
         return AuditCheck(
             name="each notice was sent exactly once",
             ok=not twice,
@@ -239,35 +276,68 @@ class CaseInterpreter(Interpreter):
         r = self.rec
         if r.disclosed_at is None or r.embargo_deadline is None:
             return None
-        early = r.embargo_deadline - r.disclosed_at
-        on_time = early <= SAME_MOMENT
-        deployed = r.deployments > 0 or "patch deployed" in r.disclosure_reason
+        early = r.embargo_deadline - r.disclosed_at > SAME_MOMENT
+        deployed = self._deployed_before(r.disclosed_at)
+        detail = f"disclosed {_iso(r.disclosed_at)}, embargo until {_iso(r.embargo_deadline)}"
+        if early:
+            detail += f"; early, deployed by: {', '.join(deployed) or 'nobody'}"
         return AuditCheck(
-            name="the embargo was kept (disclosed at its end, or earlier only once the patch was deployed)",
-            ok=on_time or deployed,
-            detail=f"disclosed {_iso(r.disclosed_at)}, embargo until {_iso(r.embargo_deadline)}"
-            + ("" if on_time else f"; early, after {r.deployments} deployment report(s)"),
+            name="the embargo was kept (disclosed at its end, or earlier only once the patch was deployed everywhere)",
+            ok=not early or self._everywhere(deployed),
+            detail=detail,
         )
 
-    def markdown(self, trail: AuditTrail) -> list[str]:
-        r = trail.record
-        if not isinstance(r, CaseRecord):
-            return []
-        out = [
-            "## Case", "", "| | |", "| --- | --- |",
-            f"| case | `{r.case_id}` |",
-            f"| reported by | {r.reporter}" + (f" (found by {r.found_by})" if r.found_by else "") + " |",
-            f"| from reviews | {', '.join(f'`{x}`' for x in r.reported_by_reviews) or '—'} |",
-            f"| vendor | {r.vendor} |", f"| status | **{r.status or '?'}** |",
-            f"| embargo until | {_iso(r.embargo_deadline)} |", f"| disclosed | {_iso(r.disclosed_at)} |",
-            "", "## Status changes", "", "| at | status | actor | reason |", "| --- | --- | --- | --- |",
-            *(f"| {_iso(c.at)} | {c.status} | {c.actor} | {_cell(c.reason)} |" for c in r.status_changes),
-            "", "## Notices", "", "| at | kind | recipient | run |", "| --- | --- | --- | --- |",
-            *(f"| {_iso(n.at)} | {n.kind} | {n.recipient} | {n.run} |" for n in r.notices),
-        ]  # fmt: skip
-        if not r.recorded_by_the_case:
-            out += ["", "The case is open: reasons for its status changes are in its record once it closes."]
-        return out
+    def _deployed_before(self, when: datetime) -> list[str]:
+        """Who reported the patch deployed before `when`: earlier runs (as carried), then this one's messages."""
+        earlier = self.carried.deployed_by if self.carried else []
+        return [*earlier, *(sender for at, sender in self.deployed if at <= when)]
+
+    def _everywhere(self, deployed: list[str]) -> bool:
+        sectors = [party_sector(p) for p in deployed]
+        affected = set(self.rec.state.sectors) if self.rec.state else set()
+        return None in sectors or (bool(affected) and affected <= set(sectors))
+
+    def _signatures(self) -> AuditCheck | None:
+        if not self.keyring and not self.unverified:
+            return None
+        return AuditCheck(
+            name="every message the case applied is signed by its sender (re-verified with the keyring it loaded)",
+            ok=not self.unverified,
+            detail="; ".join(self.unverified) or f"{len(self.keyring)} parties' keys in the history",
+        )
+
+
+def _deployed(m: PatchDeployed) -> str:
+    sector = party_sector(m.sender)
+    return f"deployed by {sector.value + ' operators' if sector else 'everywhere'}" + (f": {m.note}" if m.note else "")
+
+
+def _sent(r: NoticeReceipt) -> str:
+    more = f" and {len(r.recipients)} registered operators" if r.recipients else ""
+    return f"sent to {r.recipient}{more}" + (" (already sent: not again)" if r.already_sent else "")
+
+
+# What each message and activity result of a case says, in words.
+WORDS: dict[str, tuple[type[BaseModel], Callable[[Any], str]]] = {
+    FIX_READY: (FixReady, lambda m: f"fixed in {', '.join(m.fixed_versions)}"),
+    REQUEST_EXTENSION: (ExtensionRequest, lambda m: f"{describe(m.extension)} more: {m.reason}"),
+    EXPLOITATION_OBSERVED: (ExploitationObserved, lambda m: m.evidence),
+    PATCH_DEPLOYED: (PatchDeployed, _deployed),
+    LINK_REPORT: (
+        VulnerabilityIntake,
+        lambda i: f"a report of it from {i.sender}" + (f" ({i.reference})" if i.reference else ""),
+    ),
+    VALIDATE_REPORT: (Validation, lambda v: f"{'valid' if v.valid else 'INVALID'}: {v.reason}"),
+    TRIAGE_CASE: (Triage, lambda t: f"CVSS {t.cvss_version} {t.base_score} ({t.severity.value})"),
+    LOAD_PUBLIC_KEYS: (PublicKeys, lambda k: f"{len(k.root)} parties' public keys"),
+    **dict.fromkeys(NOTICE_ACTIVITIES, (NoticeReceipt, _sent)),
+}
+
+
+def _in_words(event: Event) -> str | None:
+    model, words = WORDS.get(event.name, (None, None))
+    value = _model(model, _first(event)) if model else None
+    return words(value) if words and value is not None else None
 
 
 def _iso(value: datetime | None) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
@@ -32,13 +32,15 @@ from domain.attestation import is_refused
 from domain.inputs import Refused, decode_utf8, read_file
 
 UNDECODABLE = "<undecodable>"
+# A reset (`temporal workflow reset`) shows in the new run's history as a failed workflow task.
+RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
 # Temporal's own cap on a history is 50 MB; an export in JSON is larger than the wire form.
 MAX_HISTORY_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Event:
-    """One history event with its payloads decoded."""
+    """One history event with its payloads decoded and what it says on a timeline."""
 
     id: int
     type: str  # e.g. "ACTIVITY_TASK_COMPLETED" (the EventType name without its prefix)
@@ -46,7 +48,7 @@ class Event:
     workflow_time: datetime  # what workflow.now() read when the workflow made this command
     raw: HistoryEvent
     values: list[Any] = field(default_factory=list)  # input, result or update arguments
-    summary: str | None = None  # the user metadata summary (activities, timers)
+    summary: str | None = None  # the user metadata summary (activities, timers), or its origin's
     failure: str | None = None  # a failure's message, decoded
     search_attributes: dict[str, Any] = field(default_factory=dict)
     name: str = ""  # activity type, update name, signal name, timer id
@@ -54,6 +56,14 @@ class Event:
     identity: str = ""  # the client or worker that caused the event, when recorded
     undecodable: bool = False
     problem: str = ""  # why a payload of this event could not be read (the codec's refusal)
+    origin: Event | None = None  # the event this one ends (an activity's or timer's start, an accepted update)
+    queue: str = ""  # an activity's task queue
+    # Its line on a timeline (no kind: none): the category, who acted, what happened, and when.
+    kind: str | None = None
+    actor: str = ""
+    text: str = ""
+    on_workflow_clock: bool = False  # shown at the workflow time that made the command
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attributes(self) -> Any:
@@ -167,7 +177,7 @@ async def decode(
         if type_ == "WORKFLOW_TASK_STARTED":
             workflow_time = at
         failures_before = reader.tally.undecodable
-        reader.tally.problem = ""
+        reader.tally.problem, reader.workflow_time = "", workflow_time
         fields = await reader.fields(type_, raw)
         event = Event(
             id=raw.event_id,
@@ -179,7 +189,9 @@ async def decode(
             problem=reader.tally.problem,
             **fields,
         )
-        reader.remember(event)
+        reader.by_id[event.id] = event
+        if type_ == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
+            reader.accepted[event.ref] = event
         events.append(event)
     return DecodedHistory(
         workflow_id=history.workflow_id,
@@ -192,91 +204,148 @@ async def decode(
 
 
 class _EventReader:
-    """The fields of one event, its payloads decoded in the serialization context they were written in."""
+    """One reader per event type: the event's payloads decoded in the serialization context they
+    were written in, the event it ends, and its line on a timeline (the one table of event types)."""
 
     def __init__(self, converter: DataConverter, namespace: str, workflow_id: str, workflow_type: str) -> None:
         self.converter, self.namespace, self.workflow_id, self.workflow_type = (
             converter, namespace, workflow_id, workflow_type,
         )  # fmt: skip
         self.tally = _Tally()
-        context = WorkflowSerializationContext(namespace, workflow_id)
-        self.decoder = _Decoder(converter.with_context(context), self.tally)
-        self.scheduled: dict[int, Event] = {}
-        self.accepted: dict[str, Event] = {}
-
-    def remember(self, event: Event) -> None:
-        if event.type == "ACTIVITY_TASK_SCHEDULED":
-            self.scheduled[event.id] = event
-        elif event.type == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
-            self.accepted[event.ref] = event
+        self.decoder = _Decoder(
+            converter.with_context(WorkflowSerializationContext(namespace, workflow_id)), self.tally
+        )
+        self.by_id: dict[int, Event] = {}
+        self.accepted: dict[str, Event] = {}  # accepted updates by update id
+        self.summary: str | None = None  # the summary of the event being read
+        self.workflow_time = datetime.now(UTC)  # the workflow's clock at the event being read
 
     async def fields(self, type_: str, raw: HistoryEvent) -> dict[str, Any]:
         attrs = getattr(raw, raw.WhichOneof("attributes")) if raw.WhichOneof("attributes") else None
         fields: dict[str, Any] = {}
+        self.summary = None
         if raw.HasField("user_metadata") and raw.user_metadata.HasField("summary"):
-            fields["summary"] = await self.decoder.one(raw.user_metadata.summary)
+            fields["summary"] = self.summary = await self.decoder.one(raw.user_metadata.summary)
         read = self._readers.get(type_)
         if read is not None:
             fields.update(await read(self, attrs, type_))
         return fields
 
     def _activity(self, scheduled: Any) -> _Decoder:
-        return _activity_decoder(
-            self.converter, self.tally, self.namespace, self.workflow_id, self.workflow_type, scheduled
+        context = ActivitySerializationContext(
+            namespace=self.namespace,
+            activity_id=scheduled.activity_id,
+            activity_type=scheduled.activity_type.name,
+            activity_task_queue=scheduled.task_queue.name,
+            workflow_id=self.workflow_id,
+            workflow_type=self.workflow_type,
+            is_local=False,
         )
+        return _Decoder(self.converter.with_context(context), self.tally)
 
     async def _started(self, attrs: Any, _: str) -> dict[str, Any]:
-        return {"values": await self.decoder.many(attrs.input.payloads), "identity": attrs.identity}
+        return {
+            "values": await self.decoder.many(attrs.input.payloads), "identity": attrs.identity,
+            "kind": "workflow", "actor": attrs.identity or "client", "text": f"{self.workflow_type} started",
+        }  # fmt: skip
 
     async def _scheduled(self, attrs: Any, _: str) -> dict[str, Any]:
-        values = await self._activity(attrs).many(attrs.input.payloads)
-        return {"values": values, "name": attrs.activity_type.name, "ref": attrs.activity_id}
+        name, queue = attrs.activity_type.name, attrs.task_queue.name
+        return {
+            "values": await self._activity(attrs).many(attrs.input.payloads), "name": name,
+            "ref": attrs.activity_id, "queue": queue, "kind": "activity",
+            "text": f"{self.summary or name}: scheduled on {queue}",
+            "on_workflow_clock": True, "details": {"activity": name, "activity_id": attrs.activity_id},
+        }  # fmt: skip
 
     async def _activity_ended(self, attrs: Any, type_: str) -> dict[str, Any]:
-        origin = self.scheduled.get(attrs.scheduled_event_id)
-        fields: dict[str, Any] = {"name": origin.name if origin else "", "ref": origin.ref if origin else ""}
-        if type_ == "ACTIVITY_TASK_CANCELED":
-            return {**fields, "identity": attrs.identity}
+        origin = self.by_id.get(attrs.scheduled_event_id)
+        what = (origin.summary or origin.name) if origin else "activity"
+        fields: dict[str, Any] = {
+            "origin": origin, "name": origin.name if origin else "", "ref": origin.ref if origin else "",
+            "summary": origin.summary if origin else None, "queue": origin.queue if origin else "",
+            "kind": "activity", "details": {"activity_id": origin.ref if origin else ""},
+        }  # fmt: skip
         decoder = self._activity(origin.attributes) if origin else self.decoder
         if type_ == "ACTIVITY_TASK_COMPLETED":
-            return {**fields, "values": await decoder.many(attrs.result.payloads), "identity": attrs.identity}
-        return {**fields, "failure": await decoder.failure(attrs.failure)}
+            values = await decoder.many(attrs.result.payloads)
+            return {**fields, "values": values, "identity": attrs.identity, "text": f"{what}: completed"}
+        if type_ == "ACTIVITY_TASK_CANCELED":
+            return {**fields, "identity": attrs.identity, "text": f"{what}: cancelled"}
+        failure = await decoder.failure(attrs.failure)
+        verb = "timed out" if type_.endswith("TIMED_OUT") else "failed"
+        return {**fields, "failure": failure, "text": f"{what}: {verb}: {failure}"}
 
-    async def _timer(self, attrs: Any, _: str) -> dict[str, Any]:
-        return {"ref": attrs.timer_id}
+    async def _timer_started(self, attrs: Any, _: str) -> dict[str, Any]:
+        fires = self.workflow_time + duration(attrs.start_to_fire_timeout)
+        text = f"{self.summary or f'timer {attrs.timer_id}'}: started, fires {fires.isoformat(timespec='seconds')}"
+        return {"ref": attrs.timer_id, "kind": "timer", "actor": "workflow", "on_workflow_clock": True, "text": text,
+                "details": {"fires_at": fires.isoformat()}}  # fmt: skip
+
+    async def _timer_ended(self, attrs: Any, type_: str) -> dict[str, Any]:
+        origin = self.by_id.get(attrs.started_event_id)
+        fired, what = type_ == "TIMER_FIRED", (origin and origin.summary) or f"timer {attrs.timer_id}"
+        return {
+            "ref": attrs.timer_id, "origin": origin, "summary": origin.summary if origin else None, "kind": "timer",
+            "actor": "clock" if fired else "workflow",
+            "text": f"{what}: fired" if fired else f"{what}: cancelled (what it waited for came first)",
+        }  # fmt: skip
 
     async def _update_accepted(self, attrs: Any, _: str) -> dict[str, Any]:
         request = attrs.accepted_request
         return {
-            "values": await self.decoder.many(request.input.args.payloads),
-            "name": request.input.name,
-            "ref": request.meta.update_id,
-            "identity": request.meta.identity,
-        }
+            "values": await self.decoder.many(request.input.args.payloads), "name": request.input.name,
+            "ref": request.meta.update_id, "identity": request.meta.identity, "kind": "message",
+            "text": request.input.name,
+            "details": {"update_id": request.meta.update_id, "sent_from": request.meta.identity},
+        }  # fmt: skip
 
     async def _update_completed(self, attrs: Any, _: str) -> dict[str, Any]:
         origin = self.accepted.get(attrs.meta.update_id)
-        fields: dict[str, Any] = {"ref": attrs.meta.update_id, "name": origin.name if origin else ""}
+        fields: dict[str, Any] = {"ref": attrs.meta.update_id, "name": origin.name if origin else "", "origin": origin}
         if attrs.outcome.HasField("failure"):
-            return {**fields, "failure": await self.decoder.failure(attrs.outcome.failure)}
+            failure = await self.decoder.failure(attrs.outcome.failure)
+            text = f"{fields['name']}: handler failed: {failure}"
+            return {**fields, "failure": failure, "kind": "message", "actor": "workflow", "text": text}
         return {**fields, "values": await self.decoder.many(attrs.outcome.success.payloads)}
 
     async def _signaled(self, attrs: Any, _: str) -> dict[str, Any]:
         values = await self.decoder.many(attrs.input.payloads)
-        return {"values": values, "name": attrs.signal_name, "identity": attrs.identity}
+        return {"values": values, "name": attrs.signal_name, "identity": attrs.identity, "kind": "message",
+                "text": f"signal {attrs.signal_name}"}  # fmt: skip
 
     async def _upsert(self, attrs: Any, _: str) -> dict[str, Any]:
         typed = decode_typed_search_attributes(attrs.search_attributes)
-        return {"search_attributes": {pair.key.name: pair.value for pair in typed}}
+        return {"search_attributes": {pair.key.name: pair.value for pair in typed}, "kind": "visibility",
+                "actor": "workflow", "on_workflow_clock": True}  # fmt: skip
 
-    async def _completed(self, attrs: Any, _: str) -> dict[str, Any]:
-        return {"values": await self.decoder.many(attrs.result.payloads)}
+    async def _closed(self, attrs: Any, type_: str) -> dict[str, Any]:
+        verb = type_.removeprefix("WORKFLOW_EXECUTION_").lower()
+        fields: dict[str, Any] = {"kind": "workflow", "actor": "workflow", "text": verb}
+        if type_ == "WORKFLOW_EXECUTION_COMPLETED":
+            return {**fields, "values": await self.decoder.many(attrs.result.payloads)}
+        if type_ == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW":
+            return {**fields, "values": await self.decoder.many(attrs.input.payloads)}
+        if type_ == "WORKFLOW_EXECUTION_FAILED":
+            failure = await self.decoder.failure(attrs.failure)
+            return {**fields, "failure": failure, "text": f"{verb}: {failure}"}
+        if type_ == "WORKFLOW_EXECUTION_TERMINATED":
+            failure = attrs.reason or "terminated"
+            return {**fields, "failure": failure, "identity": attrs.identity, "actor": attrs.identity or "workflow",
+                    "text": f"{verb}: {failure}"}  # fmt: skip
+        return fields
 
-    async def _failed(self, attrs: Any, _: str) -> dict[str, Any]:
-        return {"failure": await self.decoder.failure(attrs.failure)}
+    async def _cancel_requested(self, attrs: Any, _: str) -> dict[str, Any]:
+        why = f": {attrs.cause}" if attrs.cause else ""
+        return {"identity": attrs.identity, "kind": "workflow", "actor": attrs.identity or "someone",
+                "text": f"cancel requested (ignored by a review){why}"}  # fmt: skip
 
-    async def _terminated(self, attrs: Any, _: str) -> dict[str, Any]:
-        return {"failure": attrs.reason or "terminated", "identity": attrs.identity}
+    async def _task_failed(self, attrs: Any, _: str) -> dict[str, Any]:
+        """Only a reset shows: `temporal workflow reset` marks its point with a failed workflow task."""
+        if attrs.cause != RESET_CAUSE:
+            return {}
+        text = f"history RESET to this point (new run {attrs.new_run_id}): {attrs.failure.message}"
+        return {"identity": attrs.identity, "kind": "workflow", "actor": attrs.identity or "someone", "text": text}
 
     async def _marker(self, attrs: Any, _: str) -> dict[str, Any]:
         return {"name": attrs.marker_name}
@@ -288,16 +357,16 @@ class _EventReader:
             ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT", "ACTIVITY_TASK_CANCELED"),
             _activity_ended,
         ),
-        "TIMER_STARTED": _timer,
-        "TIMER_FIRED": _timer,
-        "TIMER_CANCELED": _timer,
+        "TIMER_STARTED": _timer_started,
+        "TIMER_FIRED": _timer_ended,
+        "TIMER_CANCELED": _timer_ended,
         "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _update_accepted,
         "WORKFLOW_EXECUTION_UPDATE_COMPLETED": _update_completed,
         "WORKFLOW_EXECUTION_SIGNALED": _signaled,
         "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": _upsert,
-        "WORKFLOW_EXECUTION_COMPLETED": _completed,
-        "WORKFLOW_EXECUTION_FAILED": _failed,
-        "WORKFLOW_EXECUTION_TERMINATED": _terminated,
+        **dict.fromkeys(CLOSE_TYPES, _closed),
+        "WORKFLOW_EXECUTION_CANCEL_REQUESTED": _cancel_requested,
+        "WORKFLOW_TASK_FAILED": _task_failed,
         "MARKER_RECORDED": _marker,
     }
 
@@ -348,18 +417,3 @@ class _Decoder:
         except Exception:
             self.tally.undecodable += 1
             return failure.message or UNDECODABLE
-
-
-def _activity_decoder(
-    converter: DataConverter, tally: _Tally, namespace: str, workflow_id: str, workflow_type: str, scheduled: Any
-) -> _Decoder:
-    context = ActivitySerializationContext(
-        namespace=namespace,
-        activity_id=scheduled.activity_id,
-        activity_type=scheduled.activity_type.name,
-        activity_task_queue=scheduled.task_queue.name,
-        workflow_id=workflow_id,
-        workflow_type=workflow_type,
-        is_local=False,
-    )
-    return _Decoder(converter.with_context(context), tally)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
 from audit.trail import AuditTrail, interpreter_for
 
 
@@ -26,7 +32,7 @@ def to_markdown(trail: AuditTrail) -> str:
             for r in trail.earlier_runs
         ]
         lines.append("")
-    lines += interpreter.markdown(trail)
+    lines += interpreter.markdown(trail) or record_markdown(trail.record)
     lines += ["", "## Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
     lines += [f"| {c.name} | {'ok' if c.ok else '**FAILED**'} | {_cell(c.detail)} |" for c in trail.checks]
     lines += ["", "## Timeline", "", "| at | event | actor | what |", "| --- | --- | --- | --- |"]
@@ -36,6 +42,35 @@ def to_markdown(trail: AuditTrail) -> str:
     lines += ["", "## Notes", ""]
     lines += [f"- {note}" for note in trail.notes]
     return "\n".join(lines) + "\n"
+
+
+def record_markdown(record: BaseModel | None) -> list[str]:
+    """A record as tables: its plain fields in one, then one per list of entries (status changes,
+    notices, ...). A nested record (a case's whole state) is left to the JSON trail."""
+    if record is None:
+        return []
+    fields = [(name, value) for name, value in record if not isinstance(value, BaseModel)]
+    lists = [(n, v) for n, v in fields if isinstance(v, list) and v and isinstance(v[0], BaseModel)]
+    lines = ["## Record", "", "| | |", "| --- | --- |"]
+    lines += [f"| {_title(n)} | {_cell(_text(v))} |" for n, v in fields if (n, v) not in lists]
+    for name, entries in lists:
+        columns = list(type(entries[0]).model_fields)
+        lines += ["", f"## {_title(name).capitalize()}", "", f"| {' | '.join(map(_title, columns))} |"]
+        lines += ["|" + " --- |" * len(columns)]
+        lines += [f"| {' | '.join(_cell(_text(getattr(e, c))) for c in columns)} |" for e in entries]
+    return lines
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(_text, value)) or "—"
+    if isinstance(value, Enum):
+        return str(value.value)
+    return _iso(value) if isinstance(value, datetime) else ("—" if value in (None, "") else str(value))
 
 
 def _iso(value) -> str:

@@ -14,13 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, SerializeAsAny
-from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 
-from audit.history import UNDECODABLE, DecodedHistory, Event, duration
+from audit.history import UNDECODABLE, DecodedHistory, Event
 from domain.status import RunRecord
-
-# A reset (`temporal workflow reset`) shows in the new run's history as a failed workflow task.
-RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
 
 REJECTED_UPDATES_NOTE = (
     "A message that the workflow rejected (wrong party, wrong stage, a replay of an applied "
@@ -135,131 +131,56 @@ class Interpreter:
         return event.identity or "unknown"
 
     def describe_message(self, event: Event) -> str:
+        """An update's or signal's argument, in a line: its plain fields (never its signature)."""
         first = event.values[0] if event.values else None
         if isinstance(first, dict):
-            shown = {k: v for k, v in first.items() if k not in ("sender", "message_id")}
-            return ", ".join(f"{k}={v}" for k, v in shown.items())
-        return "" if first is None else str(first)
+            return ", ".join(f"{k}={_short(v)}" for k, v in first.items() if k not in UNSHOWN and _plain(v))
+        return "" if first is None else _short(first)
 
     def describe_result(self, event: Event, scheduled: Event | None) -> str:
         value = event.values[0] if event.values else None
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={_short(v)}" for k, v in value.items() if k not in UNSHOWN and _plain(v))
         return "" if value is None else _short(value)
 
     def visibility_entry(self, event: Event) -> list[AuditEntry]:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in event.search_attributes.items())
         return [self._entry(event, "visibility", "workflow", f"search attributes: {shown}", at=event.workflow_time)]
 
-    # -- the events every workflow shares
-
     def entries(self, event: Event) -> list[AuditEntry]:
-        writer = self._writers.get(event.type)
-        return writer(self, event) if writer else []
-
-    def _started(self, event: Event) -> list[AuditEntry]:
-        return [self._entry(event, "workflow", event.identity or "client", f"{self.history.workflow_type} started")]
-
-    def _scheduled(self, event: Event) -> list[AuditEntry]:
-        queue = event.attributes.task_queue.name
-        return [
-            self._entry(
-                event, "activity", self.actor_of_queue(queue), f"{event.summary or event.name}: scheduled on {queue}",
-                at=event.workflow_time, activity=event.name, activity_id=event.ref,
-            )
-        ]  # fmt: skip
-
-    def _activity_ended(self, event: Event) -> list[AuditEntry]:
-        scheduled = self.history.event(event.attributes.scheduled_event_id)
-        queue = scheduled.attributes.task_queue.name if scheduled else ""
-        what = (scheduled.summary if scheduled else None) or event.name
-        if event.type == "ACTIVITY_TASK_COMPLETED":
-            text = f"{what}: completed" + (f": {r}" if (r := self.describe_result(event, scheduled)) else "")
-        elif event.type == "ACTIVITY_TASK_CANCELED":
-            text = f"{what}: cancelled"
-        else:
-            text = f"{what}: {'timed out' if event.type.endswith('TIMED_OUT') else 'failed'}: {event.failure}"
-        return [self._entry(event, "activity", self.actor_of_queue(queue), text, activity_id=event.ref)]
-
-    def _timer_started(self, event: Event) -> list[AuditEntry]:
-        fires = event.workflow_time + duration(event.attributes.start_to_fire_timeout)
-        what = event.summary or f"timer {event.ref}"
-        text = f"{what}: started, fires {fires.isoformat(timespec='seconds')}"
-        return [self._entry(event, "timer", "workflow", text, at=event.workflow_time, fires_at=fires.isoformat())]
-
-    def _timer_ended(self, event: Event) -> list[AuditEntry]:
-        started = self.history.event(event.attributes.started_event_id)
-        what = (started.summary if started else None) or f"timer {event.ref}"
-        if event.type == "TIMER_FIRED":
-            return [self._entry(event, "timer", "clock", f"{what}: fired")]
-        return [self._entry(event, "timer", "workflow", f"{what}: cancelled (what it waited for came first)")]
-
-    def _update_accepted(self, event: Event) -> list[AuditEntry]:
-        text = f"{event.name}: {self.describe_message(event)}"
-        actor = self.message_actor(event)
-        return [self._entry(event, "message", actor, text, update_id=event.ref, sent_from=event.identity)]
-
-    def _update_completed(self, event: Event) -> list[AuditEntry]:
-        if not event.failure:
+        """The event's line (history.py reads each event type once, line included); the hooks above
+        name the actors and describe the values of this workflow type."""
+        if event.kind is None:
             return []
-        return [self._entry(event, "message", "workflow", f"{event.name}: handler failed: {event.failure}")]
-
-    def _signaled(self, event: Event) -> list[AuditEntry]:
-        text = f"signal {event.name}: {self.describe_message(event)}"
-        return [self._entry(event, "message", self.message_actor(event), text)]
-
-    def _closed(self, event: Event) -> list[AuditEntry]:
-        verb = event.type.removeprefix("WORKFLOW_EXECUTION_").lower()
-        if event.type in ("WORKFLOW_EXECUTION_FAILED", "WORKFLOW_EXECUTION_TERMINATED"):
-            return [self._entry(event, "workflow", event.identity or "workflow", f"{verb}: {event.failure}")]
-        return [self._entry(event, "workflow", "workflow", verb)]
-
-    def _cancel_requested(self, event: Event) -> list[AuditEntry]:
-        why = f": {event.attributes.cause}" if event.attributes.cause else ""
-        who = event.attributes.identity or "someone"
-        return [self._entry(event, "workflow", who, f"cancel requested (ignored by a review){why}")]
-
-    def _task_failed(self, event: Event) -> list[AuditEntry]:
-        """Only a reset shows: `temporal workflow reset` marks its point with a failed workflow task."""
-        attrs = event.attributes
-        if attrs.cause != RESET_CAUSE:
-            return []
-        text = f"history RESET to this point (new run {attrs.new_run_id}): {attrs.failure.message}"
-        return [self._entry(event, "workflow", attrs.identity or "someone", text)]
-
-    # Which events make a line of the timeline, and how; the rest (workflow tasks, markers) make none.
-    _writers = {
-        "WORKFLOW_EXECUTION_CANCEL_REQUESTED": _cancel_requested,
-        "WORKFLOW_TASK_FAILED": _task_failed,
-        "WORKFLOW_EXECUTION_STARTED": _started,
-        "ACTIVITY_TASK_SCHEDULED": _scheduled,
-        **dict.fromkeys(
-            ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED", "ACTIVITY_TASK_TIMED_OUT", "ACTIVITY_TASK_CANCELED"),
-            _activity_ended,
-        ),
-        "TIMER_STARTED": _timer_started,
-        "TIMER_FIRED": _timer_ended,
-        "TIMER_CANCELED": _timer_ended,
-        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _update_accepted,
-        "WORKFLOW_EXECUTION_UPDATE_COMPLETED": _update_completed,
-        "WORKFLOW_EXECUTION_SIGNALED": _signaled,
-        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": lambda self, event: self.visibility_entry(event),
-        **dict.fromkeys(
-            (
-                "WORKFLOW_EXECUTION_COMPLETED",
-                "WORKFLOW_EXECUTION_FAILED",
-                "WORKFLOW_EXECUTION_TERMINATED",
-                "WORKFLOW_EXECUTION_TIMED_OUT",
-                "WORKFLOW_EXECUTION_CANCELED",
-                "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
-            ),
-            _closed,
-        ),  # fmt: skip
-    }
+        if event.kind == "visibility":
+            return self.visibility_entry(event)
+        actor, text = event.actor, event.text
+        if event.queue:
+            actor = self.actor_of_queue(event.queue)
+        if event.type in ("WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "WORKFLOW_EXECUTION_SIGNALED"):
+            actor, detail = self.message_actor(event), self.describe_message(event)
+            text = f"{text}: {detail}"
+        elif event.type == "ACTIVITY_TASK_COMPLETED" and (detail := self.describe_result(event, event.origin)):
+            text = f"{text}: {detail}"
+        at = event.workflow_time if event.on_workflow_clock else event.at
+        return [self._entry(event, event.kind, actor, text, at=at, **event.details)]
 
     @staticmethod
     def _entry(event: Event, kind: str, actor: str, text: str, *, at: datetime | None = None, **details: Any):
         return AuditEntry(
             at=at or event.at, event_id=event.id, kind=kind, actor=actor, text=text, details=_clean(details)
         )
+
+
+# Never on a timeline: base64 signatures, ids that say nothing to a reader.
+UNSHOWN = ("sender", "message_id", "signature", "run_id")
+
+
+def _plain(value: Any) -> bool:
+    """A value a line can show as is (not a nested record: those are the record's business)."""
+    if isinstance(value, list):
+        return all(not isinstance(v, dict | list) for v in value)
+    return not isinstance(value, dict)
 
 
 def _clean(details: dict[str, Any]) -> dict[str, Any]:

@@ -142,11 +142,12 @@ class ProjectSide:
         return Outcome(receipt.case_id, time.perf_counter() - start)
 
     async def case_parked(self, case_id: str) -> None:
-        from domain.clearinghouse import CASE_STATUS_QUERY, EMBARGO_STATUSES, CaseView
+        from domain.case import EMBARGO_STATUSES, CaseState
+        from domain.clearinghouse import CASE_STATUS_QUERY
 
         handle = self.client.get_workflow_handle(case_id)
         await until(
-            lambda: handle.query(CASE_STATUS_QUERY, result_type=CaseView), lambda v: v.status in EMBARGO_STATUSES
+            lambda: handle.query(CASE_STATUS_QUERY, result_type=CaseState), lambda v: v.status in EMBARGO_STATUSES
         )
 
 

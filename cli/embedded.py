@@ -22,7 +22,7 @@ from cli.keys import ensure_development_keys, serve_codec
 from cli.render import console, status_view
 from cli.vuln import case_view
 from domain.agencies import Agency
-from domain.clearinghouse import CaseStatus, CaseView
+from domain.case import CaseState, CaseStatus
 from domain.messages import FindingKind, Severity
 from domain.policy import describe, load_policy
 from domain.publication import SCHEDULE_ID
@@ -174,7 +174,7 @@ async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "")
     return s
 
 
-async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseView:
+async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseState:
     """DoD's vulnerability finding, as Treasury's clearinghouse takes it from there."""
     console.rule("6. DoD's vulnerability finding becomes a Treasury clearinghouse case")
     s = await until(
@@ -187,9 +187,9 @@ async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseView:
     )
     case_id = next(iter(s.clearinghouse_cases.values()))
     c = await _wait_for_case(client, case_id, {CaseStatus.VENDOR_NOTIFIED})
-    assert c.severity and c.priority and c.embargo_deadline
+    assert c.triage and c.priority and c.embargo_deadline
     console.print(f"  case      [bold]{case_id}[/bold]  ({c.status.value})")
-    console.print(f"  severity  {c.severity.value} (CVSS {c.cvss_version} {c.base_score})")
+    console.print(f"  severity  {c.triage.severity.value} (CVSS {c.triage.cvss_version} {c.triage.base_score})")
     console.print(f"  priority  {c.priority.name}: {c.priority_reason}")
     console.print(f"  embargo   until {c.embargo_deadline:%Y-%m-%d %H:%M:%S} UTC (policy {c.policy_version})")
     for n in c.notices:
@@ -205,7 +205,7 @@ async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseView:
     return c
 
 
-async def _wait_for_case(client: Client, case_id: str, done: set[CaseStatus], timeout: float = 60) -> CaseView:
+async def _wait_for_case(client: Client, case_id: str, done: set[CaseStatus], timeout: float = 60) -> CaseState:
     return await until(
         lambda: case_status(client, case_id), lambda c: c.status in done, timeout=timeout, interval=0.2,
         what=f"{case_id} at {'/'.join(sorted(done))}", seen=lambda c: c.status.value,

@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cli.args import text
-from domain.clearinghouse import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed, VulnerabilityIntake
+from domain.case import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
+from domain.clearinghouse import VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.inputs import Refused
 from domain.messages import Conclusion, Determination, ReviewFinding, Withdrawal
@@ -40,9 +41,17 @@ EVALUATIONS = "evaluations"
 
 def schema_of(name: str) -> dict:
     model, what = SCHEMAS[name]
-    schema = model.model_json_schema()
+    schema = _closed(model.model_json_schema())
     schema.setdefault("description", what)
     schema["$comment"] = f"frontier-review schema {name}: {what}"
+    return schema
+
+
+def _closed(schema: dict) -> dict:
+    """The door refuses unknown fields (domain/inputs.py), whatever a model tolerates in a history."""
+    for sub in [schema, *schema.get("$defs", {}).values()]:
+        if sub.get("type") == "object" and "properties" in sub:
+            sub["additionalProperties"] = False
     return schema
 
 

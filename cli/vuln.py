@@ -33,7 +33,8 @@ from api.clearinghouse import (
 from cli import args as arg
 from cli.door import BadInput, load_vulnerability, signer_for
 from cli.render import as_json, console
-from domain.clearinghouse import MAX_EXTENSION_REQUEST, CaseStatus, CaseView, ClearinghouseView, VulnerabilityIntake
+from domain.case import MAX_EXTENSION_REQUEST, CaseState, CaseStatus
+from domain.clearinghouse import ClearinghouseView, VulnerabilityIntake
 from domain.policy import DEFAULT_POLICY, load_policy
 from domain.sectors import Sector
 from domain.vulnerability import TREASURY, parse_party
@@ -53,7 +54,7 @@ def _party(text: str, *, kind: str | None = None) -> str:
 def _print(args: argparse.Namespace, value: BaseModel) -> None:
     if args.json:
         print(as_json(value))
-    elif isinstance(value, CaseView):
+    elif isinstance(value, CaseState):
         case_view(value)
     elif isinstance(value, ClearinghouseView):
         clearinghouse_view(value)
@@ -71,17 +72,20 @@ def clearinghouse_view(v: ClearinghouseView) -> None:
     console.print(table)
 
 
-def case_view(c: CaseView) -> None:
+def case_view(c: CaseState) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("case", c.case_id)
     table.add_row("status", f"[bold]{c.status.value}[/bold]")
-    table.add_row("product", f"{c.product} {', '.join(c.affected_versions)} ({c.vendor}, {c.vendor_party})")
-    table.add_row("weakness", f"{c.cwe} at {c.location}")
-    if c.summary:
-        table.add_row("summary", c.summary)
-    table.add_row("cvss", c.cvss_vector)
-    if c.severity:
-        table.add_row("severity", f"{c.severity.value} ({c.base_score})")
+    r = c.report
+    table.add_row("product", f"{r.product} {', '.join(r.affected_versions)} ({r.vendor}, {r.vendor_party})")
+    table.add_row("weakness", f"{r.cwe} at {r.location}")
+    if r.summary:
+        table.add_row("summary", r.summary)
+    if c.reviews:
+        table.add_row("from review", ", ".join(c.reviews))
+    table.add_row("cvss", c.triage.cvss_vector if c.triage else r.cvss_vector)
+    if c.triage:
+        table.add_row("severity", f"{c.triage.severity.value} ({c.triage.base_score})")
     if c.priority:
         table.add_row("priority", f"{c.priority.name}: {c.priority_reason}")
     table.add_row("sectors", ", ".join(s.value for s in c.sectors) or "none named")

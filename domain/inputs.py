@@ -153,7 +153,10 @@ def parse_model(model: type[M], data: bytes | str, source: str, what: str) -> M:
     parse_json(text, source)
     try:
         # From the text, as the data converter reads a payload: what passes here decodes in a worker.
-        return model.model_validate_json(text)
+        # Strict here, whatever the model: models kept in histories ignore fields they do not know
+        # (so that replay survives a field removed later), but a field nobody reads is refused at
+        # the door, where it is most likely a typo.
+        return model.model_validate_json(text, extra="forbid")
     except ValidationError as e:
         raise Refused(f"{source}: invalid {what}: {one_line(e)}") from None
 
@@ -175,7 +178,7 @@ def round_trips(value: M, what: str, *, max_bytes: int) -> M:
     if len(encoded) > max_bytes:
         raise Refused(f"{what}: {len(encoded) // 1024} KiB encoded, more than the {max_bytes // 1024} KiB accepted")
     try:
-        back = type(value).model_validate_json(encoded)
+        back = type(value).model_validate_json(encoded, extra="forbid")
     except ValidationError as e:
         raise Refused(f"{what}: invalid: {one_line(e)}") from None
     if back != value:

@@ -32,7 +32,9 @@ MAX_REPORTS_PER_RUN = 1500
 class ClearinghousePolicy(BaseModel):
     """Treasury's clearinghouse: the disclosure embargo and how cases are run (`[policy.clearinghouse]`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Kept in every case's input: a field dropped later is ignored on replay; policy files are held
+    # strictly by `load_policy`.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     # CERT/CC's default: public disclosure 45 days after the vendor is notified.
     embargo: Positive = timedelta(days=45)
@@ -155,7 +157,7 @@ def load_policy(name_or_path: str | Path = DEFAULT_POLICY) -> Policy:
     except tomllib.TOMLDecodeError as e:
         raise PolicyError(f"policy {path}: malformed TOML: {e}") from None
     try:
-        policy = Policy.model_validate(data.get("policy", data))
+        policy = Policy.model_validate(data.get("policy", data), extra="forbid")  # strict at the door
     except ValidationError as e:
         raise PolicyError(f"policy {path}: {one_line(e)}") from None
     problem = clocks_fit(policy)

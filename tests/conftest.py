@@ -23,7 +23,8 @@ from temporalio.worker import Worker
 from api import clearinghouse, reviews
 from api.reviews import status
 from api.waiting import until
-from domain.clearinghouse import CaseView, IntakeReceipt, VulnerabilityIntake
+from domain.case import CaseState
+from domain.clearinghouse import IntakeReceipt, VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.messages import Message
 from domain.policy import POLICY_DIR, Policy, load_policy
@@ -167,7 +168,7 @@ async def report_signed(client: Client, intake: VulnerabilityIntake, policy: Pol
     return await clearinghouse.report(client, intake, policy, signer_for(intake.sender))
 
 
-async def send_case(client: Client, case_id: str, update: str, message: Message) -> CaseView:
+async def send_case(client: Client, case_id: str, update: str, message: Message) -> CaseState:
     """Send into a case, signed by the sender's development key (or an outsider's own)."""
     return await clearinghouse.send(client, case_id, update, message, signer_for(message.sender))
 

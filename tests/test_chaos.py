@@ -41,7 +41,8 @@ from api.errors import DuplicateDisclosure, Unavailable
 from api.reviews import status
 from api.server import transient
 from domain import attestation
-from domain.clearinghouse import CASE_WORKFLOW, CaseStatus, NoticeKind
+from domain.case import CaseStatus, NoticeKind
+from domain.clearinghouse import CASE_WORKFLOW
 from domain.policy import ClearinghousePolicy, Policy, load_policy
 from domain.status import Outcome, ReviewStatus, Stage
 from infra.connection import data_converter
@@ -325,7 +326,7 @@ async def check(
     cases: dict[str, list[str]] = {}
     async for wf in client.list_workflows(f'WorkflowType = "{CASE_WORKFLOW}"'):
         view = await steady(lambda wf=wf: case_status(client, wf.id))
-        cases.setdefault(view.product, []).append(view.case_id)
+        cases.setdefault(view.report.product, []).append(view.case_id)
     for product, case_id in reports.items():
         if cases.get(product) != [case_id]:
             bad(f"{product}: cases {cases.get(product)}, reported as {case_id}")

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.clearinghouse import ClearinghouseDesk, Outbox
-from domain.clearinghouse import Notice, NoticeKind
+from domain.case import Notice, NoticeKind
 from domain.messages import ReviewFinding
 from domain.policy import POLICY_DIR, PolicyError, load_policy
 from domain.sectors import Sector

@@ -23,6 +23,7 @@ from api.agency import AgencyClient, LabClient
 from api.clearinghouse import CaseParty, UnknownCase, VendorClient, case_status, clearinghouse_status
 from api.errors import Rejected
 from cli.main import main as cli_main
+from domain.case import CaseInput, CaseStatus, FixReady
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -31,9 +32,6 @@ from domain.clearinghouse import (
     LINK_REPORT,
     PATCH_DEPLOYED,
     REPORT_VULNERABILITY,
-    CaseInput,
-    CaseStatus,
-    FixReady,
     ForwardRequest,
     VulnerabilityIntake,
 )
@@ -159,7 +157,7 @@ async def test_a_forged_linked_report_is_dropped(client: Client, policy: Policy,
     """A case's duplicate reports arrive as signals, which cannot be refused: one that does not
     verify (here: sent straight to the case, claiming exploitation in a new sector) is dropped."""
     c = await open_case(client, policy, sectors=["energy"])
-    report = vulnerability(product=c.product, sectors=["water"], exploited=True)
+    report = vulnerability(product=c.report.product, sectors=["water"], exploited=True)
     forged = Signer("partner:shieldsec", Ed25519PrivateKey.generate()).sign(
         CLEARINGHOUSE_ID, REPORT_VULNERABILITY, VulnerabilityIntake(sender="partner:shieldsec", report=report)
     )
@@ -167,7 +165,9 @@ async def test_a_forged_linked_report_is_dropped(client: Client, policy: Policy,
     unsigned = VulnerabilityIntake(sender="operator:water", report=report)
     await client.get_workflow_handle(c.case_id).signal(LINK_REPORT, unsigned)
     # A genuine duplicate after them: once it is linked, the forged ones have been handled.
-    genuine = VulnerabilityIntake(sender="operator:energy", report=vulnerability(product=c.product, sectors=["energy"]))
+    genuine = VulnerabilityIntake(
+        sender="operator:energy", report=vulnerability(product=c.report.product, sectors=["energy"])
+    )
     assert (await report_signed(client, genuine, policy)).duplicate
     for _ in range(200):
         linked = await case_status(client, c.case_id)
@@ -195,7 +195,7 @@ async def test_a_party_enrolled_after_the_case_opened_is_known_after_a_refresh(
     # the case both reload their keys, and the linked report counts.
     partner = f"partner:late-{uuid.uuid4().hex[:8]}"
     keys.add_party(partner)
-    receipt = await CaseParty(client, partner).report(vulnerability(product=c.product, exploited=True), policy)
+    receipt = await CaseParty(client, partner).report(vulnerability(product=c.report.product, exploited=True), policy)
     assert (receipt.case_id, receipt.duplicate) == (c.case_id, True)
     for _ in range(200):
         linked = await case_status(client, c.case_id)
@@ -317,12 +317,11 @@ def test_keys_add_enrols_a_party(tmp_path: Path, capsys: pytest.CaptureFixture[s
 PRE_SIGNING = Path(__file__).parent / "histories" / "pre-signing"
 
 
-@pytest.mark.parametrize("name", ["case-closed", "case-open-continued", "clearinghouse-continued"])
+@pytest.mark.parametrize("name", ["clearinghouse-continued"])
 async def test_histories_from_before_signing_still_replay(name: str) -> None:
-    """Cases and clearinghouse runs started before messages were signed are still running somewhere:
-    the `workflow.patched` guard keeps them on their old path (no keyring activity at the start,
-    linked reports as they were), and what they do after the upgrade (key refresh, signed
-    messages) replays too. See histories/pre-signing/README.md."""
+    """A clearinghouse run started before messages were signed: the `workflow.patched` guard keeps it
+    on its old path, and what it does after the upgrade (key refresh, signed messages) replays too.
+    See histories/pre-signing/README.md (cases folded that patch: tests/test_case_histories.py)."""
     # The fixtures' payloads were decrypted once, when they were recorded, so that no key
     # lives in the repository: they replay with the unencrypted converter.
     replayer = Replayer(

@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from api.reviews import admissible
-from domain.clearinghouse import (
-    ExploitationObserved,
-    ExtensionRequest,
-    FixReady,
-    PatchDeployed,
-    VulnerabilityIntake,
-)
+from domain.case import ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
+from domain.clearinghouse import VulnerabilityIntake
 from domain.disclosure import Disclosure
 from domain.inputs import Refused, parse_model
 from domain.messages import Conclusion, Determination, ReviewFinding, Withdrawal

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.agencies import LAB, Agency
     from domain.attestation import Unverifiable, UnverifiedResult
+    from domain.case import CaseInput
     from domain.clearinghouse import (
         ALREADY_APPLIED,
         CASE_WORKFLOW,
@@ -50,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         RETRY_WINDOW,
         SIGNED_MESSAGES,
         AppliedReport,
-        CaseInput,
         CaseLocation,
         CaseLookup,
         ClearinghouseInput,

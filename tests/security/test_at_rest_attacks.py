@@ -25,7 +25,8 @@ from activities.clearinghouse import Outbox
 from activities.store import RecordStore
 from api.agency import AgencyClient
 from api.reviews import status
-from domain.clearinghouse import NoticeKind, VulnerabilityIntake
+from domain.case import NoticeKind
+from domain.clearinghouse import VulnerabilityIntake
 from domain.policy import Policy
 from domain.status import Stage
 from infra.codec import EncryptionCodec

@@ -1,0 +1,144 @@
+"""The case's audit reads the record the case wrote into its history (the recorded histories of
+tests/histories/case/), and its checks fail on doctored copies: a notice sent twice, an embargo
+broken, a message whose signature does not verify, a status change without its reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from temporalio.worker import Replayer
+
+from audit.case import CaseRecord
+from audit.history import DecodedHistory, decode
+from audit.markdown import to_markdown
+from audit.trail import AuditTrail, interpreter_for
+from domain.case import CaseStatus, LinkedReport
+from infra.connection import plain_data_converter
+from tests.test_case_histories import recorded
+from workflows.sandbox import workflow_runner
+from workflows.vulnerability_case import VulnerabilityCase
+
+BASE64_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
+
+
+async def decoded(name: str) -> DecodedHistory:
+    return await decode(recorded(name), plain_data_converter())
+
+
+def audited(history: DecodedHistory) -> AuditTrail:
+    return interpreter_for(history.workflow_type).interpret(history)
+
+
+def failed(trail: AuditTrail) -> list[str]:
+    return [c.name for c in trail.checks if not c.ok]
+
+
+def event(history: DecodedHistory, type_: str, name: str):
+    return next(e for e in history.events if e.type == type_ and e.name == name)
+
+
+async def test_the_case_audit_reads_the_record_the_case_wrote() -> None:
+    trail = audited(await decoded("case-closed"))
+    r = trail.record
+    assert isinstance(r, CaseRecord) and r.state is not None and r.read_from.startswith("its result")
+    assert (r.reporter, r.found_by, r.status) == ("treasury", "dod", "CLOSED")
+    assert len(r.reviews) == 1 and r.reviews[0].startswith("review-"), "linked to the review its finding came from"
+    actors = {c.status: c.actor for c in r.status_changes}
+    assert actors[CaseStatus.FIX_READY] == "vendor:tlskit-foundation", "the fix's verified sender"
+    assert actors[CaseStatus.PATCH_DISTRIBUTED] == actors[CaseStatus.DISCLOSED] == "treasury"
+    assert all(c.reason for c in r.status_changes)
+    assert failed(trail) == []
+    assert {c.name for c in trail.checks} >= {
+        "the case names who reported it",
+        "every status change has its actor and reason, and the case's record matches its history",
+        "each notice was sent exactly once",
+        "the embargo was kept (disclosed at its end, or earlier only once the patch was deployed everywhere)",
+        "every message the case applied is signed by its sender (re-verified with the keyring it loaded)",
+    }
+    # Messages in words, with their sender; no raw records, no base64 signature anywhere.
+    lines = {(e.actor, e.text) for e in trail.timeline}
+    assert ("vendor:tlskit-foundation", "fix_ready: fixed in 3.2.5") in lines
+    assert ("operator:energy", "patch_deployed: deployed by energy operators") in lines
+    document = to_markdown(trail) + json.dumps([e.model_dump(mode="json") for e in trail.timeline])
+    assert not BASE64_SIGNATURE.search(document)
+    assert not any("{" in e.text for e in trail.timeline)
+
+
+async def test_only_a_finding_relayed_by_treasury_links_a_case_to_a_review() -> None:
+    state = audited(await decoded("case-closed")).record.state
+    assert state is not None and len(state.reviews) == 1
+    claimed = LinkedReport(
+        message_id="m", sender="partner:shieldsec", reference="review-claimed", received_at=state.received_at
+    )
+    assert state.model_copy(update={"reports": [*state.reports, claimed]}).reviews == state.reviews
+
+
+async def test_a_continued_case_reads_its_carried_record_and_says_what_came_after() -> None:
+    first, then = audited(await decoded("case-continued")), audited(await decoded("case-open-continued"))
+    assert failed(first) == [] and failed(then) == []
+    assert first.record.read_from.startswith("the input of its next run")
+    r = then.record
+    assert r.continued_from == first.run_id
+    assert [n.run for n in r.notices][:2] == ["an earlier run", "an earlier run"]
+    assert r.status == "PATCH_DISTRIBUTED" and r.status_changes[-1].reason.startswith("(made after the last state")
+
+
+async def test_a_notice_sent_twice_fails_its_check() -> None:
+    history = await decoded("case-closed")
+    patch = event(history, "ACTIVITY_TASK_COMPLETED", "distribute_patch")
+    history.events.insert(history.events.index(patch) + 1, dataclasses.replace(patch, id=patch.id + 100_000))
+    trail = audited(history)
+    assert failed(trail) == ["each notice was sent exactly once"]
+    assert "patch to operator:energy (2 times)" in trail.checks[2].detail
+
+
+async def test_a_disclosure_before_the_embargo_ends_without_the_patch_deployed_fails_its_check() -> None:
+    history = await decoded("case-closed")
+    history.events.remove(event(history, "WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "patch_deployed"))
+    trail = audited(history)
+    assert failed(trail) == [
+        "the embargo was kept (disclosed at its end, or earlier only once the patch was deployed everywhere)"
+    ]
+    assert "early, deployed by: nobody" in next(c.detail for c in trail.checks if not c.ok)
+
+
+async def test_an_altered_message_fails_the_signature_check() -> None:
+    history = await decoded("case-closed")
+    fix = event(history, "WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "fix_ready")
+    altered = dataclasses.replace(fix, values=[{**fix.values[0], "fixed_versions": ["9.9"]}])
+    history.events[history.events.index(fix)] = altered
+    trail = audited(history)
+    assert failed(trail) == [
+        "every message the case applied is signed by its sender (re-verified with the keyring it loaded)"
+    ]
+
+
+async def test_a_status_change_the_record_does_not_explain_fails() -> None:
+    history = await decoded("case-closed")
+    result = history.events[-1]
+    state = result.values[0]
+    transitions = [{**t, "reason": ""} if t["status"] == "FIX_READY" else t for t in state["transitions"]]
+    history.events[-1] = dataclasses.replace(result, values=[{**state, "transitions": transitions}])
+    trail = audited(history)
+    assert failed(trail) == ["every status change has its actor and reason, and the case's record matches its history"]
+
+
+async def test_a_case_history_with_fields_this_version_does_not_know_still_replays() -> None:
+    """Models kept in a case's history ignore unknown fields: a field added by a later version (or
+    one removed since) does not break replay of a running case."""
+    history = recorded("case-open-continued")
+    started = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    case = json.loads(started.data)
+    case["retired_field"] = 1
+    case["intake"]["report"]["retired_field"] = "x"
+    case["carried"]["retired_field"] = [1]
+    case["carried"]["transitions"][0]["retired_field"] = True
+    case["policy"]["retired_field"] = "P1D"
+    started.data = json.dumps(case).encode()
+    replayer = Replayer(
+        workflows=[VulnerabilityCase], data_converter=plain_data_converter(), workflow_runner=workflow_runner()
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
