@@ -195,7 +195,8 @@ async def test_every_activity_a_lost_task_costs_minutes(client: Client) -> None:
     from api.clearinghouse import case_status
     from api.waiting import until
     from domain.agencies import REVIEW_TASK_QUEUE
-    from domain.clearinghouse import CLEARINGHOUSE_ID, EMBARGO_STATUSES
+    from domain.case import EMBARGO_STATUSES
+    from domain.clearinghouse import CLEARINGHOUSE_ID
     from domain.publication import PUBLISH_WORKFLOW
     from tests.conftest import vulnerability
 
