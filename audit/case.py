@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, RootModel, ValidationError
+from pydantic import BaseModel, Field, RootModel, ValidationError, field_serializer
 
 from audit.history import DecodedHistory, Event
 from audit.trail import AuditCheck, AuditEntry, Interpreter, register
@@ -83,6 +83,13 @@ class CaseRecord(BaseModel):
     embargo_deadline: datetime | None = None
     disclosed_at: datetime | None = None
     continued_from: str | None = None
+
+    @field_serializer("state")
+    def _without_signatures(self, state: CaseState | None) -> dict[str, Any] | None:
+        """The state as the case wrote it, less the messages' base64 signatures (re-verified by a check)."""
+        unsigned = {"signature": True}
+        exclude = {"fix": unsigned, "exploitation": {"__all__": unsigned}, "extensions": {"__all__": unsigned}}
+        return state.model_dump(mode="json", exclude=exclude) if state else None
 
 
 class PublicKeys(RootModel[dict[str, str]]):

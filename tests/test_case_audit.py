@@ -61,7 +61,8 @@ async def test_the_case_audit_reads_the_record_the_case_wrote() -> None:
     lines = {(e.actor, e.text) for e in trail.timeline}
     assert ("vendor:tlskit-foundation", "fix_ready: fixed in 3.2.5") in lines
     assert ("operator:energy", "patch_deployed: deployed by energy operators") in lines
-    document = to_markdown(trail) + json.dumps([e.model_dump(mode="json") for e in trail.timeline])
+    document = to_markdown(trail) + trail.model_dump_json()  # what `audit` and `audit --json` print
+    assert r.state.fix is not None and r.state.fix.signature and r.state.fix.signature not in document
     assert not BASE64_SIGNATURE.search(document)
     assert not any("{" in e.text for e in trail.timeline)
 
