@@ -20,7 +20,7 @@ from domain.agencies import Agency, parse_agency
 from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
 from domain.review import CONCLUDE_REVIEW, RECORD_DETERMINATION, SUBMIT_FINDING, WITHDRAW
 from domain.signatures import Signer
-from domain.status import LabView, ReviewStatus
+from domain.status import LabView, Receipt
 from domain.vulnerability import VulnerabilityReport, lab_party
 from infra.keys import KeyDirectory
 
@@ -42,7 +42,7 @@ class AgencyClient:
         rationale: str,
         agencies: Iterable[Agency | str] = (),
         message_id: str | None = None,
-    ) -> ReviewStatus:
+    ) -> Receipt:
         """The NSA's determination (only the NSA's is accepted)."""
         message = Determination(
             sender=self.agency.value,
@@ -61,7 +61,7 @@ class AgencyClient:
         summary: str,
         vulnerability: VulnerabilityReport | None = None,
         message_id: str | None = None,
-    ) -> ReviewStatus:
+    ) -> Receipt:
         """A vulnerability finding carries its details (`vulnerability`); it goes on to Treasury's clearinghouse."""
         message = ReviewFinding(
             sender=self.agency.value,
@@ -72,11 +72,11 @@ class AgencyClient:
         )
         return await self._send(review_id, SUBMIT_FINDING, message, message_id)
 
-    async def conclude(self, review_id: str, summary: str = "", *, message_id: str | None = None) -> ReviewStatus:
+    async def conclude(self, review_id: str, summary: str = "", *, message_id: str | None = None) -> Receipt:
         message = Conclusion(sender=self.agency.value, summary=summary)
         return await self._send(review_id, CONCLUDE_REVIEW, message, message_id)
 
-    async def _send(self, review_id: str, update: str, message: Message, message_id: str | None) -> ReviewStatus:
+    async def _send(self, review_id: str, update: str, message: Message, message_id: str | None) -> Receipt:
         return await send(self.client, review_id, update, keyed(review_id, update, message, message_id), self.signer)
 
 
@@ -93,7 +93,7 @@ class LabClient:
         agencies, earliest and latest release; never an agency's verdict, finding or rationale."""
         return LabView.of(clocks.as_of(await status(self.client, review_id), datetime.now(UTC)))
 
-    async def withdraw(self, review_id: str, reason: str, *, message_id: str | None = None) -> ReviewStatus:
+    async def withdraw(self, review_id: str, reason: str, *, message_id: str | None = None) -> Receipt:
         signer = self.signer or KeyDirectory().signer(lab_party((await status(self.client, review_id)).lab))
         message = keyed(review_id, WITHDRAW, Withdrawal(sender=signer.party, reason=reason), message_id)
         return await send(self.client, review_id, WITHDRAW, message, signer)

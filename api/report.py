@@ -119,7 +119,9 @@ class TransparencyReport(BaseModel):
     since: datetime | None
     lab: str | None
     query: str
+    # Reviews are review ids: a review withdrawn and refiled is one review of two runs.
     reviews: int
+    runs: int = 0
     open: int
     by_stage: dict[str, int]
     by_outcome: dict[str, int]
@@ -226,7 +228,8 @@ def summarise(
         since=since,
         lab=lab,
         query=query,
-        reviews=len(rows),
+        reviews=len({r.review_id for r in rows}),
+        runs=len(rows),
         open=sum(1 for r in rows if r.closed_at is None),
         by_stage=dict(sorted(Counter(r.stage or "?" for r in rows).items(), key=lambda kv: _stage_order(kv[0]))),
         by_outcome={o.value: outcomes.get(o.value, 0) for o in Outcome},

@@ -31,6 +31,7 @@ from api.server import describe_or_none, transient
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.attestation import TrustAnchors, seal_verifies
+from domain.clearinghouse import REFRESH_KEYS, REFRESH_TOO_SOON
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
 from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
@@ -39,6 +40,7 @@ from domain.policy import Policy, describe
 from domain.review import (
     ALREADY_APPLIED,
     DISCLOSE,
+    KEY_MISMATCH,
     STATUS_QUERY,
     WORKFLOW_TYPE,
     EarlierRun,
@@ -47,14 +49,14 @@ from domain.review import (
     disclosure_digest,
 )
 from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, Signer
-from domain.status import ReviewStatus, RunRecord, Stage
+from domain.status import Receipt, ReviewStatus, RunRecord, Stage
 from domain.vulnerability import REVIEW_OFFICE, lab_party
 from infra.keys import KeyDirectory, KeyProblem
 
 # How long one message keeps being resent through transient failures (seconds).
 PATIENCE = 60.0
 # The ApplicationError types a review's validators refuse with (workflows/messages.py).
-OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED, STALE_RUN)
+OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED, STALE_RUN, KEY_MISMATCH)
 
 
 # A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
@@ -284,9 +286,8 @@ def admissible(disclosure: Disclosure, policy: Policy, public_keys: PublicKeyrin
             f"disclosure: intended_release_date {disclosure.intended_release_date} is in the past "
             "(a review comes before the release)"
         )
-    review = ReviewInput(
-        review_id=review_id_for(disclosure), disclosure=disclosure, policy=policy, public_keys=public_keys
-    )
+    # (`public_keys` is no longer part of the input: a review loads them from the review office.)
+    review = ReviewInput(review_id=review_id_for(disclosure), disclosure=disclosure, policy=policy)
     # The whole start input, as the SDK will carry it (well under Temporal's 2 MB payload limit).
     return round_trips(review, "review input", max_bytes=MAX_FILE_BYTES + 64 * 1024)
 
@@ -382,16 +383,19 @@ def _unquoted(value: str) -> str:
 
 async def send(
     client: Client, review_id: str, update: str, message: Message, signer: Signer, *, message_id: str | None = None
-) -> ReviewStatus:
-    """Sign and send one message as an update. The message id is the update id, so a retry applies
-    it once: `message_id` if given, else the message's own (the clients in api/agency.py derive one
-    from the content, api/idempotency.py, so a command run again is the same message).
+) -> Receipt:
+    """Sign and send one message as an update; the review's receipt (the message as applied, and the
+    stage after it). The message id is the update id, so a retry applies it once: `message_id` if
+    given, else the message's own (the clients in api/agency.py derive one from the content,
+    api/idempotency.py, so a command run again is the same message).
 
     Transient failures recorded nothing, or recorded the message under this id, so the same message
     goes again for up to PATIENCE seconds: the server unreachable or restarting, its cap on updates
     in flight, a workflow task failed under the update, a review still loading its keyring, the run
-    changed under the message (it is signed again for the run the server names). After that,
-    `Unavailable`: one line saying the message may not have been applied."""
+    changed under the message (it is signed again for the run the server names). A review that does
+    not hold the sender's key (enrolled, or its key replaced, since the review loaded them) is asked
+    to reload its keys, once. After that, `Unavailable`: one line saying the message may not have
+    been applied."""
     if message_id is not None:
         message = message.model_copy(update={"message_id": check_message_id(message_id)})
     # A message that would not read back as itself in the workflow is `Refused` before anything is sent.
@@ -399,7 +403,7 @@ async def send(
     loop = asyncio.get_running_loop()
     give_up = loop.time() + PATIENCE
     delay = 0.1
-    resent = False
+    resent = refreshed = False
     while True:
         try:
             # Signed for the run the server names now: never valid in a later run (refiled, reset).
@@ -408,24 +412,20 @@ async def send(
                 raise UnknownReview(f"no review with id {review_id!r}")
             signed = signer.sign(review_id, update, message, run_id=current.run_id)
             handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
-            return await handle.execute_update(update, signed, id=signed.message_id, result_type=ReviewStatus)
+            return await handle.execute_update(update, signed, id=signed.message_id, result_type=Receipt)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             kind = getattr(cause, "type", None)
             if kind == ALREADY_APPLIED and resent:
-                return await status(client, review_id)  # an earlier attempt of ours got through
+                return await receipt(client, review_id, message.message_id)  # an earlier attempt of ours got through
+            if not refreshed and _key_not_held(cause, signer):
+                refreshed = True
+                await _refresh_keys(client, review_id, signer.party, give_up)
+                continue
             # A review that has just started is loading its keyring (nothing was recorded), or the run
             # changed under the message (refiled, reset): send again, signed for the run the server names.
             if kind not in (KEYS_LOADING, STALE_RUN) or loop.time() > give_up:
-                if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
-                    # Not a review's own refusal: e.g. the SDK's "update handler not found" from a
-                    # workflow that is not a review (a case id given to `determine`).
-                    d = await describe_or_none(client, review_id)
-                    if d is not None and d.workflow_type != WORKFLOW_TYPE:
-                        raise UnknownReview(
-                            f"{review_id} is not a review (it is a {d.workflow_type} workflow)"
-                        ) from None
-                raise Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}") from None
+                raise await _refusal(client, review_id, cause) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             if loop.time() > give_up:
                 raise _unavailable(review_id, message, "the update timed out") from None
@@ -443,6 +443,58 @@ async def send(
         resent = True
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
+
+
+async def _refusal(client: Client, review_id: str, cause: BaseException | None) -> Exception:
+    if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
+        # Not a review's own refusal: e.g. the SDK's "update handler not found" from a workflow
+        # that is not a review (a case id given to `determine`).
+        d = await describe_or_none(client, review_id)
+        if d is not None and d.workflow_type != WORKFLOW_TYPE:
+            return UnknownReview(f"{review_id} is not a review (it is a {d.workflow_type} workflow)")
+    return Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}")
+
+
+def _key_not_held(cause: BaseException | None, signer: Signer) -> bool:
+    """The review does not hold the key this message was signed with: the sender is not in its
+    keyring at all, or it holds another key for the sender (the detail of its refusal)."""
+    if not isinstance(cause, ApplicationError):
+        return False
+    if cause.type == UNKNOWN_SIGNER:
+        return True
+    return cause.type == KEY_MISMATCH and bool(cause.details) and cause.details[0] != signer.public_key_b64()
+
+
+async def _refresh_keys(client: Client, review_id: str, party: str, give_up: float) -> None:
+    """Ask the review to reload its keys from the review office (best effort: a refusal changes
+    nothing and the message goes again). A review reloads at most every so often: asked again."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await client.get_workflow_handle(review_id).execute_update(REFRESH_KEYS, party, result_type=bool)
+            return
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == REFRESH_TOO_SOON) or loop.time() > give_up:
+                return
+        except RPCError as e:
+            if not transient(e) or loop.time() > give_up:
+                return
+        await asyncio.sleep(1.0)
+
+
+async def receipt(client: Client, review_id: str, message_id: str) -> Receipt:
+    """The receipt of a message the review applied earlier (a retry of ours met its own first
+    attempt), from the review's record."""
+    s = await status(client, review_id)
+    applied = next((m for m in s.applied if m.message_id == message_id), None)
+    if applied is None:
+        raise Rejected(f"{review_id}: message {message_id} was applied, but the record does not name it")
+    return Receipt(
+        review_id=review_id, update=applied.update, message_id=message_id, sender=applied.sender,
+        applied_at=applied.at, stage_before=applied.stage, stage=s.stage, outcome=s.outcome,
+        pending_agencies=s.pending_agencies,
+    )  # fmt: skip
 
 
 def _unavailable(review_id: str, message: Message, why: str) -> Unavailable:

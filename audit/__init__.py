@@ -44,7 +44,11 @@ class UnknownWorkflow(LookupError):
 async def audit_history(history: WorkflowHistory, *, namespace: str = "default", source: str = "") -> AuditTrail:
     decoded = await decode(history, data_converter(), namespace=namespace, source=source)
     refuse_undecodable(decoded)
-    return interpreter_for(decoded.workflow_type).interpret(decoded)
+    interpreter = interpreter_for(decoded.workflow_type)
+    load = getattr(interpreter, "load", None)
+    if load is not None:  # a record read asynchronously first (a review's: its result, or a replay)
+        await load(decoded)
+    return interpreter.interpret(decoded)
 
 
 async def audit_workflow(client: Client, workflow_id: str, run_id: str | None = None) -> AuditTrail:

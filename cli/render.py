@@ -13,7 +13,7 @@ from rich.table import Table
 
 from api.reviews import ReviewSummary
 from domain.policy import describe
-from domain.status import LabView, ReviewStatus
+from domain.status import LabView, Receipt, ReviewStatus
 
 # A terminal gets tables at its width; a pipe or a file gets every value whole (ids are never cut
 # to 80 columns for a script to misread).
@@ -62,6 +62,21 @@ def status_view(s: ReviewStatus) -> None:
         ended = r.status if r.status != "COMPLETED" else (r.outcome or r.stage or r.status)
         closed = r.closed_at.isoformat(timespec="seconds") if r.closed_at else "?"
         table.add_row(f"earlier run: {r.run_id}", f"{ended}  (last stage {r.stage or '?'}, closed {closed})")
+    console.print(table)
+
+
+def receipt_view(r: Receipt) -> None:
+    """What an update printed: the message as applied and the stage after it."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("review", r.review_id)
+    at = r.applied_at.isoformat(timespec="seconds")
+    table.add_row("applied", f"{r.update} from {r.sender}, message {r.message_id}, at {at}")
+    stage = f"[bold]{r.stage.value}[/bold]" + (f"  ({r.outcome.value})" if r.outcome else "")
+    table.add_row("stage", f"{r.stage_before.value} -> {stage}" if r.moved else f"{stage} (unchanged)")
+    if r.pending_agencies:
+        table.add_row("pending", ", ".join(r.pending_agencies))
+    if r.follows:
+        table.add_row("follows", r.follows)
     console.print(table)
 
 

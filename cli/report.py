@@ -71,7 +71,8 @@ def show(r: TransparencyReport, console: Console) -> None:
     scope = f"since {r.since:%Y-%m-%d %H:%M} UTC" if r.since else "all time"
     if r.lab:
         scope += f", lab {r.lab}"
-    console.rule(f"Transparency report: {r.reviews} reviews ({scope})")
+    runs = f", {r.runs} runs (refiled after a withdrawal or a run cut short)" if r.runs != r.reviews else ""
+    console.rule(f"Transparency report: {r.reviews} reviews{runs} ({scope})")
     counts = Table("stage", "reviews", box=None)
     for stage, n in r.by_stage.items():
         counts.add_row(stage, str(n))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from api.agency import AgencyClient, LabClient
 from api.idempotency import check_message_id
 from api.reviews import admissible, close, disclose, list_reviews, status
 from cli import args as arg
-from cli.render import as_json, lab_view, list_view, status_view
+from cli.render import as_json, lab_view, list_view, receipt_view, status_view
 from domain import clocks
 from domain.agencies import LAB, Agency, parse_agency
 from domain.clocks import intended_release_at
@@ -25,7 +24,7 @@ from domain.inputs import MAX_MESSAGE_BYTES, Refused, load_model, read_file, rou
 from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
 from domain.policy import DEFAULT_POLICY, Policy, describe, load_policy, one_line
 from domain.signatures import Signer
-from domain.status import LabView, ReviewStatus, Stage
+from domain.status import LabView, Receipt, ReviewStatus, Stage
 from domain.vulnerability import lab_party
 from infra.connection import Target, connect
 from infra.keys import KeyDirectory
@@ -89,17 +88,12 @@ def _print_status(args: argparse.Namespace, s: ReviewStatus) -> None:
         status_view(s)
 
 
-async def _after(client, review_id: str, s: ReviewStatus, moves_on_from: Stage, patience: float = 10.0) -> ReviewStatus:
-    """The status once the review has acted on the message: an update's result is the status when
-    the message was applied, and the stage it causes (a determination, a withdrawal, the last
-    conclusion) follows a moment later, in the workflow's own run. Polls briefly; the status as
-    applied if the move takes longer (a loaded machine)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while s.stage == moves_on_from and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-        s = await status(client, review_id)
-    return s
+def _print_receipt(args: argparse.Namespace, r: Receipt) -> None:
+    """An update's receipt: the stage after the message (and after the stage change it caused)."""
+    if getattr(args, "json", False):
+        print(as_json(r))
+    else:
+        receipt_view(r)
 
 
 async def cmd_disclose(args: argparse.Namespace) -> int:
@@ -173,10 +167,10 @@ async def cmd_determine(args: argparse.Namespace) -> int:
     signer = _signer(args, args.agency)
     client = await connect(Target.from_args(args))
     nsa = AgencyClient(client, args.agency, signer)
-    s = await nsa.determine(
+    r = await nsa.determine(
         args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale, message_id=_message_id(args)
     )
-    _print_status(args, await _after(client, args.review_id, s, Stage.AWAITING_DETERMINATION))
+    _print_receipt(args, r)
     return 0
 
 
@@ -198,7 +192,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
     )  # fmt: skip
     signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, signer).submit_finding(
+    r = await AgencyClient(client, agency, signer).submit_finding(
         args.review_id,
         kind=FindingKind(args.kind),
         severity=Severity(args.severity),
@@ -206,7 +200,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         vulnerability=details,
         message_id=_message_id(args),
     )
-    _print_status(args, s)
+    _print_receipt(args, r)
     return 0
 
 
@@ -218,12 +212,10 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
     _valid(Conclusion, sender=agency.value, summary=args.summary or "")
     signer = _signer(args, agency.value)
     client = await connect(Target.from_args(args))
-    s = await AgencyClient(client, agency, signer).conclude(
+    r = await AgencyClient(client, agency, signer).conclude(
         args.review_id, summary=args.summary or "", message_id=_message_id(args)
     )
-    if not s.pending_agencies and s.stage == Stage.UNDER_REVIEW:  # the last conclusion closes the window
-        s = await _after(client, args.review_id, s, Stage.UNDER_REVIEW)
-    _print_status(args, s)
+    _print_receipt(args, r)
     return 0
 
 
@@ -234,8 +226,8 @@ async def cmd_withdraw(args: argparse.Namespace) -> int:
     # The review's own lab (`lab:<id>`) signs: its key from the key directory, or --key (checked above).
     lab = lab_party((await status(client, args.review_id)).lab)
     signer = Signer(lab, signer._key) if args.key else _signer(args, lab)
-    s = await LabClient(client, signer).withdraw(args.review_id, args.reason, message_id=_message_id(args))
-    _print_status(args, await _after(client, args.review_id, s, s.stage))
+    r = await LabClient(client, signer).withdraw(args.review_id, args.reason, message_id=_message_id(args))
+    _print_receipt(args, r)
     return 0
 
 

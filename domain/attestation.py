@@ -30,7 +30,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
+
+from domain.persisted import PERSISTED
 
 # party -> raw Ed25519 public keys, base64; any of them verifies (old ones kept for rotation).
 TrustAnchors = dict[str, list[str]]
@@ -61,7 +63,7 @@ def pinned() -> TrustAnchors:
 class Attested(BaseModel):
     """What an attested activity returns: its result (JSON), the producing party and its signature."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PERSISTED  # in histories: unknown fields ignored (refused at the door)
 
     party: str
     result: Any

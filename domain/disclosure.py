@@ -6,8 +6,9 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from domain.persisted import PERSISTED
 from domain.sectors import Sector
 
 Slug = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")]
@@ -40,7 +41,7 @@ class SafeguardsLevel(StrEnum):
 class TrustedPartner(BaseModel):
     """An organisation the lab will share the model with once the review ends."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PERSISTED  # in histories: unknown fields ignored (refused at the door)
 
     partner_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -50,7 +51,7 @@ class TrustedPartner(BaseModel):
 class Disclosure(BaseModel):
     """A lab's disclosure of a new model (the input to a review)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PERSISTED  # in histories: unknown fields ignored (refused at the door)
 
     lab: Slug
     model_name: Slug

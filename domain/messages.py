@@ -11,9 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from domain.agencies import STANDARDS_BODIES, Agency
+from domain.persisted import PERSISTED
 from domain.vulnerability import VulnerabilityReport
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
@@ -23,7 +24,8 @@ MessageId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Persisted in histories (update arguments): unknown fields are ignored there, refused at the door.
+    model_config = PERSISTED
 
     sender: PartyId
     message_id: MessageId = Field(default_factory=lambda: uuid.uuid4().hex)

@@ -61,7 +61,9 @@ class ClearinghousePolicy(BaseModel):
 
 
 class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Kept in every review's history (the review office's admission): a field dropped later is
+    # ignored on replay; policy files are held strictly by `load_policy`.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str
     version: str

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.disclosure import Disclosure, TrustedPartner
 from domain.messages import Message
 from domain.policy import Policy
-from domain.signatures import PublicKeyring
 
 WORKFLOW_TYPE = "ModelReview"
 
@@ -43,6 +42,13 @@ STATUS_QUERY = "status"
 # A review's refusal of a message id it has applied (its own error type: a sender's retry that
 # meets it knows its earlier attempt got through).
 ALREADY_APPLIED = "AlreadyApplied"
+# A review's refusal of a message whose signature does not verify against the key it holds for the
+# sender; the error's detail is that key: a sender whose key is another has had it replaced since
+# the review loaded its keyring, and has the review reload it (`refresh_keys`) before sending again.
+KEY_MISMATCH = "KeyMismatch"
+# `refresh_keys` (the name the clearinghouse and cases use too): anyone may ask, at most once per
+# domain.clearinghouse.REFRESH_INTERVAL; a reload that changed nothing doubles that wait, up to this.
+MAX_REFRESH_INTERVAL = timedelta(hours=2)
 
 
 class Filing(Message):
@@ -86,10 +92,6 @@ class ReviewInput(BaseModel):
     filing: Filing | None = None
     # Not used: the review runs under the policy the review office loads (`filing.policy_name`).
     policy: Policy | None = None
-    # Superseded: a review now loads the parties' public keys from the review office's key
-    # directory (an activity, recorded in history), since anyone who can start a workflow
-    # could put their own keys here. Read only by reviews started before that change.
-    public_keys: PublicKeyring = Field(default_factory=dict)
     # Set when this run refiles a review whose last run ended without an outcome.
     earlier_run: EarlierRun | None = None
 

@@ -41,6 +41,9 @@ SAVED_QUERIES = {
     "awaiting the NSA": 'ReviewStage = "AWAITING_DETERMINATION"',
     "decided by the policy's default": 'DeterminedBy = "policy-default"',
     "waiting for DoD": 'PendingAgencies = "dod" AND ExecutionStatus = "Running"',
+    # Temporal's badge says Completed for both: a workflow cannot choose its execution status.
+    "released": 'ReviewStage = "RELEASED"',
+    "withdrawn by the lab": 'ReviewStage = "WITHDRAWN"',
     "ended out of view (terminated, failed, cancelled)": (
         'WorkflowType = "ModelReview" AND ExecutionStatus IN ("Terminated", "Failed", "Canceled", "TimedOut")'
     ),

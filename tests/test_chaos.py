@@ -223,7 +223,7 @@ async def drive(client: Client, review: Review, delay: float) -> None:
                     rid, kind="vulnerability", severity="critical", summary="chaos finding", vulnerability=details
                 )
             )
-            review.finding_id, review.product = s.findings[0].message_id, details.product
+            review.finding_id, review.product = s.message_id, details.product
             await steady(lambda: finder.conclude(rid))
 
 

@@ -134,7 +134,7 @@ async def test_a_review_finding_arrives_as_a_case(client: Client, policy: Policy
     s = await AgencyClient(client, "dod").submit_finding(
         rid, kind="vulnerability", severity="critical", summary="remote heap overflow", vulnerability=details
     )
-    finding = s.findings[0]
+    finding = s
     case_id = await forwarded_case(client, rid, finding.message_id)
 
     c = await settled(client, case_id)
@@ -164,6 +164,7 @@ async def test_a_review_finding_arrives_as_a_case(client: Client, policy: Policy
     await AgencyClient(client, "dod").conclude(rid)
     final = await wait_stage(client, rid, Stage.RELEASED)
     assert final.clearinghouse_cases == {finding.message_id: case_id}
+    assert final.cases == [case_id], "the review's record names the case its finding opened"
 
 
 async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: Policy) -> None:
@@ -172,7 +173,7 @@ async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: P
     s = await AgencyClient(client, "dod").submit_finding(
         first, kind="vulnerability", severity="high", summary="heap overflow", vulnerability=details
     )
-    case_id = await forwarded_case(client, first, s.findings[0].message_id)
+    case_id = await forwarded_case(client, first, s.message_id)
     await settled(client, case_id)
 
     # Another review finds the same flaw (same product, versions, weakness, location; spelled
@@ -190,7 +191,7 @@ async def test_a_duplicate_finding_joins_the_same_case(client: Client, policy: P
     s = await AgencyClient(client, "dhs").submit_finding(
         second, kind="vulnerability", severity="high", summary="same overflow", vulnerability=again
     )
-    assert await forwarded_case(client, second, s.findings[0].message_id) == case_id
+    assert await forwarded_case(client, second, s.message_id) == case_id
 
     # A trusted partner reports it too, and has seen it exploited.
     receipt = await report_signed(
@@ -406,7 +407,7 @@ async def test_recorded_histories_replay(client: Client, policy: Policy) -> None
     s = await AgencyClient(client, "dod").submit_finding(
         rid, kind="vulnerability", severity="high", summary="s", vulnerability=details
     )
-    case_id = await forwarded_case(client, rid, s.findings[0].message_id)
+    case_id = await forwarded_case(client, rid, s.message_id)
     await settled(client, case_id)
     # A duplicate, linked to the case (its signature verified there too).
     await report_signed(client, VulnerabilityIntake(sender="operator:energy", report=details), policy)

@@ -69,25 +69,34 @@ async def test_standards_verdicts_come_from_each_agency_standard(client: Client,
 async def test_covered_and_concluded_early(client: Client, policy: Policy) -> None:
     rid = await disclose(client, mythos(), policy)
     await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
-    s = await AgencyClient(client, NSA).determine(
+    r = await AgencyClient(client, NSA).determine(
         rid, covered=True, agencies=["dod", "dhs"], rationale="offensive cyber capability"
     )
-    assert s.covered is True
+    # The receipt shows the stage after the determination, not the stage it was sent at.
+    assert (r.stage_before, r.stage, r.sender) == (Stage.AWAITING_DETERMINATION, Stage.UNDER_REVIEW, "nsa")
+    assert r.pending_agencies == [Agency.DOD, Agency.DHS]
+    assert len(r.model_dump_json()) < 600, "a receipt, not the whole state"
     s = await wait_stage(client, rid, Stage.UNDER_REVIEW)
+    assert s.covered is True and s.transitions[-1].message_id == r.message_id
     assert s.window_deadline is not None
     determined_at = s.transitions[-1].at
     assert s.window_deadline - determined_at == timedelta(days=30)
     assert s.pending_agencies == [Agency.DOD, Agency.DHS]
 
     dod = AgencyClient(client, Agency.DOD)
-    s = await dod.submit_finding(
+    r = await dod.submit_finding(
         rid, kind="vulnerability", severity="critical", summary="heap overflow exploit", vulnerability=vulnerability()
     )
+    assert r.stage == Stage.UNDER_REVIEW and not r.moved and "clearinghouse" in (r.follows or "")
+    s = await status(client, rid)
     assert [f.kind for f in s.findings] == [FindingKind.VULNERABILITY]
-    assert s.findings[0].severity == Severity.CRITICAL
-    s = await dod.conclude(rid)
-    assert s.pending_agencies == [Agency.DHS]
-    await AgencyClient(client, Agency.DHS).conclude(rid, summary="nothing further")
+    assert s.findings[0].severity == Severity.CRITICAL and s.findings[0].message_id == r.message_id
+    r = await dod.conclude(rid)
+    assert r.pending_agencies == [Agency.DHS] and r.stage == Stage.UNDER_REVIEW
+    # The last conclusion closes the window: its receipt shows the release begun.
+    r = await AgencyClient(client, Agency.DHS).conclude(rid, summary="nothing further")
+    assert (r.stage_before, r.outcome) == (Stage.UNDER_REVIEW, Outcome.CONCLUDED_EARLY)
+    assert r.stage in (Stage.RELEASING, Stage.RELEASED)
 
     final = await finish(client, rid)
     assert final.outcome == Outcome.CONCLUDED_EARLY

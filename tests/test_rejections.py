@@ -113,9 +113,10 @@ async def test_a_resent_message_is_applied_once(client: Client, policy: Policy) 
     await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="r")
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
     finding = ReviewFinding(sender="dod", kind="capability", severity="low", summary="s")
-    await send_signed(client, rid, SUBMIT_FINDING, finding)
+    first = await send_signed(client, rid, SUBMIT_FINDING, finding)
     again = await send_signed(client, rid, SUBMIT_FINDING, finding)
-    assert len(again.findings) == 1
+    assert again.message_id == first.message_id == finding.message_id
+    assert len((await status(client, rid)).findings) == 1
     await LabClient(client).withdraw(rid, "test finished")
 
 

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient, LabClient
-from api.report import ReviewFigures, check_holds, transparency_report
+from api.report import ReviewFigures, check_holds, summarise, transparency_report
 from api.reviews import status
 from domain.agencies import Agency
 from domain.policy import Policy
@@ -102,6 +102,23 @@ async def test_the_report_counts_and_times_one_labs_reviews(
     assert "no release waited longer than the policy allows" in r.stdout
     assert "1 closed early, 1 ran to the deadline" in r.stdout
     assert "determined by: the NSA: 3" in r.stdout
+
+
+def test_a_refiled_review_counts_once_with_both_runs() -> None:
+    """Issue 10: `report` counted each run as a review (a withdrawn and refiled review was two)."""
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    withdrawn = ReviewFigures(
+        review_id="review-a", lab="L", policy_version="p", stage="WITHDRAWN", outcome="WITHDRAWN", covered=None,
+        disclosed_at=start, closed_at=start + timedelta(days=1), window_deadline=None, determined_at=None,
+        released_at=None, execution="COMPLETED",
+    )  # fmt: skip
+    refiled = withdrawn.model_copy(
+        update={"stage": "AWAITING_DETERMINATION", "outcome": None, "closed_at": None, "execution": "RUNNING",
+                "disclosed_at": start + timedelta(days=2)}  # fmt: skip
+    )
+    other = withdrawn.model_copy(update={"review_id": "review-b"})
+    report = summarise([withdrawn, refiled, other], query="q", since=None, lab=None, now=start + timedelta(days=3))
+    assert (report.reviews, report.runs, report.open) == (2, 3, 1)
 
 
 def test_the_hold_check_flags_a_late_release_and_an_overdue_review() -> None:

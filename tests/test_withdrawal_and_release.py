@@ -95,8 +95,9 @@ async def test_a_withdrawal_before_the_first_grant_grants_nothing(
         await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION)
         await AgencyClient(isolated, "nsa").determine(rid, covered=False, rationale="r")
         assert await asyncio.to_thread(desk.started.wait, 30), "vetting never started"
-        s = await LabClient(isolated).withdraw(rid, "before anything was granted")
-        assert s.stage == Stage.RELEASING, "accepted while the release was vetting"
+        r = await LabClient(isolated).withdraw(rid, "before anything was granted")
+        assert r.stage_before == Stage.RELEASING, "accepted while the release was vetting"
+        assert r.stage == Stage.WITHDRAWN and r.outcome == Outcome.WITHDRAWN, "the receipt shows the stage after"
         final = await result(isolated, rid)
         desk.proceed.set()
     assert final.outcome == Outcome.WITHDRAWN and final.partners_granted == []

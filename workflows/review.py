@@ -7,6 +7,12 @@ lifecycle. Its event history is the audit trail.
 
 Nothing here can hold a release past its window: every wait has a deadline from the
 policy, and silence (an agency's, the NSA's) has a defined outcome.
+
+All the review knows is one model, `ReviewState` (domain/status.py): the status query's answer,
+the workflow's result, the Web UI's current details and the record `audit` reads. Update handlers
+validate a message and record it, nothing more; every stage change is made here on `run()`'s path,
+with its actor (the message's verified sender, or the clock) and its reason. A handler whose
+message moves the review waits for that move, so its receipt shows the stage after it.
 """
 
 from __future__ import annotations
@@ -26,8 +32,17 @@ with workflow.unsafe.imports_passed_through():
     from domain import clocks, metrics
     from domain import search_attributes as sa
     from domain.agencies import STANDARDS_BODIES, Agency
-    from domain.attestation import Unverifiable, UnverifiedResult
-    from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, FORWARD_VULNERABILITY, ForwardRequest, IntakeReceipt
+    from domain.attestation import Unverifiable
+    from domain.clearinghouse import (
+        CLEARINGHOUSE_TASK_QUEUE,
+        FORWARD_VULNERABILITY,
+        REFRESH_INTERVAL,
+        REFRESH_KEYS,
+        REFRESH_TOO_SOON,
+        ForwardRequest,
+        IntakeReceipt,
+    )
+    from domain.details import details
     from domain.messages import (
         AccessGrant,
         Briefing,
@@ -42,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         VettingResult,
         Withdrawal,
     )
-    from domain.policy import describe
+    from domain.policy import Policy, describe
     from domain.review import (
         ADMIT_DISCLOSURE,
         ALREADY_APPLIED,
@@ -50,7 +65,9 @@ with workflow.unsafe.imports_passed_through():
         CHECK_STANDARD,
         CONCLUDE_REVIEW,
         GRANT_ACCESS,
+        KEY_MISMATCH,
         LOAD_REVIEW_KEYS,
+        MAX_REFRESH_INTERVAL,
         RECORD_DETERMINATION,
         STATUS_QUERY,
         SUBMIT_FINDING,
@@ -62,23 +79,32 @@ with workflow.unsafe.imports_passed_through():
         PartnerRequest,
         ReviewInput,
     )
-    from domain.signatures import PublicKeyring
-    from domain.status import Outcome, PartnerRelease, ReviewStatus, Stage, Transition
-    from domain.vulnerability import REVIEW_OFFICE, TREASURY, lab_party
+    from domain.signatures import KEYS_LOADING, PublicKeyring, signature_problem
+    from domain.status import (
+        CLOCK,
+        AppliedMessage,
+        Forward,
+        KeyRefresh,
+        Outcome,
+        PartnerRelease,
+        Receipt,
+        ReviewState,
+        Stage,
+        Transition,
+    )
+    from domain.vulnerability import REVIEW_OFFICE, TREASURY, is_party, lab_party
     from workflows.attested import ResetWatch, attested, model
     from workflows.messages import authenticate, reject_unless
 
 T = TypeVar("T")
 
 AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
-# Vulnerability findings go to Treasury's clearinghouse (added after the first release of this workflow).
-FORWARD_TO_CLEARINGHOUSE = "forward-vulnerabilities-to-clearinghouse"
-# Public keys from the review office, not from the start input (anyone can start a workflow).
-KEYS_FROM_REVIEW_OFFICE = "review-keys-from-review-office"
 # A clock cut by the policy's bound on the whole hold says so in the record.
 _LEFT_OF_HOLD = " (what was left of the policy's max_hold)"
 # A timeout of zero means "none" to Temporal: a clock with nothing left still gets this long.
 _LEAST_CLOCK = timedelta(seconds=1)
+# Once the hold is over, no message can move the review any more.
+_CLOSED = (Stage.RELEASED, Stage.WITHDRAWN)
 
 
 def _keyring(result: object) -> PublicKeyring:
@@ -100,60 +126,44 @@ def _count(counter: metrics.Counter, **labels: str) -> None:
     workflow.metric_meter().create_counter(counter.name, counter.description).add(1, labels)
 
 
+def _at(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "?"
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class ModelReview:
     @workflow.init
     def __init__(self, review: ReviewInput) -> None:
         # Handlers may run before run(): all state is set up here.
         self._review = review
-        self._policy = review.policy
-        self._stage = Stage.DISCLOSED
-        self._outcome: Outcome | None = None
-        self._transitions: list[Transition] = []
-        self._verdicts: list[StandardsVerdict] = []
-        self._determination: Determination | None = None
-        self._determination_by_default = False
-        self._determination_deadline = None
-        # Whether the NSA's worker confirmed the briefing: a default applied on a briefing that
-        # never arrived is not the NSA's silence, and the record says which.
-        self._nsa_briefed: bool | None = None
-        self._window_deadline = None
-        self._participants: list[Agency] = []
-        self._concluded: list[Agency] = []
-        self._findings: list[ReviewFinding] = []
-        self._applied_messages: set[str] = set()
-        self._withdrawal: Withdrawal | None = None
-        self._released: list[PartnerRelease] = []
+        d = review.disclosure
+        # The disclosure is the workflow's start: every clock the lab can plan on counts from it.
+        self.state = ReviewState(
+            review_id=review.review_id,
+            lab=d.lab,
+            model_name=d.model_name,
+            model_version=d.model_version,
+            disclosed_at=workflow.info().workflow_start_time,
+        )
+        # The policy the review office loaded (None until it admits the review).
+        self._policy: Policy | None = None
+        # The keys messages are verified with: loaded from the review office at the start of run()
+        # (until then, messages are turned away to be sent again), reloaded on `refresh_keys`.
+        self._keys: PublicKeyring | None = None
+        self._last_refresh: datetime | None = None
+        self._refresh_interval = REFRESH_INTERVAL
+        self._applied_ids: set[str] = set()
         # Set just before the first access grant is scheduled: from then on the model is reaching
         # partners, and the lab can no longer withdraw (README, "Withdrawal and release").
         self._granting = False
-        # The disclosure is the workflow's start: every clock the lab can plan on counts from it.
-        self._disclosed_at = workflow.info().workflow_start_time
-        self._forwards: list[asyncio.Task[None]] = []
-        # The keys messages are verified with: loaded from the review office at the start of run()
-        # (until then, messages are turned away to be sent again). Reviews started before that
-        # change used the keys in their input.
-        self._keys_from_office = workflow.patched(KEYS_FROM_REVIEW_OFFICE)
-        self._keys: PublicKeyring | None = None if self._keys_from_office else review.public_keys
-        self._cases: dict[str, str] = {}
-        # The whole hold (domain/clocks.py): when it ended, and which policy clock ended it.
-        self._hold_ended_at: datetime | None = None
-        self._clock_ran_out: str | None = None
+        # The story has returned (or will do nothing more): a handler never waits past it.
+        self._done = False
         # Activity results are believed only when signed by the party that produces them
-        # (workflows/attested.py); the others are kept here, for the status and the audit.
+        # (workflows/attested.py); the others go into state.unverified_results.
         self._watch = ResetWatch()
-        self._unverified: list[UnverifiedResult] = []
-        # The review office's admission (None until it answers); the lab's one signing party.
-        self._admission: Admission | None = None
-        # What a namespace user did that the review cannot prevent, flagged (search attribute
-        # Integrity, status, Web UI): cancel requests (ignored), a reset of its history.
-        self._cancel_requests: list[datetime] = []
+        self._lab = lab_party(d.lab)
+        # What a namespace user did that the review cannot prevent (search attribute Integrity).
         self._integrity: list[str] = []
-        self._lab = lab_party(review.disclosure.lab)
-        # Vulnerability findings not yet delivered to the clearinghouse (finding id -> why), and
-        # those it refused outright.
-        self._forwards_pending: dict[str, str] = {}
-        self._forwards_refused: dict[str, str] = {}
         # Search attributes that go out with the next stage change (same workflow task): one
         # upsert per transition, each a command, an event and a visibility write on the server.
         self._with_next_stage: list[SearchAttributeUpdate] = []
@@ -161,7 +171,7 @@ class ModelReview:
     # ----------------------------------------------------------------- the story
 
     @workflow.run
-    async def run(self, review: ReviewInput) -> ReviewStatus:
+    async def run(self, review: ReviewInput) -> ReviewState:
         """The story, shielded from cancellation: only the lab ends a review early (it withdraws). A
         cancel request (anyone with namespace access may send one) is recorded and ignored."""
         story = asyncio.ensure_future(self._story(review))
@@ -171,16 +181,15 @@ class ModelReview:
             except asyncio.CancelledError:
                 if story.done():
                     raise
-                self._cancel_requests.append(workflow.now())
+                self.state.cancel_requests.append(workflow.now())
                 self._flag(sa.INTEGRITY_CANCEL_REQUESTED)
                 self._log("cancel request ignored: only the lab withdraws a review", level=logging.WARNING)
                 self._publish_details()
 
-    async def _story(self, review: ReviewInput) -> ReviewStatus:
-        if self._keys_from_office:
-            self._keys = await self._from_review_office(
-                LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
-            )
+    async def _story(self, review: ReviewInput) -> ReviewState:
+        self._keys = await self._from_review_office(
+            LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
+        )
         # Anyone can start a ModelReview with any input: nothing runs until the review office has
         # checked the lab's signature on the filing and loaded the policy it names, itself.
         admission: Admission = await self._from_review_office(
@@ -190,21 +199,16 @@ class ModelReview:
             "admit the disclosure (the lab's signature, the office's policy)",
             AdmissionRequest(review_id=review.review_id, disclosure=review.disclosure, filing=review.filing),
         )
-        self._admission = admission
+        self.state.genuine, self.state.admission = admission.admitted, admission.reason
         if not admission.admitted or admission.policy is None:
             # Not a genuine review: it does nothing, and says so (status, search attribute, Web UI).
+            self.state.genuine = False
             workflow.upsert_search_attributes([sa.GENUINE.value_set(False)])
             self._log("not admitted: not a genuine review", level=logging.WARNING)
-            self._publish_details()
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            return self.status()
+            return await self._close()
         self._policy = admission.policy
-        refiled = ""
-        if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
-            earlier = review.earlier_run
-            why = f": {earlier.reason}" if earlier.reason else ""
-            refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
-        self._enter(Stage.DISCLOSED, self._lab, f"disclosed under policy {self._policy.version}{refiled}")
+        self.state.policy_version = admission.policy.version
+        self._enter(Stage.DISCLOSED, self._lab, self._disclosed_reason(review))
         # Written with the next stage's upsert (one visibility write per stage change; the start
         # request set DISCLOSED, so entering it writes nothing).
         self._with_next_stage += [
@@ -213,29 +217,39 @@ class ModelReview:
             sa.POLICY_VERSION.value_set(self._policy.version),
         ]
         _count(metrics.REVIEWS_STARTED, policy_version=self._policy.version)
+        forwarding = asyncio.ensure_future(self._forward_findings())
         try:
             await self._standards_check()
             covered = await self._nsa_determination()
-            if covered:
-                self._outcome = await self._review_window()
-            else:
-                self._outcome = Outcome.NOT_COVERED
+            self.state.outcome = await self._review_window() if covered else Outcome.NOT_COVERED
             await self._release()
         except _Withdrawn:
-            assert self._withdrawal is not None
-            self._outcome = Outcome.WITHDRAWN
-            self._end_hold()
-            self._enter(Stage.WITHDRAWN, self._lab, self._withdrawal.reason)
+            await self._withdrawn()
         # Findings still on their way to the clearinghouse get there, however long Treasury is
         # away: the release has already happened, and the review stays open until they are delivered.
-        await asyncio.gather(*self._forwards)
+        await forwarding
+        assert self.state.outcome is not None
+        _count(metrics.REVIEWS_CLOSED, outcome=self.state.outcome.value)
+        return await self._close()
+
+    async def _close(self) -> ReviewState:
+        self._done = True
+        self._publish_details()
         # Let an update that is mid-flight finish before the history closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        _count(metrics.REVIEWS_CLOSED, outcome=self._outcome.value)
-        return self.status()
+        return self.state
+
+    def _disclosed_reason(self, review: ReviewInput) -> str:
+        assert self._policy is not None
+        refiled = ""
+        if review.earlier_run is not None:  # the run before ended without an outcome; the record says so
+            earlier = review.earlier_run
+            why = f": {earlier.reason}" if earlier.reason else ""
+            refiled = f"; refiled after run {earlier.run_id} ended {earlier.status} at {earlier.stage}{why}"
+        return f"disclosed under policy {self._policy.version}{refiled}"
 
     async def _standards_check(self) -> None:
-        self._enter(Stage.STANDARDS_CHECK, "review", "five standards bodies judge the disclosure")
+        self._enter(Stage.STANDARDS_CHECK, "review", "the five standards bodies judge the disclosure")
         checks = [self._check_standard(body) for body in STANDARDS_BODIES]
         await self._unless_withdrawn(asyncio.gather(*checks))
 
@@ -243,27 +257,32 @@ class ModelReview:
         """What the review office's worker answers, signed with its key; without that the review
         cannot run: it fails, naming why (it never goes on with what someone else supplied)."""
         try:
-            return await attested(
-                activity,
-                *args,
-                party=REVIEW_OFFICE,
-                activity_id=activity_id,
-                parse=parse,
-                watch=self._watch,
-                refused=self._unverified,
-                start_to_close_timeout=timedelta(seconds=30),
-                summary=summary,
-            )
+            return await self._office(activity, activity_id, parse, summary, *args)
         except Unverifiable as e:
+            unverified = self.state.unverified_results
             raise ApplicationError(
-                f"{e}: " + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
+                f"{e}: " + "; ".join(f"{u.activity_id}: {u.reason}" for u in unverified),
                 type="Unverifiable",
                 non_retryable=True,
             ) from None
 
+    async def _office(self, activity: str, activity_id: str, parse, summary: str, *args):
+        return await attested(
+            activity,
+            *args,
+            party=REVIEW_OFFICE,
+            activity_id=activity_id,
+            parse=parse,
+            watch=self._watch,
+            refused=self.state.unverified_results,
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=summary,
+        )
+
     async def _check_standard(self, body: Agency) -> None:
         """One body's classified standard, judged on that body's own worker and queue, signed with
         that body's key: an answer nobody can verify is that body's silence."""
+        assert self._policy is not None
         timeout, cut = self._within_hold(self._policy.standards_check_timeout)
         try:
             verdict = await attested(
@@ -273,7 +292,7 @@ class ModelReview:
                 activity_id=f"standards-{body.value}",
                 parse=model(StandardsVerdict),
                 watch=self._watch,
-                refused=self._unverified,
+                refused=self.state.unverified_results,
                 deadline=timeout,
                 task_queue=body.task_queue,
                 start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, timeout),
@@ -283,8 +302,9 @@ class ModelReview:
             if verdict.agency != body:
                 raise Unverifiable(f"{body.value} signed a verdict for {verdict.agency.value}")
         except Unverifiable as err:
-            why = f"no verifiable answer: {err}"
-            verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
+            verdict = StandardsVerdict(
+                agency=body, verdict=Verdict.NO_RESPONSE, rationale=f"no verifiable answer: {err}"
+            )
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
                 return  # the lab withdrew while the check was in flight: no verdict, not a failure
@@ -295,27 +315,30 @@ class ModelReview:
             else:
                 why = f"the agency's check failed: {err.cause.message if err.cause else err}"
             verdict = StandardsVerdict(agency=body, verdict=Verdict.NO_RESPONSE, rationale=why)
-        self._verdicts.append(verdict)
+        self.state.standards.append(verdict)
         # The verdict itself stays in the (encrypted) history: logs are plaintext.
         self._log("standards check answered", agency=body.value)
         self._publish_details()
 
     async def _nsa_determination(self) -> bool:
+        assert self._policy is not None
         clock, cut = self._within_hold(self._policy.determination_deadline)
         deadline = workflow.now() + clock
-        self._determination_deadline = deadline
-        self._nsa_briefed = False
-        self._enter(Stage.AWAITING_DETERMINATION, "review", "the NSA is briefed and decides")
+        self.state.determination_deadline = deadline
+        self.state.nsa_briefed = False
+        self._enter(Stage.AWAITING_DETERMINATION, "review", self._briefing_reason(deadline))
         # The receipt counts only with the NSA's signature (a forged one is recorded as unverified).
         briefing = asyncio.ensure_future(
             attested(
                 BRIEF_NSA,
-                Briefing(review_id=self._review.review_id, verdicts=self._verdicts, determination_deadline=deadline),
+                Briefing(
+                    review_id=self.state.review_id, verdicts=self.state.standards, determination_deadline=deadline
+                ),
                 party=Agency.NSA.value,
                 activity_id="nsa-briefing",
                 parse=model(BriefingReceipt),
                 watch=self._watch,
-                refused=self._unverified,
+                refused=self.state.unverified_results,
                 deadline=clock,
                 task_queue=Agency.NSA.task_queue,
                 start_to_close_timeout=min(self._policy.standards_check_attempt_timeout, clock),
@@ -324,14 +347,46 @@ class ModelReview:
             )
         )
         briefing.add_done_callback(self._briefing_done)
+        decided = lambda: self.state.determination is not None or self.state.withdrawal is not None  # noqa: E731
         try:
-            await workflow.wait_condition(
-                lambda: self._determination is not None or self._withdrawal is not None,
-                timeout=clock,
-                timeout_summary="NSA determination deadline",
-            )
+            await workflow.wait_condition(decided, timeout=clock, timeout_summary="NSA determination deadline")
         except TimeoutError:
             pass
+        await self._briefing_settled(briefing)
+        if self.state.withdrawal is not None:
+            raise _Withdrawn()
+        if self.state.determination is None and self._watch.resets:
+            # The history was reset (`temporal workflow reset`) to before the determination: the
+            # NSA's answer may have been erased with the events after that point. No default
+            # applies to a reset review: it is flagged and waits for the NSA to determine again.
+            self._flag(sa.INTEGRITY_RESET)
+            self._log("history reset before the determination: no default applies", level=logging.WARNING)
+            self._publish_details()
+            await workflow.wait_condition(decided)
+            if self.state.withdrawal is not None:
+                raise _Withdrawn()
+        if self.state.determination is None:
+            self._apply_default(cut)
+        determination = self.state.determination
+        assert determination is not None
+        # Written with the next stage (UNDER_REVIEW or RELEASING), which follows at once.
+        by_default = self.state.determination_by_default
+        self._with_next_stage += [
+            sa.COVERED.value_set(determination.covered),
+            sa.DETERMINED_BY.value_set(sa.DETERMINED_BY_DEFAULT if by_default else sa.DETERMINED_BY_NSA),
+            sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start()),
+        ]
+        _count(metrics.DETERMINATIONS, covered=str(determination.covered).lower(), by_default=str(by_default).lower())
+        return determination.covered
+
+    def _briefing_reason(self, deadline: datetime) -> str:
+        counts: dict[str, int] = {}
+        for v in self.state.standards:
+            counts[v.verdict.value] = counts.get(v.verdict.value, 0) + 1
+        shown = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in sorted(counts.items()))
+        return f"standards check done ({shown or 'no verdict'}); the NSA is briefed and decides by {_at(deadline)}"
+
+    async def _briefing_settled(self, briefing: asyncio.Future[BriefingReceipt]) -> None:
         # Once the NSA has decided (or the deadline passed), a briefing still in flight is moot.
         superseded = not briefing.done()
         if superseded:
@@ -347,102 +402,109 @@ class ModelReview:
                     level=logging.WARNING,
                     agency="nsa",
                 )
-        if self._withdrawal is not None:
-            raise _Withdrawn()
-        if self._determination is None and self._watch.resets:
-            # The history was reset (`temporal workflow reset`) to before the determination: the
-            # NSA's answer may have been erased with the events after that point. No default
-            # applies to a reset review: it is flagged and waits for the NSA to determine again.
-            self._flag(sa.INTEGRITY_RESET)
-            self._log("history reset before the determination: no default applies", level=logging.WARNING)
-            self._publish_details()
-            await workflow.wait_condition(lambda: self._determination is not None or self._withdrawal is not None)
-            if self._withdrawal is not None:
-                raise _Withdrawn()
-        if self._determination is None:
-            # The NSA was silent past its deadline: the policy's default applies.
-            covered = self._policy.on_nsa_silence == "covered"
-            self._determination_by_default = True
-            self._clock_ran_out = clocks.HOLD_CLOCK if cut else clocks.DETERMINATION_CLOCK
-            self._determination = Determination(
-                sender="policy",
-                message_id="policy-default",
-                covered=covered,
-                agencies=list(self._policy.default_participants) if covered else [],
-                rationale=(
-                    f"no determination by the deadline{_LEFT_OF_HOLD if cut else ''}; "
-                    + ("the NSA was silent" if self._nsa_briefed else "the briefing never reached the NSA")
-                    + f"; policy {self._policy.version} default applies"
-                ),
-            )
-        covered = self._determination.covered
-        # Written with the next stage (UNDER_REVIEW or RELEASING), which follows at once.
-        self._with_next_stage += [
-            sa.COVERED.value_set(covered),
-            sa.DETERMINED_BY.value_set(
-                sa.DETERMINED_BY_DEFAULT if self._determination_by_default else sa.DETERMINED_BY_NSA
-            ),
-            sa.SECONDS_TO_DETERMINATION.value_set(_seconds_since_start()),
-        ]
-        _count(
-            metrics.DETERMINATIONS, covered=str(covered).lower(), by_default=str(self._determination_by_default).lower()
-        )
-        return covered
 
     def _briefing_done(self, briefing: asyncio.Future[BriefingReceipt]) -> None:
-        self._nsa_briefed = not briefing.cancelled() and briefing.exception() is None
+        self.state.nsa_briefed = not briefing.cancelled() and briefing.exception() is None
+
+    def _apply_default(self, cut: bool) -> None:
+        """The NSA was silent past its deadline: the policy's default applies."""
+        assert self._policy is not None
+        covered = self._policy.on_nsa_silence == "covered"
+        self.state.determination_by_default = True
+        self.state.clock_ran_out = clocks.HOLD_CLOCK if cut else clocks.DETERMINATION_CLOCK
+        self.state.determination = Determination(
+            sender="policy",
+            message_id="policy-default",
+            covered=covered,
+            agencies=list(self._policy.default_participants) if covered else [],
+            rationale=(
+                f"no determination by the deadline{_LEFT_OF_HOLD if cut else ''}; "
+                + ("the NSA was silent" if self.state.nsa_briefed else "the briefing never reached the NSA")
+                + f"; policy {self._policy.version} default applies"
+            ),
+        )
+
+    def _decided_by(self) -> tuple[str, str | None, str | None, str]:
+        """Who decided (actor), its message id or the clock that ran out, and how, for a transition."""
+        d = self.state.determination
+        assert d is not None
+        if not self.state.determination_by_default:
+            return d.sender, d.message_id, None, ""
+        silence = "on the NSA's silence" if self.state.nsa_briefed else "(the briefing never reached the NSA)"
+        return "policy", None, self.state.clock_ran_out, f" by the policy's default {silence}"
 
     async def _review_window(self) -> Outcome:
-        assert self._determination is not None
-        self._participants = list(dict.fromkeys(self._determination.agencies))
+        assert self._policy is not None and self.state.determination is not None
+        self.state.participating_agencies = list(dict.fromkeys(self.state.determination.agencies))
         window, cut = self._within_hold(self._policy.review_window)
-        self._window_deadline = workflow.now() + window
+        deadline = workflow.now() + window
+        self.state.window_deadline = deadline
         self._with_next_stage += [
-            sa.WINDOW_DEADLINE.value_set(self._window_deadline),
-            sa.PARTICIPANTS.value_set(self._participants),
+            sa.WINDOW_DEADLINE.value_set(deadline),
+            sa.PARTICIPANTS.value_set(self.state.participating_agencies),
         ]
+        actor, message_id, clock, by = self._decided_by()
+        with_whom = ", ".join(self.state.participating_agencies)
         self._enter(
             Stage.UNDER_REVIEW,
-            self._determination.sender,
-            f"covered; review window of {describe(window)}{_LEFT_OF_HOLD if cut else ''} "
-            f"with {', '.join(self._participants)}",
+            actor,
+            f"covered{by}; review window of {describe(window)}{_LEFT_OF_HOLD if cut else ''} with {with_whom}, "
+            f"closes {_at(deadline)}",
+            message_id=message_id,
+            clock=clock,
         )
-        try:
+        timer = asyncio.ensure_future(workflow.sleep(window, summary=f"review window ({describe(window)})"))
+        heard = 0
+        while True:
             await workflow.wait_condition(
-                lambda: self._withdrawal is not None or not self._pending_reviewers(),
-                timeout=window,
-                timeout_summary=f"review window ({describe(window)})",
+                lambda heard=heard: (
+                    timer.done() or self.state.withdrawal is not None or len(self.state.conclusions) > heard
+                )
             )
-        except TimeoutError:
-            self._clock_ran_out = clocks.HOLD_CLOCK if cut else clocks.WINDOW_CLOCK
-            _count(metrics.WINDOWS_ELAPSED, policy_version=self._policy.version)
-            return Outcome.WINDOW_ELAPSED
-        if self._withdrawal is not None:
-            raise _Withdrawn()
-        self._clock_ran_out = None  # every agency concluded: no clock ended this hold
-        _count(metrics.WINDOWS_CLOSED_EARLY, policy_version=self._policy.version)
-        return Outcome.CONCLUDED_EARLY
+            heard = len(self.state.conclusions)
+            if self.state.withdrawal is not None:
+                timer.cancel()
+                raise _Withdrawn()
+            if not self.state.pending_reviewers:
+                timer.cancel()
+                self.state.clock_ran_out = None  # every agency concluded: no clock ended this hold
+                _count(metrics.WINDOWS_CLOSED_EARLY, policy_version=self._policy.version)
+                return Outcome.CONCLUDED_EARLY
+            if timer.done():
+                self.state.clock_ran_out = clocks.HOLD_CLOCK if cut else clocks.WINDOW_CLOCK
+                _count(metrics.WINDOWS_ELAPSED, policy_version=self._policy.version)
+                return Outcome.WINDOW_ELAPSED
+            # A conclusion, not the last: whose conclusion the review still waits for (PendingAgencies).
+            workflow.upsert_search_attributes([self._awaited_attribute()])
+
+    def _releasing(self) -> tuple[str, str, str | None, str | None]:
+        """RELEASING's actor, reason and cause: who or what ended the hold."""
+        outcome = self.state.outcome
+        assert outcome is not None
+        ran_out = f" ({self.state.clock_ran_out} ran out)" if self.state.clock_ran_out else ""
+        if outcome == Outcome.NOT_COVERED:
+            actor, message_id, clock, by = self._decided_by()
+            return actor, f"NOT_COVERED{by}{ran_out}: release to trusted partners", message_id, clock
+        if outcome == Outcome.CONCLUDED_EARLY:
+            last = self.state.conclusions[-1]
+            reason = f"CONCLUDED_EARLY: every participating agency concluded (last: {last.sender})"
+            return last.sender, reason + "; release to trusted partners", last.message_id, None
+        holdouts = ", ".join(a.value for a in self.state.pending_reviewers)
+        still = f"; {holdouts} had not concluded" if holdouts else ""
+        reason = f"WINDOW_ELAPSED{ran_out}: the review window closed at {_at(self.state.window_deadline)}{still}"
+        return CLOCK, reason + "; release to trusted partners", None, self.state.clock_ran_out
 
     async def _release(self) -> None:
-        assert self._outcome is not None
         self._end_hold()
-        ran_out = f" ({self._clock_ran_out} ran out)" if self._clock_ran_out else ""
-        self._enter(Stage.RELEASING, "review", f"{self._outcome.value}{ran_out}: release to trusted partners")
+        actor, reason, message_id, clock = self._releasing()
+        self._enter(Stage.RELEASING, actor, reason, message_id=message_id, clock=clock)
         for partner in self._review.disclosure.partners:
             # Keyed by run in the ledger: a refiled review never finds an earlier run's grants.
-            request = PartnerRequest(review_id=self._review.review_id, partner=partner, run_id=workflow.info().run_id)
+            request = PartnerRequest(review_id=self.state.review_id, partner=partner, run_id=workflow.info().run_id)
             try:
                 vetting = await self._unless_withdrawn(
-                    attested(
-                        VET_PARTNER,
-                        request,
-                        party=REVIEW_OFFICE,
-                        activity_id=f"vet-{partner.partner_id}",
-                        parse=model(VettingResult),
-                        watch=self._watch,
-                        refused=self._unverified,
-                        start_to_close_timeout=self._policy.release_activity_timeout,
-                        summary=f"vet {partner.name}",
+                    self._office(
+                        VET_PARTNER, f"vet-{partner.partner_id}", model(VettingResult), f"vet {partner.name}", request
                     )
                 )
             except Unverifiable:
@@ -451,48 +513,134 @@ class ModelReview:
                     partner_id=partner.partner_id, approved=False, reason="no verifiable vetting by the review office"
                 )
             if not vetting.approved:
-                self._released.append(
+                self.state.releases.append(
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
                 )
                 continue
             # A withdrawal that arrived while this partner was vetted was caught above; from here on
             # the withdraw validator refuses, so a review never ends WITHDRAWN with grants.
             self._granting = True
-            try:
-                # The grant is idempotent (review, run, partner): asking again returns the same grant.
-                grant = await attested(
-                    GRANT_ACCESS,
-                    request,
-                    party=REVIEW_OFFICE,
-                    activity_id=f"grant-{partner.partner_id}",
-                    parse=model(AccessGrant),
-                    watch=self._watch,
-                    refused=self._unverified,
-                    start_to_close_timeout=self._policy.release_activity_timeout,
-                    summary=f"grant access to {partner.name}",
-                )
-                release = PartnerRelease(
-                    partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id
-                )
-            except Unverifiable:
-                release = PartnerRelease(
-                    partner_id=partner.partner_id, granted=False, reason="no verifiable grant from the review office"
-                )
-            self._released.append(release)
+            self.state.releases.append(await self._grant(request, vetting))
             self._publish_details()
-        granted = sum(1 for r in self._released if r.granted)
+        granted = len(self.state.partners_granted)
         self._enter(
             Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
         )
 
-    # ----------------------------------------------------------------- messages
+    async def _grant(self, request: PartnerRequest, vetting: VettingResult) -> PartnerRelease:
+        partner = request.partner
+        try:
+            # The grant is idempotent (review, run, partner): asking again returns the same grant.
+            grant = await self._office(
+                GRANT_ACCESS,
+                f"grant-{partner.partner_id}",
+                model(AccessGrant),
+                f"grant access to {partner.name}",
+                request,
+            )
+        except Unverifiable:
+            return PartnerRelease(
+                partner_id=partner.partner_id, granted=False, reason="no verifiable grant from the review office"
+            )
+        return PartnerRelease(
+            partner_id=partner.partner_id, granted=True, reason=vetting.reason, grant_id=grant.grant_id
+        )
+
+    async def _withdrawn(self) -> None:
+        withdrawal = self.state.withdrawal
+        assert withdrawal is not None
+        self.state.outcome = Outcome.WITHDRAWN
+        self._end_hold()
+        self._enter(Stage.WITHDRAWN, withdrawal.sender, withdrawal.reason, message_id=withdrawal.message_id)
+
+    # ----------------------------------------------------------------- findings to the clearinghouse
+
+    async def _forward_findings(self) -> None:
+        """Relay each vulnerability finding to Treasury's clearinghouse as it is recorded. Nothing
+        waits on this but the very end of the workflow, after the release: the clearinghouse can
+        never hold a release. Findings are accepted only under review, so once the review has
+        moved on, no new one can come."""
+        relays: list[asyncio.Task[None]] = []
+
+        def vulnerabilities() -> list[ReviewFinding]:
+            return [f for f in self.state.findings if f.kind == FindingKind.VULNERABILITY]
+
+        while True:
+            await workflow.wait_condition(
+                lambda: len(vulnerabilities()) > len(relays) or self.state.stage in (*_CLOSED, Stage.RELEASING)
+            )
+            fresh = vulnerabilities()[len(relays) :]
+            relays.extend(asyncio.create_task(self._forward(finding)) for finding in fresh)
+            if not fresh:
+                break
+        await asyncio.gather(*relays)
+
+    async def _forward(self, finding: ReviewFinding) -> None:
+        """A finding is never dropped. It is retried for as long as the policy says the clearinghouse
+        may be down (`forward_timeout`); after that it is held: recorded as undelivered on the
+        review (status, Web UI, audit) and left scheduled on Treasury's queue with no deadline, so
+        it is delivered when Treasury's worker returns. The review stays open (after its release)
+        until then. Only the clearinghouse refusing it outright ends the attempt."""
+        assert self._policy is not None
+        ch = self._policy.clearinghouse
+        fid = finding.message_id
+        forward = Forward(finding_id=fid, agency=finding.sender)
+        self.state.forwards.append(forward)
+        request = ForwardRequest(review_id=self.state.review_id, finding=finding)
+        try:
+            try:
+                receipt = await self._forward_attempt(request, f"forward-{fid}", ch.forward_timeout)
+            except ActivityError as err:
+                if not isinstance(err.cause, ActivityTimeout):
+                    raise
+                forward.status = "held"
+                forward.reason = (
+                    f"undelivered: the clearinghouse did not take it within {describe(ch.forward_timeout)} "
+                    f"(since {workflow.now():%Y-%m-%d %H:%M:%S} UTC); held until Treasury's worker takes it"
+                )
+                self._log("vulnerability finding held for the clearinghouse", level=logging.WARNING)
+                self._publish_details()
+                receipt = await self._forward_attempt(request, f"forward-{fid}-held", None)
+            forward.status, forward.case_id, forward.reason = "delivered", receipt.case_id, ""
+        except Unverifiable as err:
+            # Only answers nobody can verify came back (someone completing the relay by id, again and again).
+            forward.status, forward.reason = "refused", f"no verifiable receipt from Treasury: {err}"
+            self._log("vulnerability finding: no verifiable receipt", level=logging.WARNING)
+        except ActivityError as err:
+            # Refused outright (a non-retryable failure: the report does not verify at Treasury).
+            forward.status, forward.reason = "refused", err.cause.message if err.cause else str(err)
+            self._log("vulnerability finding refused by the clearinghouse", level=logging.WARNING)
+        self._publish_details()
+
+    async def _forward_attempt(
+        self, request: ForwardRequest, activity_id: str, deadline: timedelta | None
+    ) -> IntakeReceipt:
+        # Treasury's receipt, signed by Treasury; the relay is idempotent, so asking again is safe.
+        assert self._policy is not None
+        return await attested(
+            FORWARD_VULNERABILITY,
+            request,
+            party=TREASURY,
+            activity_id=activity_id,
+            parse=model(IntakeReceipt),
+            watch=self._watch,
+            refused=self.state.unverified_results,
+            deadline=deadline,
+            task_queue=CLEARINGHOUSE_TASK_QUEUE,
+            start_to_close_timeout=self._policy.clearinghouse.activity_timeout,
+            retry_policy=AGENCY_RETRY,
+            summary=f"forward {request.finding.sender}'s vulnerability finding to the Treasury clearinghouse"
+            + ("" if deadline else " (held: no deadline)"),
+        )
+
+    # ----------------------------------------------------------------- messages: validate, record
 
     @workflow.update(name=RECORD_DETERMINATION)
-    async def record_determination(self, determination: Determination) -> ReviewStatus:
-        self._applied_messages.add(determination.message_id)
-        self._determination = determination
+    async def record_determination(self, determination: Determination) -> Receipt:
+        applied = self._record(RECORD_DETERMINATION, determination)
+        self.state.determination = determination
         self._log("determination recorded", agency=determination.sender, covered=determination.covered)
-        return self.status()
+        return await self._receipt(applied, moves=True)
 
     @record_determination.validator
     def _validate_determination(self, determination: Determination) -> None:
@@ -501,24 +649,25 @@ class ModelReview:
             determination.sender == Agency.NSA, f"only the NSA determines coverage, not {determination.sender!r}"
         )
         reject_unless(
-            not self._determination_by_default,
+            not self.state.determination_by_default,
             "the determination deadline passed: the policy default was already applied",
         )
-        reject_unless(self._determination is None, "the determination has already been recorded")
-        self._validate_message(determination, stage=Stage.AWAITING_DETERMINATION)
+        reject_unless(self.state.determination is None, "the determination has already been recorded")
+        self._validate_stage(Stage.AWAITING_DETERMINATION)
         if determination.covered:
             reject_unless(bool(determination.agencies), "a covered determination must name the participating agencies")
         else:
             reject_unless(not determination.agencies, "participating agencies apply only to a covered determination")
 
     @workflow.update(name=SUBMIT_FINDING)
-    async def submit_finding(self, finding: ReviewFinding) -> ReviewStatus:
-        self._applied_messages.add(finding.message_id)
-        self._findings.append(finding)
-        if finding.kind == FindingKind.VULNERABILITY and workflow.patched(FORWARD_TO_CLEARINGHOUSE):
-            self._forwards.append(asyncio.create_task(self._forward(finding)))
+    async def submit_finding(self, finding: ReviewFinding) -> Receipt:
+        applied = self._record(SUBMIT_FINDING, finding)
+        self.state.findings.append(finding)
         self._publish_details()
-        return self.status()
+        follows = None
+        if finding.kind == FindingKind.VULNERABILITY:
+            follows = "forwarded to Treasury's clearinghouse: its case id follows in `status` (clearinghouse_cases)"
+        return await self._receipt(applied, follows=follows)
 
     @submit_finding.validator
     def _validate_finding(self, finding: ReviewFinding) -> None:
@@ -529,73 +678,14 @@ class ModelReview:
             "a vulnerability finding needs its details for the clearinghouse",
         )
 
-    async def _forward(self, finding: ReviewFinding) -> None:
-        """Relay a vulnerability finding to Treasury's clearinghouse. Nothing waits on it but the
-        very end of the workflow, after the release: the clearinghouse can never hold a release.
-
-        A finding is never dropped. It is retried for as long as the policy says the clearinghouse
-        may be down (`forward_timeout`); after that it is held: recorded as undelivered on the
-        review (status, Web UI, audit) and left scheduled on Treasury's queue with no deadline, so
-        it is delivered when Treasury's worker returns. The review stays open (after its release)
-        until then. Only the clearinghouse refusing it outright ends the attempt."""
-        ch = self._policy.clearinghouse
-        fid = finding.message_id
-        request = ForwardRequest(review_id=self._review.review_id, finding=finding)
-        self._forwards_pending[fid] = "on its way to the clearinghouse"
-        try:
-            try:
-                receipt = await self._forward_attempt(request, f"forward-{fid}", ch.forward_timeout)
-            except ActivityError as err:
-                if not isinstance(err.cause, ActivityTimeout):
-                    raise
-                self._forwards_pending[fid] = (
-                    f"undelivered: the clearinghouse did not take it within {describe(ch.forward_timeout)} "
-                    f"(since {workflow.now():%Y-%m-%d %H:%M:%S} UTC); held until Treasury's worker takes it"
-                )
-                self._log("vulnerability finding held for the clearinghouse", level=logging.WARNING)
-                self._publish_details()
-                receipt = await self._forward_attempt(request, f"forward-{fid}-held", None)
-            self._cases[fid] = receipt.case_id
-        except Unverifiable as err:
-            # Only answers nobody can verify came back (someone completing the relay by id, again and again).
-            self._forwards_refused[fid] = f"no verifiable receipt from Treasury: {err}"
-            self._log("vulnerability finding: no verifiable receipt", level=logging.WARNING)
-        except ActivityError as err:
-            # Refused outright (a non-retryable failure: the report does not verify at Treasury).
-            self._forwards_refused[fid] = err.cause.message if err.cause else str(err)
-            self._log("vulnerability finding refused by the clearinghouse", level=logging.WARNING)
-        finally:
-            self._forwards_pending.pop(fid, None)
-        self._publish_details()
-
-    async def _forward_attempt(
-        self, request: ForwardRequest, activity_id: str, deadline: timedelta | None
-    ) -> IntakeReceipt:
-        # Treasury's receipt, signed by Treasury; the relay is idempotent, so asking again is safe.
-        return await attested(
-            FORWARD_VULNERABILITY,
-            request,
-            party=TREASURY,
-            activity_id=activity_id,
-            parse=model(IntakeReceipt),
-            watch=self._watch,
-            refused=self._unverified,
-            deadline=deadline,
-            task_queue=CLEARINGHOUSE_TASK_QUEUE,
-            start_to_close_timeout=self._policy.clearinghouse.activity_timeout,
-            retry_policy=AGENCY_RETRY,
-            summary=f"forward {request.finding.sender}'s vulnerability finding to the Treasury clearinghouse"
-            + ("" if deadline else " (held: no deadline)"),
-        )
-
     @workflow.update(name=CONCLUDE_REVIEW)
-    async def conclude_review(self, conclusion: Conclusion) -> ReviewStatus:
-        self._applied_messages.add(conclusion.message_id)
-        self._concluded.append(Agency(conclusion.sender))
-        if self._pending_reviewers():  # else the window closes now, and RELEASING's upsert carries it
-            workflow.upsert_search_attributes([self._awaited_attribute()])
+    async def conclude_review(self, conclusion: Conclusion) -> Receipt:
+        applied = self._record(CONCLUDE_REVIEW, conclusion)
+        self.state.conclusions.append(conclusion)
         self._publish_details()
-        return self.status()
+        # The last conclusion closes the window (run() moves the review on): the receipt shows that.
+        last = not self.state.pending_reviewers
+        return await self._receipt(applied, moves=last)
 
     @conclude_review.validator
     def _validate_conclusion(self, conclusion: Conclusion) -> None:
@@ -603,10 +693,10 @@ class ModelReview:
         self._validate_reviewer_message(conclusion)
 
     @workflow.update(name=WITHDRAW)
-    async def withdraw(self, withdrawal: Withdrawal) -> ReviewStatus:
-        self._applied_messages.add(withdrawal.message_id)
-        self._withdrawal = withdrawal
-        return self.status()
+    async def withdraw(self, withdrawal: Withdrawal) -> Receipt:
+        applied = self._record(WITHDRAW, withdrawal)
+        self.state.withdrawal = withdrawal
+        return await self._receipt(applied, moves=True)
 
     @withdraw.validator
     def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
@@ -614,132 +704,169 @@ class ModelReview:
         # One signing party per lab: only this review's lab withdraws it.
         who = withdrawal.sender
         reject_unless(who == self._lab, f"only this review's lab ({self._lab}) can withdraw, not {who!r}")
-        reject_unless(self._withdrawal is None, "the lab has already withdrawn")
-        reject_unless(
-            self._stage not in (Stage.RELEASED, Stage.WITHDRAWN), f"the review is already {self._stage.value}"
-        )
+        reject_unless(self.state.withdrawal is None, "the lab has already withdrawn")
+        reject_unless(self.state.stage not in _CLOSED, f"the review is already {self.state.stage.value}")
+        self._admitted()
         reject_unless(
             not self._granting,
             "the release is under way (access has been granted to a trusted partner): a withdrawal is no "
             "longer possible",
         )
 
+    @workflow.update(name=REFRESH_KEYS)
+    async def refresh_keys(self, party: str) -> bool:
+        """Reload the parties' public keys from the review office (a party enrolled, or its key
+        replaced, since the review loaded them); whether `party` has a key now. Anyone may ask:
+        only the review office's signed keyring is ever believed. A reload that changes nothing
+        doubles the wait before the next (a flood cannot spend the run's update budget)."""
+        self._last_refresh = workflow.now()
+        activity_id = f"review-keys-refresh-{len(self.state.key_refreshes) + 1}"
+        refresh = KeyRefresh(at=workflow.now(), asked_for=party, activity_id=activity_id, changed=False)
+        try:
+            keys = await self._office(
+                LOAD_REVIEW_KEYS, activity_id, _keyring, f"reload the public keys (asked for {party})"
+            )
+            refresh = refresh.model_copy(update={"changed": keys != self._keys})
+            self._keys = keys
+        except Unverifiable as e:
+            refresh = refresh.model_copy(update={"reason": f"kept the keys held: {e}"})
+        self._refresh_interval = (
+            REFRESH_INTERVAL if refresh.changed else min(self._refresh_interval * 2, MAX_REFRESH_INTERVAL)
+        )
+        self.state.key_refreshes.append(refresh)
+        return party in (self._keys or {})
+
+    @refresh_keys.validator
+    def _validate_refresh(self, party: str) -> None:
+        if self._keys is None:
+            raise ApplicationError("the review is loading its keyring; send again", type=KEYS_LOADING)
+        reject_unless(is_party(party), f"unknown party {party!r}")
+        reject_unless(not self._done and self.state.stage not in _CLOSED, f"the review is {self.state.stage.value}")
+        if self._last_refresh is not None and workflow.now() - self._last_refresh < self._refresh_interval:
+            # Turned away here, writing nothing: the asker is not known yet, so cannot be verified.
+            raise ApplicationError(
+                f"the keyring was reloaded moments ago; ask again after {describe(self._refresh_interval)}",
+                type=REFRESH_TOO_SOON,
+            )
+
     @workflow.query(name=STATUS_QUERY)
-    def status(self) -> ReviewStatus:
-        d = self._review.disclosure
-        return ReviewStatus(
-            review_id=self._review.review_id,
-            lab=d.lab,
-            model_name=d.model_name,
-            model_version=d.model_version,
-            stage=self._stage,
-            outcome=self._outcome,
-            covered=self._determination.covered if self._determination else None,
-            policy_version=self._policy.version if self._admission and self._policy else "(not admitted)",
-            genuine=self._admission.admitted if self._admission else None,
-            cancel_requests=self._cancel_requests,
-            history_reset=bool(self._watch.resets),
-            admission=self._admission.reason if self._admission else None,
-            disclosed_at=self._disclosed_at,
-            determination_deadline=self._determination_deadline,
-            determination=self._determination,
-            determination_by_default=self._determination_by_default,
-            nsa_briefed=self._nsa_briefed,
-            window_deadline=self._window_deadline,
-            participating_agencies=self._participants,
-            pending_agencies=self._pending(),
-            standards=self._verdicts,
-            findings=self._findings,
-            partners_granted=[r.partner_id for r in self._released if r.granted],
-            partners_skipped=[r for r in self._released if not r.granted],
-            transitions=self._transitions,
-            withdrawal_reason=self._withdrawal.reason if self._withdrawal else None,
-            clearinghouse_cases=self._cases,
-            unverified_results=self._unverified,
-            clearinghouse_pending=self._forwards_pending,
-            clearinghouse_refused=self._forwards_refused,
-            **self._release_outlook(),
+    def status(self) -> ReviewState:
+        if self._watch.resets and not self.state.history_reset:
+            return self.state.model_copy(update={"history_reset": True})
+        return self.state
+
+    def _record(self, update: str, message: Message) -> AppliedMessage:
+        """Record an applied message (its validator has verified it)."""
+        self._applied_ids.add(message.message_id)
+        applied = AppliedMessage(
+            update=update,
+            message_id=message.message_id,
+            sender=message.sender,
+            at=workflow.now(),
+            stage=self.state.stage,
         )
+        self.state.applied.append(applied)
+        return applied
 
-    # ----------------------------------------------------------------- the clocks a lab can plan on
-
-    def _hold_deadline(self) -> datetime:
-        """The policy's bound on the whole hold, from the disclosure (the workflow's start)."""
-        return clocks.hold_deadline(self._policy, self._disclosed_at)
-
-    def _within_hold(self, clock: timedelta) -> tuple[timedelta, bool]:
-        """A stage's clock cut to what is left of the whole hold, and whether the bound cut it."""
-        duration, cut = clocks.cut(clock, workflow.now(), self._hold_deadline())
-        return max(duration, _LEAST_CLOCK), cut
-
-    def _end_hold(self) -> None:
-        """The model is no longer held (release began, or the lab withdrew): record when, once."""
-        if self._hold_ended_at is None:
-            self._hold_ended_at = workflow.now()
-
-    def _release_outlook(self) -> dict[str, object]:
-        # As of the last stage change, not workflow.now(): that moves with every activation (a
-        # rejected update's too), and a status read twice with nothing recorded must not change.
-        # Readers bring the earliest release up to the time of reading (clocks.as_of).
-        if self._policy is None:
-            return {}  # not admitted yet: the review office has not loaded the policy
-        stage_started = self._transitions[-1].at if self._transitions else self._disclosed_at
-        now = stage_started
-        hold_deadline = self._hold_deadline()
-        latest = clocks.latest_release(
-            self._policy,
-            self._stage,
-            now=now,
-            hold_deadline=hold_deadline,
-            stage_started_at=stage_started,
-            determination_deadline=self._determination_deadline,
-            window_deadline=self._window_deadline,
-            hold_ended_at=self._hold_ended_at,
+    async def _receipt(self, applied: AppliedMessage, *, moves: bool = False, follows: str | None = None) -> Receipt:
+        before = applied.stage
+        if moves:
+            # run() makes the stage change this message causes (in this workflow task, or once an
+            # activity in flight is cancelled): the receipt waits for it, so it shows the stage after.
+            await workflow.wait_condition(lambda: self.state.stage != before or self._done)
+            if self.state.stage == before:
+                follows = "the stage change follows in the review's own run"
+        return Receipt(
+            review_id=self.state.review_id,
+            update=applied.update,
+            message_id=applied.message_id,
+            sender=applied.sender,
+            applied_at=applied.at,
+            stage_before=before,
+            stage=self.state.stage,
+            outcome=self.state.outcome,
+            pending_agencies=self.state.pending_agencies,
+            follows=follows,
         )
-        earliest = clocks.earliest_release(self._stage, now=now, hold_ended_at=self._hold_ended_at)
-        intended = self._review.disclosure.intended_release_date
-        released = self._hold_ended_at is not None and self._stage != Stage.WITHDRAWN
-        past = clocks.past_intended(intended, earliest, latest, released=released)
-        return {
-            "hold_deadline": hold_deadline,
-            "earliest_release": earliest,
-            "latest_release": latest,
-            "intended_release_date": intended,
-            "past_intended_release": past.value if past else None,
-            "hold_ended_at": self._hold_ended_at,
-            "clock_ran_out": self._clock_ran_out,
-            "delay_seconds": clocks.delay_seconds(intended, self._hold_ended_at) if self._hold_ended_at else None,
-        }
 
     def _authenticate(self, update: str, message: Message) -> None:
         """Who sent it, proven: a fresh message id and a signature by the sender's key."""
-        if message.message_id in self._applied_messages:
+        if message.message_id in self._applied_ids:
             raise ApplicationError(
                 f"message {message.message_id} was already applied", type=ALREADY_APPLIED, non_retryable=True
             )
-        authenticate(
-            self._keys, self._review.review_id, update, message, target="review", run_id=workflow.info().run_id
-        )
+        if self._keys is not None and message.sender in self._keys:
+            problem = signature_problem(self._keys, self.state.review_id, update, message, target="review")
+            if problem is not None:
+                # Its own type, with the key the review holds: a sender whose key is another has had
+                # it replaced since the review loaded it (its client has the review reload its keys
+                # and sends again); a sender with this very key sent an altered or forged message.
+                raise ApplicationError(problem, self._keys[message.sender], type=KEY_MISMATCH, non_retryable=True)
+        authenticate(self._keys, self.state.review_id, update, message, target="review", run_id=workflow.info().run_id)
 
-    def _validate_message(self, message: ReviewFinding | Conclusion | Determination, *, stage: Stage) -> None:
-        reject_unless(self._withdrawal is None, "the lab has withdrawn; the review is closed")
-        reject_unless(self._stage == stage, f"the review is at stage {self._stage.value}, not {stage.value}")
+    def _admitted(self) -> None:
+        if self.state.genuine is None:
+            raise ApplicationError("the review office is admitting the review; send again", type=KEYS_LOADING)
+        reject_unless(self.state.genuine, f"not a genuine review ({self.state.admission}): it does nothing")
+
+    def _validate_stage(self, stage: Stage) -> None:
+        reject_unless(self.state.withdrawal is None, "the lab has withdrawn; the review is closed")
+        reject_unless(self.state.stage == stage, f"the review is at stage {self.state.stage.value}, not {stage.value}")
 
     def _validate_reviewer_message(self, message: ReviewFinding | Conclusion) -> None:
         known = {a.value for a in Agency}
         reject_unless(message.sender in known, f"unknown agency {message.sender!r}")
-        self._validate_message(message, stage=Stage.UNDER_REVIEW)
+        self._validate_stage(Stage.UNDER_REVIEW)
         agency = Agency(message.sender)
-        reject_unless(agency in self._participants, f"{agency.value} is not a participating agency in this review")
-        reject_unless(agency not in self._concluded, f"{agency.value} has already concluded its review")
+        reject_unless(
+            agency in self.state.participating_agencies, f"{agency.value} is not a participating agency in this review"
+        )
+        reject_unless(agency in self.state.pending_reviewers, f"{agency.value} has already concluded its review")
+
+    # ----------------------------------------------------------------- the clocks a lab can plan on
+
+    def _within_hold(self, clock: timedelta) -> tuple[timedelta, bool]:
+        """A stage's clock cut to what is left of the whole hold, and whether the bound cut it."""
+        assert self._policy is not None
+        hold = clocks.hold_deadline(self._policy, self.state.disclosed_at)
+        duration, cut = clocks.cut(clock, workflow.now(), hold)
+        return max(duration, _LEAST_CLOCK), cut
+
+    def _end_hold(self) -> None:
+        """The model is no longer held (release began, or the lab withdrew): record when, once."""
+        if self.state.hold_ended_at is None:
+            self.state.hold_ended_at = workflow.now()
+
+    def _outlook(self) -> None:
+        """The clocks as of this stage change (not workflow.now() at each read: that moves with every
+        activation, a rejected update's too, and a status read twice with nothing recorded must not
+        change). Readers bring the earliest release up to the time of reading (clocks.as_of)."""
+        s, policy = self.state, self._policy
+        if policy is None:
+            return  # not admitted yet: the review office has not loaded the policy
+        now = workflow.now()
+        hold_deadline = clocks.hold_deadline(policy, s.disclosed_at)
+        latest = clocks.latest_release(
+            policy, s.stage, now=now, hold_deadline=hold_deadline, stage_started_at=now,
+            determination_deadline=s.determination_deadline, window_deadline=s.window_deadline,
+            hold_ended_at=s.hold_ended_at,
+        )  # fmt: skip
+        earliest = clocks.earliest_release(s.stage, now=now, hold_ended_at=s.hold_ended_at)
+        intended = self._review.disclosure.intended_release_date
+        released = s.hold_ended_at is not None and s.stage != Stage.WITHDRAWN
+        past = clocks.past_intended(intended, earliest, latest, released=released)
+        s.hold_deadline, s.earliest_release, s.latest_release = hold_deadline, earliest, latest
+        s.intended_release_date, s.past_intended_release = intended, past.value if past else None
+        if s.hold_ended_at is not None:
+            s.delay_seconds = clocks.delay_seconds(intended, s.hold_ended_at)
 
     # ----------------------------------------------------------------- plumbing
 
     async def _unless_withdrawn(self, work: Awaitable[T]) -> T:
         """Run one piece of work, cancelling it cleanly if the lab withdraws meanwhile."""
         task = asyncio.ensure_future(work)
-        await workflow.wait_condition(lambda: task.done() or self._withdrawal is not None)
-        if self._withdrawal is not None:
+        await workflow.wait_condition(lambda: task.done() or self.state.withdrawal is not None)
+        if self.state.withdrawal is not None:
             if not task.done():
                 task.cancel()
                 try:
@@ -749,29 +876,25 @@ class ModelReview:
             raise _Withdrawn()
         return task.result()
 
-    def _pending_reviewers(self) -> list[Agency]:
-        return [a for a in self._participants if a not in self._concluded]
-
-    def _pending(self) -> list[Agency]:
-        if self._stage == Stage.STANDARDS_CHECK:
-            answered = {v.agency for v in self._verdicts}
-            return [a for a in STANDARDS_BODIES if a not in answered]
-        if self._stage == Stage.AWAITING_DETERMINATION:
-            return [Agency.NSA]
-        if self._stage == Stage.UNDER_REVIEW:
-            return self._pending_reviewers()
-        return []
-
     def _flag(self, what: str) -> None:
+        if what == sa.INTEGRITY_RESET:
+            self.state.history_reset = True
         if what not in self._integrity:
             self._integrity.append(what)
             workflow.upsert_search_attributes([sa.INTEGRITY.value_set(list(self._integrity))])
 
-    def _enter(self, stage: Stage, actor: str, reason: str) -> None:
+    def _enter(
+        self, stage: Stage, actor: str, reason: str, *, message_id: str | None = None, clock: str | None = None
+    ) -> None:
         if self._watch.resets:
             self._flag(sa.INTEGRITY_RESET)
-        self._stage = stage
-        self._transitions.append(Transition(stage=stage, at=workflow.now(), actor=str(actor), reason=reason))
+        self.state.stage = stage
+        self.state.transitions.append(
+            Transition(
+                stage=stage, at=workflow.now(), actor=str(actor), reason=reason, message_id=message_id, clock=clock
+            )
+        )
+        self._outlook()
         # Only what changes: the start request already set DISCLOSED (api/reviews.py), and the
         # outcome stays from RELEASING to RELEASED. Each upsert costs a command, an event and a
         # visibility write.
@@ -786,16 +909,16 @@ class ModelReview:
 
     def _visible_attributes(self) -> list[SearchAttributeUpdate]:
         """The stage, and the clocks the transparency report reads (one upsert per transition)."""
-        updates: list[SearchAttributeUpdate] = [sa.REVIEW_STAGE.value_set(self._stage.value)]
-        if self._outcome is not None:
-            updates.append(sa.OUTCOME.value_set(self._outcome.value))
-        if self._stage == Stage.RELEASING:
+        s = self.state
+        updates: list[SearchAttributeUpdate] = [sa.REVIEW_STAGE.value_set(s.stage.value)]
+        if s.outcome is not None:
+            updates.append(sa.OUTCOME.value_set(s.outcome.value))
+        if s.stage == Stage.RELEASING:
             updates.append(sa.SECONDS_TO_RELEASE.value_set(_seconds_since_start()))
-        if self._stage in (Stage.RELEASING, Stage.WITHDRAWN) and self._hold_ended_at is not None:
-            delay = clocks.delay_seconds(self._review.disclosure.intended_release_date, self._hold_ended_at)
-            updates.append(sa.SECONDS_DELAYED.value_set(float(delay)))
-            if self._clock_ran_out:
-                updates.append(sa.CLOCK_RAN_OUT.value_set(self._clock_ran_out))
+        if s.stage in (Stage.RELEASING, Stage.WITHDRAWN) and s.delay_seconds is not None:
+            updates.append(sa.SECONDS_DELAYED.value_set(float(s.delay_seconds)))
+            if s.clock_ran_out:
+                updates.append(sa.CLOCK_RAN_OUT.value_set(s.clock_ran_out))
         awaited = self._awaited_attribute()
         if awaited.value or workflow.info().typed_search_attributes.get(sa.PENDING_AGENCIES) is not None:
             updates.append(awaited)  # unset reads as nobody awaited: no upsert to say so
@@ -806,57 +929,14 @@ class ModelReview:
         conclusion), so a list can ask what waits for an agency. Not the standards bodies: their
         workers answer within the policy's timeout, and an upsert per verdict would cost a visibility
         write each."""
-        awaited = self._pending() if self._stage in (Stage.AWAITING_DETERMINATION, Stage.UNDER_REVIEW) else []
+        s = self.state
+        awaited = s.pending_agencies if s.stage in (Stage.AWAITING_DETERMINATION, Stage.UNDER_REVIEW) else []
         return sa.PENDING_AGENCIES.value_set(" ".join(a.value for a in awaited))
 
     def _log(self, message: str, *, level: int = logging.INFO, **fields: object) -> None:
         """workflow.logger (silent on replay), with the stage on every line."""
-        workflow.logger.log(level, message, extra={"stage": self._stage.value, **fields})
+        workflow.logger.log(level, message, extra={"stage": self.state.stage.value, **fields})
 
     def _publish_details(self) -> None:
-        """What a watcher reads in the Web UI: stage, deadlines, who is still pending."""
-        lines = [f"**{self._stage.value}**"]
-        if self._admission is not None and not self._admission.admitted:
-            lines = [f"**NOT GENUINE**: {self._admission.reason}. This review does nothing."]
-        if self._watch.resets:
-            lines.append("**history reset**: a namespace user reset this review (see its audit)")
-        if self._cancel_requests:
-            lines.append(f"cancel requests ignored: {len(self._cancel_requests)} (only the lab withdraws)")
-        if self._outcome:
-            lines.append(f"outcome: {self._outcome.value}")
-        if self._determination is not None:
-            verdict = "covered" if self._determination.covered else "not covered"
-            by = "the NSA"
-            if self._determination_by_default:
-                by = "the policy's default (the NSA did not decide by its deadline)"
-            lines.append(f"determination: {verdict}, by {by}")
-        if self._determination_deadline and self._stage == Stage.AWAITING_DETERMINATION:
-            lines.append(f"determination due: {self._determination_deadline:%Y-%m-%d %H:%M} UTC")
-        if self._window_deadline and self._stage == Stage.UNDER_REVIEW:
-            lines.append(f"window closes: {self._window_deadline:%Y-%m-%d %H:%M} UTC")
-        outlook = self._release_outlook()
-        if self._stage not in (Stage.RELEASED, Stage.WITHDRAWN) and outlook.get("latest_release"):
-            lines.append(f"latest release: {outlook['latest_release']:%Y-%m-%d %H:%M} UTC")
-        intended = f"lab's date: {outlook.get('intended_release_date')}"
-        if outlook.get("past_intended_release"):
-            lines.append(f"{intended} (past it: {outlook['past_intended_release']})")
-        if outlook.get("delay_seconds") is not None:
-            lines.append(f"delay to the lab's date: {describe(timedelta(seconds=outlook['delay_seconds']))}")
-        pending = self._pending()
-        if pending:
-            lines.append("pending: " + ", ".join(a.value for a in pending))
-        if self._findings:
-            lines.append(f"findings: {len(self._findings)}")
-        if self._released:
-            lines.append(f"partners granted: {sum(1 for r in self._released if r.granted)}")
-        if self._cases:
-            lines.append(f"clearinghouse cases: {', '.join(sorted(set(self._cases.values())))}")
-        if self._forwards_pending:
-            held = sum(1 for why in self._forwards_pending.values() if why.startswith("undelivered"))
-            lines.append(
-                f"findings awaiting the clearinghouse: {len(self._forwards_pending)}"
-                + (f" ({held} undelivered past the policy's forward timeout, held)" if held else "")
-            )
-        if self._forwards_refused:
-            lines.append(f"findings refused by the clearinghouse: {len(self._forwards_refused)}")
-        workflow.set_current_details("\n\n".join(lines))
+        """What a watcher reads in the Web UI (domain/details.py), from the state alone."""
+        workflow.set_current_details(details(self.state, reset=bool(self._watch.resets)))

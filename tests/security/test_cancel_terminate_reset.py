@@ -102,6 +102,7 @@ async def test_a_reset_to_before_the_determination_is_flagged_and_applies_no_def
 
     # The NSA determines again (its client signs for the new run): the review goes on, still flagged.
     again = await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="again")
-    assert again.covered and again.determination.run_id == new_run
+    assert again.stage == Stage.UNDER_REVIEW
+    assert (await status(client, rid)).determination.run_id == new_run
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
     await LabClient(client).withdraw(rid, "test finished")

@@ -53,5 +53,6 @@ async def test_the_withdrawn_runs_signed_messages_are_refused_by_the_refiled_run
 
     # The parties' own clients sign for the run the server names: accepted.
     decided = await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="r")
-    assert decided.covered and decided.determination.run_id == second_run
+    assert decided.stage == Stage.UNDER_REVIEW
+    assert (await status(client, rid)).determination.run_id == second_run
     await LabClient(client).withdraw(rid, "test finished")

@@ -1,0 +1,52 @@
+"""A workflow's state where its history ends, read by replaying the history with the workflow's own
+code: the SDK's Replayer, in this process, with no server and no worker.
+
+For a run that has no result to read (open, terminated, failed, reset), this is how its own record
+is read back rather than rebuilt; and a history that the code would not have written (doctored, or
+from another version) fails the replay, which the caller reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Interceptor, Replayer, UnsandboxedWorkflowRunner, WorkflowInboundInterceptor
+
+from audit.history import DecodedHistory
+
+
+class _Capture(Interceptor):
+    """Keeps the workflow instance the replay runs, to read it where the history ends."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, Any] = {}
+
+    def workflow_interceptor_class(self, input: Any) -> type[WorkflowInboundInterceptor]:
+        instances = self.instances
+
+        class Inbound(WorkflowInboundInterceptor):
+            async def execute_workflow(self, input: Any) -> Any:
+                instances[workflow.info().run_id] = workflow.instance()
+                return await super().execute_workflow(input)
+
+        return Inbound
+
+
+async def replayed(history: DecodedHistory, workflow_class: type) -> tuple[Any | None, str]:
+    """The workflow instance as the history leaves it, or None and why (the replay failed)."""
+    from infra.connection import data_converter
+
+    capture = _Capture()
+    # Unsandboxed: the instance is read from outside the replay (determinism is still checked).
+    replayer = Replayer(
+        workflows=[workflow_class], data_converter=data_converter(), interceptors=[capture],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )  # fmt: skip
+    raw = WorkflowHistory(history.workflow_id, [e.raw for e in history.events])
+    result = await replayer.replay_workflow(raw, raise_on_replay_failure=False)
+    instance = capture.instances.get(history.run_id) or next(iter(capture.instances.values()), None)
+    if result.replay_failure is not None or instance is None:
+        return None, f"replay failed: {result.replay_failure}"
+    return instance, ""
