@@ -61,6 +61,20 @@ def record_markdown(record: BaseModel | None) -> list[str]:
     return lines
 
 
+def fields_table(title: str, record: Any, names: list[str]) -> list[str]:
+    """A section: some of a record's fields, one row each."""
+    rows = [f"| {_title(n)} | {_cell(_text(getattr(record, n)))} |" for n in names]
+    return [f"## {title}", "", "| | |", "| --- | --- |", *rows, ""]
+
+
+def entries_table(title: str, entries: list[Any], columns: list[str]) -> list[str]:
+    """A section: a table of entries (models, or anything with those attributes), or "None."."""
+    if not entries:
+        return [f"## {title}", "", "None.", ""]
+    lines = [f"## {title}", "", f"| {' | '.join(map(_title, columns))} |", "|" + " --- |" * len(columns)]
+    return [*lines, *(f"| {' | '.join(_cell(_text(getattr(e, c))) for c in columns)} |" for e in entries), ""]
+
+
 def _title(name: str) -> str:
     return name.replace("_", " ")
 

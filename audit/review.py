@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from api.reviews import reader_anchors
 from audit.history import DecodedHistory, Event
+from audit.markdown import entries_table, fields_table
 from audit.replay import replayed
 from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
 from domain import attestation
@@ -31,7 +32,7 @@ from domain.messages import Conclusion, Determination, Message, ReviewFinding, W
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from domain.search_attributes import DETERMINED_BY_DEFAULT
 from domain.signatures import PublicKeyring, signature_problem
-from domain.status import ReviewState, Stage, Transition
+from domain.status import Forward, PartnerRelease, ReviewState, Stage, Transition
 from domain.vulnerability import REVIEW_OFFICE
 
 # A release (or a determination taking effect) happens in the workflow task after its cause.
@@ -46,6 +47,11 @@ MESSAGES: dict[str, type[Message]] = {
 }  # fmt: skip
 # The timer whose firing a clock's stage change needs: the NSA's deadline (a default), else the window.
 _TIMERS = {"policy": "NSA determination deadline", "clock": "review window"}
+# The record's summary, first in the Markdown document.
+SUMMARY = [
+    "review_id", "lab", "model_name", "model_version", "policy_version", "stage", "outcome", "covered", "disclosed_at",
+    "determination_deadline", "window_deadline", "closed_at", "read_from", "cases",
+]  # fmt: skip
 CLASSIFIED_NOTE = (
     "This trail reproduces the history's content, including classified parts (standards "
     "rationales, the NSA's rationale, findings): handle it as the history itself. The public "
@@ -432,53 +438,20 @@ class ModelReviewInterpreter(Interpreter):
         rec = trail.record
         if not isinstance(rec, ReviewRecord):
             return []
-        d = rec.determination
         return [
-            *_table("Review", ["", ""], [
-                ["review", f"`{rec.review_id}`"], ["model", f"{rec.lab} {rec.model_name} {rec.model_version}"],
-                ["policy", rec.policy_version], ["stage", f"**{rec.stage.value}**"],
-                ["outcome", rec.outcome.value if rec.outcome else "(open)"], ["covered", _yes_no(rec.covered)],
-                ["disclosed", _iso(rec.disclosed_at)], ["determination due", _iso(rec.determination_deadline)],
-                ["window closes", _iso(rec.window_deadline)], ["closed", _iso(rec.closed_at)],
-                ["record read from", rec.read_from], ["cases", ", ".join(f"`{c}`" for c in rec.cases)],
-            ]),
-            *_table("Transitions", ["at", "stage", "actor", "reason"],
-                    [[_iso(t.at), t.stage.value, t.actor, t.reason] for t in rec.transitions]),
-            *_table("Standards verdicts", ["agency", "verdict", "standard", "rationale"],
-                    [[v.agency.value, v.verdict.value, v.standard_version, v.rationale] for v in rec.standards]),
-            *_table("Determination", ["covered", "participating", "by", "rationale"],
-                    [[_yes_no(d.covered), ", ".join(d.agencies), d.sender, d.rationale]] if d else []),
-            *_table("Messages applied", ["at", "update", "sender", "from client", "signature"],
-                    [[_iso(m.at), m.update, m.sender, m.sent_from, m.signature] for m in rec.messages]),
-            *_table("Findings", ["agency", "kind", "severity", "summary"],
-                    [[f.sender, f.kind.value, f.severity.value, f.summary] for f in rec.findings]),
-            *_table("Findings to Treasury's clearinghouse", ["finding", "agency", "status", "case", "note"],
-                    [[f.finding_id, f.agency, f.status, f.case_id or "", f.reason] for f in rec.forwards]),
-            *_table("Conclusions", ["agency", "summary"], [[c.sender, c.summary] for c in rec.conclusions]),
-            *_table("Release to trusted partners", ["partner", "granted", "grant", "reason"],
-                    [[p.partner_id, _yes_no(p.granted), p.grant_id or "", p.reason] for p in rec.releases]),
-            *_table("Key reloads", ["at", "asked for", "changed", "note"],
-                    [[_iso(k.at), k.asked_for, _yes_no(k.changed), k.reason] for k in rec.key_refreshes]),
+            *fields_table("Review", rec, SUMMARY),
+            *entries_table("Transitions", rec.transitions, ["at", "stage", "actor", "reason"]),
+            *entries_table("Standards verdicts", rec.standards, ["agency", "verdict", "standard_version", "rationale"]),
+            *entries_table("Determination", [d for d in [rec.determination] if d], ["covered", "agencies", "sender",
+                                                                                   "rationale"]),
+            *entries_table("Messages applied", rec.messages, ["at", "update", "sender", "sent_from", "signature"]),
+            *entries_table("Findings", rec.findings, ["sender", "kind", "severity", "summary"]),
+            *entries_table("Findings to Treasury's clearinghouse", rec.forwards, list(Forward.model_fields)),
+            *entries_table("Conclusions", rec.conclusions, ["sender", "summary"]),
+            *entries_table("Release to trusted partners", rec.releases, list(PartnerRelease.model_fields)),
+            *entries_table("Key reloads", rec.key_refreshes, ["at", "asked_for", "changed", "reason"]),
         ]  # fmt: skip
-
-
-def _table(title: str, headers: list[str], rows: list[list[Any]]) -> list[str]:
-    head = [f"## {title}", ""]
-    if not rows:
-        return [*head, "None.", ""]
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    return [*head, *lines, *("| " + " | ".join(_cell(str(c)) for c in row) + " |" for row in rows), ""]
 
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "—"
-
-
-def _yes_no(value: bool | None) -> str:
-    return "—" if value is None else ("yes" if value else "no")
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-

@@ -4,6 +4,7 @@ CLI's export, and through the console script, on reviews that took every path.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from audit import Interpreter, audit_export, audit_workflow
 from audit.history import decode, fetch
 from audit.markdown import to_markdown
 from audit.review import ReviewRecord
+from audit.trail import interpreter_for
 from domain import search_attributes as sa
 from domain.agencies import Agency
 from domain.policy import Policy
@@ -103,6 +105,23 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
     metadata = await client.get_workflow_handle(rid).query(WORKFLOW_METADATA, result_type=WorkflowMetadata)
     assert "why: CONCLUDED_EARLY: every participating agency concluded (last: dhs)" in metadata.current_details
     assert "not granted: shadyscan" in metadata.current_details
+
+    # Doctored histories, as an insider with the payload key could write them: the NSA's words changed
+    # after the fact (its signature no longer verifies), or its message taken out (the record's
+    # stage change has no cause left, and the record names a message the history lacks).
+    decoded = await decode(await fetch(client, rid), data_converter())
+    [nsa_said] = [e for e in decoded.events if e.name == "record_determination" and e.type.endswith("ACCEPTED")]
+    altered = dataclasses.replace(nsa_said, values=[{**nsa_said.values[0], "rationale": "nothing to see"}])
+    for events, broken in (
+        ([altered if e is nsa_said else e for e in decoded.events], "signature does not verify for nsa"),
+        ([e for e in decoded.events if e is not nsa_said], "not in the history"),
+    ):
+        doctored = dataclasses.replace(decoded, events=events)
+        reader = interpreter_for("ModelReview")
+        await reader.load(doctored)
+        failed = [c for c in reader.interpret(doctored).checks if not c.ok]
+        assert failed[0].name.startswith("every applied message is in the history") and broken in failed[0].detail
+    assert "UNDER_REVIEW (nsa): no update" in failed[1].detail, failed
 
     markdown = to_markdown(trail)
     assert "## Transitions" in markdown and "heap overflow exploit" in markdown

@@ -75,6 +75,8 @@ async def test_a_review_from_the_command_line(cli, client: Client, tmp_path: Pat
 
     r = await cli("determine", rid, "--covered", "--agencies", "dod,dhs", "--rationale", "cyber capability")
     assert r.code == 0, r.err
+    # The receipt: the stage the determination moved the review to, from the one it was sent at.
+    assert "AWAITING_DETERMINATION -> UNDER_REVIEW" in r.out and "dod, dhs" in r.out, r.out
     await wait_stage(client, rid, Stage.UNDER_REVIEW)
 
     r = await cli("list", "--stage", "UNDER_REVIEW", "--json")
