@@ -164,9 +164,18 @@ class Clearinghouse:
             if self._run_is_full():
                 break
             while self._queue and not self._run_is_full():
+                submission = self._queue.popleft()
+                if self._settled(submission):
+                    # A resend or a replay of a report applied already, or a refusal: answered at
+                    # once, and not counted toward the run's budget (red team F3: a stranger
+                    # replaying a captured report forced continue-as-new at will). The history
+                    # stays bounded by EVENTS_PER_RUN.
+                    continue
                 self._taken += 1
                 self._working += 1
-                task = asyncio.create_task(self._take(self._queue.popleft()))
+                # Marked now, not when its task first runs: a copy later in this batch is settled.
+                self._in_progress.add((submission.intake.sender, submission.intake.message_id))
+                task = asyncio.create_task(self._take(submission))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         # Keep each run's history bounded: take no new report, let those in hand finish, then continue
@@ -186,24 +195,30 @@ class Clearinghouse:
         # Only queued here: run() takes the queue as a batch once the keyring is loaded.
         self._queue.append(submission)
 
+    def _settled(self, submission: ReportSubmission) -> bool:
+        """Whether the submission is answered without applying it: refused (the reason kept under
+        its attempt id), or a message applied before (this run or, within the retry window, an
+        earlier one) or being applied now, whose look-up finds the first receipt."""
+        intake = submission.intake
+        try:
+            self._check(intake)
+        except ApplicationError as e:
+            self._refuse(submission.attempt, e.type or "Rejected", e.message)
+            return True
+        key = (intake.sender, intake.message_id)
+        return key in self._applied or key in self._in_progress
+
     async def _take(self, submission: ReportSubmission) -> None:
-        """Apply one submission, or refuse it with the reason kept under its attempt id. A message
-        applied before (this run or, within the retry window, an earlier one) is not applied again:
-        the look-up finds its first receipt."""
+        """Apply one submission (checked by `_settled`), or refuse it with the reason kept under its
+        attempt id."""
         intake = submission.intake
         key = (intake.sender, intake.message_id)
         try:
-            self._check(intake)
-            if key in self._applied or key in self._in_progress:
-                return  # a resend: the first one's receipt answers it
-            self._in_progress.add(key)
-            try:
-                await self._apply(intake)
-            finally:
-                self._in_progress.discard(key)
+            await self._apply(intake)
         except ApplicationError as e:
             self._refuse(submission.attempt, e.type or "Rejected", e.message)
         finally:
+            self._in_progress.discard(key)
             self._working -= 1
 
     def _check(self, intake: VulnerabilityIntake) -> None:
