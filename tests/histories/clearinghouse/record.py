@@ -7,8 +7,9 @@ recorded history is regenerated, not kept alive with `workflow.patched`):
 On a dev server of its own, with throwaway development keys and no payload encryption (so that no
 key of any kind lands in the repository), Treasury's worker under a policy of four messages per
 run. Run 1: a report (opens a case), a duplicate of it by another party, a forged submission
-(refused), a report sent as the `report_vulnerability` update, then continue-as-new. Run 2: a new
-report, and the first report sent again (applied once: its first receipt comes back). Written:
+(refused, and not counted toward the run's four), a report sent as the `report_vulnerability` update,
+a third report, then continue-as-new. Run 2: the first report sent again (applied once: its first
+receipt comes back). Written:
 `run-1.json.gz`, `run-2.json.gz`, and `anchors.json`, the recording workers' trust anchors (public
 keys only), which a replay pins to believe the attested activity results in them.
 """
