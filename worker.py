@@ -211,7 +211,7 @@ def clearinghouse_workers(client: Client, config: WorkerConfig) -> list[Worker]:
         task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
         workflows=[Clearinghouse],
         workflow_runner=workflow_runner(),
-        max_cached_workflows=10,
+        max_cached_workflows=config.max_cached_workflows,
         max_concurrent_workflow_tasks=2,
         # Its keyring load runs on its own queue (the policy and case look-ups name `clearinghouse`).
         activities=[desk.load_public_keys],
