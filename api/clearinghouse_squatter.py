@@ -38,6 +38,7 @@ from domain.clearinghouse import (
 
 # Seconds a report may wait untaken before the run holding the id is looked at.
 LOOK_AFTER = 5.0
+NOT_GENUINE = "not a genuine clearinghouse"  # how a squatter's termination reason begins
 # The queues Treasury's worker runs the clearinghouse on (worker.py: its own, and the cases' one).
 TREASURY_QUEUES = (CLEARINGHOUSE_INTAKE_QUEUE, CLEARINGHOUSE_TASK_QUEUE)
 # A workflow task that failed this many times in a row (attempt counted by the server).
@@ -78,7 +79,7 @@ async def squatter(client: Client) -> Squatter | None:
 async def end_squatter(client: Client, found: Squatter, sender: str) -> None:
     """Terminate that run (that run only: not one started since), with the reason recorded."""
     reason = (
-        f"not a genuine clearinghouse ({found.why}); terminated by the report API of {sender} so that "
+        f"{NOT_GENUINE} ({found.why}); terminated by the report API of {sender} so that "
         "reports are taken again (api/clearinghouse_squatter.py)"
     )
     try:

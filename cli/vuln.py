@@ -30,6 +30,7 @@ from api.clearinghouse import (
     list_cases,
     report,
 )
+from api.clearinghouse_runs import ClearinghouseView, with_earlier_runs
 from cli import args as arg
 from cli.door import BadInput, load_vulnerability, signer_for
 from cli.render import as_json, console
@@ -70,6 +71,16 @@ def clearinghouse_view(v: ClearinghouseState) -> None:
     table.add_row("duplicates", str(v.duplicates))
     table.add_row("refused", str(v.refused))
     table.add_row("runs", f"{v.runs} ({v.reports_this_run} reports in this run)")
+    if isinstance(v, ClearinghouseView) and v.earlier_runs:
+        table.add_row(
+            "all chains",
+            f"reports {v.all_reports}, cases opened {v.all_cases_opened}, duplicates {v.all_duplicates} "
+            f"(this chain and {len(v.earlier_runs)} ended before it)",
+        )
+        for r in v.earlier_runs:
+            held = "held nothing" if r.reports is None else f"held reports {r.reports}, cases {r.cases_opened}"
+            when = f"{r.closed_at:%Y-%m-%d %H:%M:%S}" if r.closed_at else "?"
+            table.add_row("ended run", f"{r.run_id} {r.status} {when}: {held}; {r.reason or r.workflow_type}")
     console.print(table)
 
 
@@ -178,7 +189,8 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 async def cmd_clearinghouse(args: argparse.Namespace) -> int:
     client = await connect(Target.from_args(args))
-    _print(args, await clearinghouse_status(client))
+    # With the runs that ended without handing their totals on (terminated: red team F3).
+    _print(args, await with_earlier_runs(client, await clearinghouse_status(client)))
     return 0
 
 

@@ -14,6 +14,7 @@ from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
 from api.clearinghouse import clearinghouse_status
+from api.clearinghouse_runs import with_earlier_runs
 from domain.clearinghouse import CLEARINGHOUSE_ID, SUBMIT_REPORT, VulnerabilityIntake
 from domain.policy import POLICY_DIR, load_policy
 from tests.conftest import report_signed, running, vulnerability
@@ -64,5 +65,32 @@ async def test_replayed_reports_do_not_spend_the_runs_budget(
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
             ]
             assert len(signals) >= REPLAYS + 2  # the replays did reach this run
+        finally:
+            await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+
+
+async def test_a_terminated_clearinghouse_is_shown_with_the_totals_it_held(
+    isolated: Client, env: WorkflowEnvironment, worker_config: WorkerConfig
+) -> None:
+    """A stranger terminates the clearinghouse: the next report starts a chain counting from zero.
+    `vuln clearinghouse` shows the ended run, who ended it and why, the totals it held, and the
+    totals over every chain (before: the ended run was not mentioned, its totals were gone)."""
+    policy = load_policy("eo-2026")
+    await fresh_clearinghouse(isolated)
+    async with running(build_workers(isolated, ["treasury"], worker_config)):
+        try:
+            await report_signed(
+                isolated, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability()), policy
+            )
+            mallory = await keyless(env, isolated.namespace)
+            ended = (await isolated.get_workflow_handle(CLEARINGHOUSE_ID).describe()).run_id
+            await mallory.get_workflow_handle(CLEARINGHOUSE_ID).terminate(reason="just because")
+            await report_signed(isolated, VulnerabilityIntake(sender="operator:energy", report=vulnerability()), policy)
+            view = await with_earlier_runs(isolated, await clearinghouse_status(isolated))
+            assert (view.reports, view.runs) == (1, 1)  # the new chain
+            mine = next(r for r in view.earlier_runs if r.run_id == ended)
+            assert mine.status == "TERMINATED" and "just because" in mine.reason and "mallory@keyless" in mine.reason
+            assert (mine.reports, mine.cases_opened, mine.duplicates) == (1, 1, 0)
+            assert view.all_reports == view.reports + sum(r.reports or 0 for r in view.earlier_runs) >= 2
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
