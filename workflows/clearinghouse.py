@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
         CLEARINGHOUSE_TASK_QUEUE,
+        CLEARINGHOUSE_TASK_TIMEOUT,
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
         FIND_CASE,
@@ -89,10 +90,10 @@ REFUSALS_KEPT = 500
 # Submissions handed in but not yet taken travel to the next run, up to this many; any beyond are
 # refused "send again" (the API resends them, to the next run). Only a flood gets there.
 PENDING_KEPT = 200
-# Also continue as new past this many events (about 700 reports), whatever the policy: a run the
-# worker must rebuild (evicted, or its task failed) replays its whole history, every report's
-# signature checked again, and under load a long one did not replay within the task timeout.
-EVENTS_PER_RUN = 3_000
+# Also continue as new past this many events (about 250 reports, 1 MB), whatever the policy: a run
+# the worker must rebuild (evicted, or its task timed out) replays its whole history, every report's
+# signature checked again; at 3,000 events (3 MB) that took 30-50 s on a starved machine.
+EVENTS_PER_RUN = 1_000
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
@@ -186,7 +187,7 @@ class Clearinghouse:
         if self._reload_failed is not None:
             raise self._reload_failed
         workflow.logger.info("continuing as new", extra={"reports": self._state.reports})
-        workflow.continue_as_new(self.state(carry=True))
+        workflow.continue_as_new(self.state(carry=True), task_timeout=CLEARINGHOUSE_TASK_TIMEOUT)
 
     # ----------------------------------------------------------------- reports in
 
