@@ -157,6 +157,7 @@ def build_workers(
                         desk.admit_disclosure,
                         desk.vet_partner,
                         desk.grant_access,
+                        desk.ledger_grants,
                         ReportDesk(client, config.reports, config.standards_dir).publish_transparency_report,
                     ],
                     **activity_slots(REVIEW),
