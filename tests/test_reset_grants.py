@@ -21,6 +21,7 @@ from activities.store import RecordStore
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
 from api.reviews import admissible
+from audit import audit_workflow
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.disclosure import Disclosure
 from domain.policy import Policy
@@ -59,11 +60,11 @@ async def released(client: Client, policy: Policy, disclosure: Disclosure | None
 
 
 async def test_a_reset_released_review_cannot_be_withdrawn_nor_granted_again(
-    client: Client, worker_config: WorkerConfig, policy: Policy
+    client: Client, worker_config: WorkerConfig, policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = worker_config.store("review")
     rid, first_run = await released(client, policy)
-    await reset_before_determination(client, rid)
+    reset_run = await reset_before_determination(client, rid)
     s = await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
     assert s.history_reset
     # The ledger's grants, read by the reset run (its own history no longer has them).
@@ -85,6 +86,34 @@ async def test_a_reset_released_review_cannot_be_withdrawn_nor_granted_again(
     ledger = store.grants(rid)
     assert sorted((g.partner_id, g.run_id) for g in ledger) == [("gridco", first_run), ("shieldsec", first_run)]
     assert {r.grant_id for r in final.releases if r.granted} == {g.grant_id for g in ledger}
+
+    # The audit (on the review office's host, where the ledger is): the run was reset, which fails a
+    # check; the ledger and the record agree; the header names the reset run, the trail the original.
+    monkeypatch.setenv("FRONTIER_REVIEW_DATA_DIR", str(worker_config.data_dir))
+    trail = await audit_workflow(client, rid)
+    checks = {c.name: c for c in trail.checks}
+    reset = checks["the run ran to its own end (not terminated, reset or failed from outside)"]
+    assert not reset.ok and "history reset at event" in reset.detail and "stranger reset" in reset.detail
+    assert checks["the ledger holds no grant for this review that the record does not show"].ok
+    assert checks["the workflow's result is the state its history replays to"].ok
+    assert trail.run_id == reset_run and first_run in [r.run_id for r in trail.earlier_runs]
+
+
+async def test_the_audit_fails_when_the_ledger_holds_a_grant_the_record_does_not_show(
+    client: Client, worker_config: WorkerConfig, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad day on the review office's host: the ledger holds a grant for a review whose record
+    shows none (as the reset run recorded before this fix). The audit there says so and fails."""
+    rid = await disclose(client, mythos(), policy)
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    await LabClient(client).withdraw(rid, "not this one")
+    await client.get_workflow_handle(rid).result()
+    run_id = (await client.get_workflow_handle(rid).describe()).run_id
+    ledger_grant = worker_config.store("review").grant(rid, "gridco", run_id).grant_id
+    monkeypatch.setenv("FRONTIER_REVIEW_DATA_DIR", str(worker_config.data_dir))
+    trail = await audit_workflow(client, rid)
+    ledger = next(c for c in trail.checks if c.name.startswith("the ledger holds no grant"))
+    assert not ledger.ok and f"gridco (grant {ledger_grant}, run {run_id})" in ledger.detail, ledger.detail
 
 
 async def test_a_run_started_under_a_released_reviews_id_is_not_admitted(client: Client, policy: Policy) -> None:
