@@ -70,8 +70,8 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
     assert trail.status == "COMPLETED" and trail.workflow_type == "ModelReview"
     record = trail.record
     assert isinstance(record, ReviewRecord)
-    # The review's own record (its result), read back, not rebuilt: the same transitions, reasons included.
-    assert record.read_from == "result" and record.transitions == final.transitions
+    # The review's own record (its state replayed, held to its result), not rebuilt: the same transitions.
+    assert record.read_from == "replay" and record.transitions == final.transitions
     under_review = record.transitions[3]
     assert under_review.actor == "nsa" and "dod, dhs" in under_review.reason
     assert under_review.message_id == record.determination.message_id
