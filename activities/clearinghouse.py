@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.store import RecordStore
 from api.clearinghouse import report
-from api.errors import ReviewError
+from api.errors import ReviewError, Unavailable
 from api.server import describe_or_none
 from domain.agencies import Agency
 from domain.attestation import Attested, ResultSigner
@@ -281,6 +281,10 @@ class ClearinghouseForwarder:
         )
         try:
             receipt = await report(self.client, intake, self.policy, self.signer)
+        except Unavailable as e:
+            # Handed in but not taken (the clearinghouse stopped or overloaded): not a refusal. The
+            # activity is retried; the same message id is applied once.
+            raise ApplicationError(str(e), type="Unavailable") from None
         except ReviewError as e:
             raise ApplicationError(str(e), type="Rejected", non_retryable=True) from None
         activity.logger.info("finding forwarded", extra={"review_id": request.review_id, "case_id": receipt.case_id})

@@ -6,28 +6,29 @@ messages a vendor or an operator sends into a case.
     receipt = await report(client, VulnerabilityIntake(sender="partner:shieldsec", report=...), policy, shieldsec)
     await VendorClient(client, "acme").fix_ready(receipt.case_id, fixed_versions=["2.4.1"])
 
-Two functions send messages, `report` (update-with-start on the clearinghouse) and `send` (an
-update on a case); every call below goes through one of them. Each signs the message with the
-sender's key, for that workflow and that update.
+Two functions send messages, `report` (signal-with-start on the clearinghouse, then a look-up of
+its receipt) and `send` (an update on a case); every call below goes through one of them. Each
+signs the message with the sender's key, for that workflow and that update.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import Rejected, ReviewError
+from api.errors import Rejected, ReviewError, Unavailable
 from api.idempotency import keyed
-from api.server import describe_or_none, workflow_not_ready
+from api.server import describe_or_none, transient, workflow_not_ready
 from domain import search_attributes as sa
 from domain.case import CaseState, CaseStatus, ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
 from domain.clearinghouse import (
@@ -42,13 +43,17 @@ from domain.clearinghouse import (
     EXPLOITATION_OBSERVED,
     FIX_READY,
     PATCH_DEPLOYED,
+    RECEIPTS_QUERY,
     REFRESH_KEYS,
     REFRESH_TOO_SOON,
     REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
-    ClearinghouseInput,
-    ClearinghouseView,
+    SUBMIT_REPORT,
+    ClearinghouseState,
     IntakeReceipt,
+    ReceiptLookup,
+    ReportOutcome,
+    ReportSubmission,
     VulnerabilityIntake,
 )
 from domain.inputs import MAX_MESSAGE_BYTES, round_trips
@@ -62,6 +67,15 @@ from infra.keys import KeyDirectory
 T = TypeVar("T")
 # How long one message keeps being resent after transient refusals (seconds).
 PATIENCE = 60.0
+# A report: how long it is handed in again while it waits (seconds), and how long one hand-in may
+# wait untaken before it is handed in again. Under a burst a report waits its turn behind the
+# others handed in: it is never turned away for that.
+REPORT_PATIENCE = 300.0
+RESEND_AFTER = 60.0
+# Receipt look-ups: first after 50 ms, then spaced out to half a second while nothing is answered.
+POLL_FIRST = 0.05
+POLL_MAX = 0.5
+POLL_BATCH = 200
 # Refusals that recorded nothing and pass: the same message is sent again.
 # STALE_RUN: a case checking the run refused a message signed for its previous run; `send` signs again.
 TRANSIENT = (CONTINUING_AS_NEW, KEYS_LOADING, STALE_RUN)
@@ -89,44 +103,129 @@ class CaseSummary(BaseModel):
 
 async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, signer: Signer) -> IntakeReceipt:
     """Report a vulnerability, signed by `signer` (the sender's key); starts the clearinghouse under
-    `policy` if it is not running (update-with-start).
+    `policy` if it is not running. Returns the receipt: the report's case, and whether it was a
+    duplicate of a known vulnerability (then it was linked to that case).
 
-    The message id is the update id: a retried report is applied once. A duplicate of a known
-    vulnerability is linked to its case and the receipt says so.
+    The report is handed in as a signal (signal-with-start): once the server has taken it, it is in
+    the clearinghouse's history and will be applied or refused, in this run or the next. The
+    receipt is then read with the `receipts` query. Sent again under the same message id (a retry,
+    or a resend after a long wait), a report is applied once and the first receipt comes back.
     """
     # The door: refused here (domain.inputs.Refused) if the workflow could not read it back as sent.
     intake = round_trips(intake, REPORT_VULNERABILITY, max_bytes=MAX_MESSAGE_BYTES)
     intake = signer.sign(CLEARINGHOUSE_ID, REPORT_VULNERABILITY, intake)
+    loop = asyncio.get_running_loop()
+    patience = loop.time() + REPORT_PATIENCE
+    refreshed = False
+    while True:
+        submission = ReportSubmission(intake=intake, attempt=uuid.uuid4().hex)
+        await _submit(client, submission, policy, patience)
+        outcome = await _receipts(client).wait(submission, min(loop.time() + RESEND_AFTER, patience))
+        if outcome is not None and outcome.receipt is not None:
+            return outcome.receipt
+        if outcome is None:
+            # Handed in and not taken yet (a clearinghouse stopped, or very busy): hand it in again;
+            # whichever copy is taken first is applied, the other finds its receipt.
+            if loop.time() > patience:
+                raise Unavailable(
+                    f"clearinghouse: report {intake.message_id} was handed in but not taken within "
+                    f"{REPORT_PATIENCE:.0f} s; send it again (same message id: applied once)"
+                )
+            continue
+        refusal = outcome.refusal
+        assert refusal is not None
+        if refusal.kind == UNKNOWN_SIGNER and not refreshed and is_party(intake.sender):
+            # Enrolled since the clearinghouse loaded its keys: it reloads them, and we hand it in again.
+            refreshed = True
+            await _refresh_keys(client, CLEARINGHOUSE_ID, intake.sender, patience)
+            continue
+        if refusal.kind in TRANSIENT and loop.time() < patience:
+            await asyncio.sleep(random.uniform(0.05, 0.5))
+            continue
+        raise Rejected(f"{CLEARINGHOUSE_ID}: {refusal.reason}")
 
-    async def attempt() -> IntakeReceipt:
-        start = WithStartWorkflowOperation(
-            CLEARINGHOUSE_WORKFLOW,
-            ClearinghouseInput(policy_version=policy.version, policy=policy.clearinghouse),
-            id=CLEARINGHOUSE_ID,
-            task_queue=CLEARINGHOUSE_TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary="Treasury vulnerability clearinghouse",
-        )
+
+async def _submit(client: Client, submission: ReportSubmission, policy: Policy, patience: float) -> None:
+    """Hand a report in (signal-with-start), until the server has taken it. A call that failed may
+    have got through: the copy is harmless (a message is applied once)."""
+    loop = asyncio.get_running_loop()
+    delay = 0.1
+    while True:
         try:
-            return await client.execute_update_with_start_workflow(
-                REPORT_VULNERABILITY,
-                intake,
-                start_workflow_operation=start,
-                id=intake.message_id,
-                result_type=IntakeReceipt,
+            await client.start_workflow(
+                CLEARINGHOUSE_WORKFLOW,
+                ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
+                id=CLEARINGHOUSE_ID,
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                start_signal=SUBMIT_REPORT,
+                start_signal_args=[submission],
+                static_summary="Treasury vulnerability clearinghouse",
             )
+            return
+        except RPCError as e:
+            if not transient(e) or loop.time() > patience:
+                raise
+        await asyncio.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 2.0)
+
+
+class _ReceiptDesk:
+    """Every report this client waits for, looked up together: one `receipts` query per round for
+    all of them (a burst of 50 reporters in one process asks a few times a second, not 50)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.loop = asyncio.get_running_loop()
+        self.waiting: dict[str, tuple[ReceiptLookup, asyncio.Future[ReportOutcome]]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def wait(self, submission: ReportSubmission, until: float) -> ReportOutcome | None:
+        """The submission's outcome, or None if it is still pending at `until` (loop time)."""
+        intake = submission.intake
+        lookup = ReceiptLookup(sender=intake.sender, message_id=intake.message_id, attempt=submission.attempt)
+        future: asyncio.Future[ReportOutcome] = self.loop.create_future()
+        self.waiting[submission.attempt] = (lookup, future)
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._ask())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, until - self.loop.time()))
+        except TimeoutError:
+            return None
         finally:
-            _settle(start)
+            self.waiting.pop(submission.attempt, None)
 
-    return await _deliver(client, CLEARINGHOUSE_ID, attempt, intake.sender, IntakeReceipt.model_validate)
+    async def _ask(self) -> None:
+        pause = POLL_FIRST
+        while self.waiting:
+            await asyncio.sleep(pause)
+            batch = list(self.waiting.items())[:POLL_BATCH]
+            try:
+                outcomes = await self.client.get_workflow_handle(CLEARINGHOUSE_ID).query(
+                    RECEIPTS_QUERY,
+                    [lookup for _, (lookup, _) in batch],
+                    result_type=list[ReportOutcome],
+                    rpc_timeout=timedelta(seconds=10),
+                )
+            except (RPCError, WorkflowQueryFailedError):
+                # Server or worker busy or away (each report has its own patience): ask again.
+                pause = min(pause * 2, POLL_MAX)
+                continue
+            answered = False
+            for (_, (_, future)), outcome in zip(batch, outcomes, strict=True):
+                if not outcome.pending and not future.done():
+                    future.set_result(outcome)
+                    answered = True
+            pause = POLL_FIRST if answered else min(pause * 1.5, POLL_MAX)
 
 
-def _settle(start: WithStartWorkflowOperation) -> None:
-    """The SDK leaves the start's outcome in a future that nobody reads when the update fails, and
-    asyncio then prints "Future exception was never retrieved" on the reporter's stderr: read it."""
-    outcome = start._workflow_handle
-    if outcome.done() and not outcome.cancelled():
-        outcome.exception()
+_desks: weakref.WeakKeyDictionary[Client, _ReceiptDesk] = weakref.WeakKeyDictionary()
+
+
+def _receipts(client: Client) -> _ReceiptDesk:
+    desk = _desks.get(client)
+    if desk is None or desk.loop is not asyncio.get_running_loop():
+        desk = _desks[client] = _ReceiptDesk(client)
+    return desk
 
 
 async def send(client: Client, case_id: str, update: str, message: Message, signer: Signer) -> CaseState:
@@ -231,10 +330,10 @@ async def case_status(client: Client, case_id: str) -> CaseState:
     return await handle.query(CASE_STATUS_QUERY, result_type=CaseState)
 
 
-async def clearinghouse_status(client: Client) -> ClearinghouseView:
+async def clearinghouse_status(client: Client) -> ClearinghouseState:
     handle = client.get_workflow_handle(CLEARINGHOUSE_ID)
     try:
-        return await handle.query(CLEARINGHOUSE_STATUS_QUERY, result_type=ClearinghouseView)
+        return await handle.query(CLEARINGHOUSE_STATUS_QUERY, result_type=ClearinghouseState)
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise UnknownCase("the clearinghouse is not running (it starts with the first report)") from None

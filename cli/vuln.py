@@ -35,7 +35,7 @@ from cli.render import as_json, console
 from cli.reviews import BadInput
 from cli.reviews import _signer as signer_for
 from domain.case import MAX_EXTENSION_REQUEST, CaseState, CaseStatus
-from domain.clearinghouse import ClearinghouseView, VulnerabilityIntake
+from domain.clearinghouse import ClearinghouseState, VulnerabilityIntake
 from domain.inputs import load_model
 from domain.policy import DEFAULT_POLICY, load_policy
 from domain.sectors import Sector
@@ -63,18 +63,19 @@ def _print(args: argparse.Namespace, value: BaseModel) -> None:
         print(as_json(value))
     elif isinstance(value, CaseState):
         case_view(value)
-    elif isinstance(value, ClearinghouseView):
+    elif isinstance(value, ClearinghouseState):
         clearinghouse_view(value)
     else:
         console.print(value.model_dump_json(indent=2))
 
 
-def clearinghouse_view(v: ClearinghouseView) -> None:
+def clearinghouse_view(v: ClearinghouseState) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("policy", v.policy_version)
     table.add_row("reports", str(v.reports))
     table.add_row("cases opened", str(v.cases_opened))
     table.add_row("duplicates", str(v.duplicates))
+    table.add_row("refused", str(v.refused))
     table.add_row("runs", f"{v.runs} ({v.reports_this_run} reports in this run)")
     console.print(table)
 

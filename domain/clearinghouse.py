@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from domain.messages import Message, ReviewFinding
 from domain.policy import ClearinghousePolicy
@@ -24,7 +24,11 @@ CLEARINGHOUSE_WORKFLOW = "Clearinghouse"
 CASE_WORKFLOW = "VulnerabilityCase"
 
 # Updates, signals and queries.
-REPORT_VULNERABILITY = "report_vulnerability"  # Clearinghouse
+REPORT_VULNERABILITY = "report_vulnerability"  # Clearinghouse: one report, as an update (answered at once)
+# Clearinghouse, what the API uses: a report handed in as a signal (no cap on signals in flight, and
+# the workflow takes a whole batch per workflow task); the receipt is then read with RECEIPTS_QUERY.
+SUBMIT_REPORT = "submit_report"
+RECEIPTS_QUERY = "receipts"
 LINK_REPORT = "link_report"  # signal from the Clearinghouse to a case: a duplicate report
 FIX_READY = "fix_ready"  # the vendor
 PATCH_DEPLOYED = "patch_deployed"  # operators of affected sectors, the vendor, Treasury
@@ -61,12 +65,6 @@ ALREADY_APPLIED = "AlreadyApplied"
 # reporter's retry (the API keeps trying for a minute) gets the first receipt, not a second case.
 RETRY_WINDOW = timedelta(minutes=3)
 
-# workflow.patched id: the clearinghouse loads Treasury's public keyring and verifies
-# every message's signature (runs started before this change load it on demand). Cases folded it
-# into their first version (tests/histories/case/).
-SIGNED_MESSAGES = "clearinghouse-signed-messages"
-# Each run takes its policy from Treasury's worker, never from whoever started the workflow.
-POLICY_FROM_TREASURY = "clearinghouse-policy-from-treasury"
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 
@@ -100,7 +98,7 @@ class IntakeReceipt(BaseModel):
 
 
 class AppliedReport(BaseModel):
-    """A report the clearinghouse applied: what a retry of it gets back."""
+    """A report the clearinghouse applied: what a retry of it, or a look-up, gets back."""
 
     message_id: str
     sender: str
@@ -108,25 +106,74 @@ class AppliedReport(BaseModel):
     at: datetime
 
 
-class ClearinghouseInput(BaseModel):
-    """Carried from run to run: the policy, the running totals and the reports applied within the
-    retry window. The fingerprint index is the server's own (a case's id is derived from its
-    fingerprint), so this stays small.
+class ReportSubmission(BaseModel):
+    """A report as the API hands it in (the `submit_report` signal): the signed intake, and the id
+    of this attempt, unpredictable, under which a refusal is kept. A refusal is never filed under
+    the message id: anyone can signal, so a forgery under a genuine report's id must not answer
+    for the genuine report."""
 
-    Anyone can start the workflow with any input: the totals and the applied reports are taken only
+    intake: VulnerabilityIntake
+    attempt: Annotated[str, Field(min_length=16, max_length=64)]
+
+
+class ReportRefusal(BaseModel):
+    """A submission the clearinghouse turned away (nothing counted), kept for its sender to read."""
+
+    attempt: str
+    kind: str  # the error type: Rejected, UnknownSigner, ContinuingAsNew (send again), ...
+    reason: str
+    at: datetime
+
+
+class ReceiptLookup(BaseModel):
+    """`receipts` query: what became of this sender's message, handed in under this attempt?"""
+
+    sender: str
+    message_id: str
+    attempt: str
+
+
+class ReportOutcome(BaseModel):
+    """Applied (the receipt, the first one if the message was applied before), refused (why), or
+    still pending (handed in, not yet taken: ask again)."""
+
+    receipt: IntakeReceipt | None = None
+    refusal: ReportRefusal | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.receipt is None and self.refusal is None
+
+
+class ClearinghouseState(BaseModel):
+    """The clearinghouse's one state model: the status query's answer and the continue-as-new
+    input (the workflow never completes on its own; each run's end is this state handed on).
+
+    Carried from run to run: the policy, the running totals, the reports applied and the refusals
+    made within the retry window (what a reporter's retry or look-up gets back), and the
+    submissions handed in but not yet taken. The fingerprint index is the server's own (a case's
+    id is derived from its fingerprint), so this stays small.
+
+    Anyone can start the workflow with any input: everything but the policy fields is taken only
     from the run this one continues (`carried_from` is that run's id, which nobody can know before
-    the server assigns it); a fresh start begins at zero and says so."""
-
-    model_config = ConfigDict(frozen=True)
+    the server assigns it); a fresh start begins at zero and says so (`start_input_ignored`)."""
 
     policy_version: str
     policy: ClearinghousePolicy
+    runs: int = 1
     reports: int = 0
     cases_opened: int = 0
     duplicates: int = 0
-    runs: int = 1
+    refused: int = 0  # submissions turned away (forged, unknown signer, bad reporter, ...)
+    reports_this_run: int = 0
+    # Case ids a stranger's workflow held when a genuine report came (each case opened elsewhere).
     foreign_case_ids: list[str] = Field(default_factory=list)
+    # Someone started this chain with totals or applied reports of their own: ignored (the totals
+    # count from this chain's start), and shown here.
+    start_input_ignored: bool = False
     applied: list[AppliedReport] = Field(default_factory=list)
+    refusals: list[ReportRefusal] = Field(default_factory=list)
+    pending: list[ReportSubmission] = Field(default_factory=list)
     carried_from: str | None = None
 
 
@@ -147,20 +194,3 @@ class CaseLocation(BaseModel):
 class ForwardRequest(BaseModel):
     review_id: str
     finding: ReviewFinding
-
-
-# ------------------------------------------------------------------ what watchers see
-
-
-class ClearinghouseView(BaseModel):
-    policy_version: str
-    runs: int
-    reports: int
-    cases_opened: int
-    duplicates: int
-    reports_this_run: int
-    # Case ids a stranger's workflow held when a genuine report came (each case opened elsewhere).
-    foreign_case_ids: list[str] = Field(default_factory=list)
-    # Someone started this chain with totals or applied reports of their own: ignored (the totals
-    # count from this chain's start), and shown here.
-    start_input_ignored: bool = False

@@ -14,14 +14,31 @@ import gc
 import logging
 import random
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client
 
+from api import clearinghouse
 from api.clearinghouse import case_status, clearinghouse_status
-from domain.clearinghouse import CLEARINGHOUSE_ID, IntakeReceipt, VulnerabilityIntake
-from domain.policy import POLICY_DIR, load_policy
+from api.errors import Rejected
+from domain.clearinghouse import (
+    CLEARINGHOUSE_ID,
+    RECEIPTS_QUERY,
+    REPORT_VULNERABILITY,
+    SUBMIT_REPORT,
+    IntakeReceipt,
+    ReceiptLookup,
+    ReportOutcome,
+    ReportSubmission,
+    VulnerabilityIntake,
+)
+from domain.policy import POLICY_DIR, Policy, load_policy
+from domain.signatures import Signer
+from domain.vulnerability import case_id_for
+from infra.keys import KeyDirectory
 from tests.conftest import report_signed, running, vulnerability
 from tests.test_clearinghouse_runs import fresh_clearinghouse
 from worker import WorkerConfig, build_workers
@@ -185,6 +202,97 @@ async def test_a_report_retried_after_continue_as_new_is_applied_once(
             assert again == receipt and not again.duplicate
             assert await clearinghouse_status(isolated) == before
             assert [r.message_id for r in (await case_status(isolated, receipt.case_id)).reports] == [first.message_id]
+        finally:
+            await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+            await end_cases(isolated)
+
+
+async def test_forged_submissions_are_refused_and_never_answer_for_the_genuine_report(
+    client: Client, policy: Policy, keys: KeyDirectory
+) -> None:
+    """Anyone can signal the clearinghouse: a forged, altered, unsigned or unknown-signed submission
+    (one of them under the genuine report's own message id) is refused under its own attempt id,
+    nothing is applied, and the genuine report, sent after them, still opens its case and gets its
+    receipt. Through the API, a report signed with the wrong key is refused with the reason."""
+    await report_signed(client, VulnerabilityIntake(sender="operator:energy", report=vulnerability()), policy)
+    shieldsec = keys.signer("partner:shieldsec")
+    genuine = shieldsec.sign(
+        CLEARINGHOUSE_ID, REPORT_VULNERABILITY, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability())
+    )
+    impostor = Signer("partner:shieldsec", Ed25519PrivateKey.generate())
+    stranger = VulnerabilityIntake(sender="partner:nobody", report=vulnerability())
+    forgeries = {
+        "signature does not verify": impostor.sign(
+            CLEARINGHOUSE_ID, REPORT_VULNERABILITY, genuine.model_copy(update={"signature": None})
+        ),
+        "does not verify": genuine.model_copy(update={"report": genuine.report.model_copy(update={"exploited": True})}),
+        "is not signed": genuine.model_copy(update={"signature": None}),
+        "unknown signer 'partner:nobody'": Signer("partner:nobody", Ed25519PrivateKey.generate()).sign(
+            CLEARINGHOUSE_ID, REPORT_VULNERABILITY, stranger
+        ),
+    }
+    before = await clearinghouse_status(client)
+    handle = client.get_workflow_handle(CLEARINGHOUSE_ID)
+    lookups = []
+    for forged in forgeries.values():
+        attempt = uuid.uuid4().hex
+        await handle.signal(SUBMIT_REPORT, ReportSubmission(intake=forged, attempt=attempt))
+        lookups.append(ReceiptLookup(sender=forged.sender, message_id=forged.message_id, attempt=attempt))
+    outcomes = await answered(client, lookups)
+    for reason, outcome in zip(forgeries, outcomes, strict=True):
+        assert outcome.receipt is None and outcome.refusal is not None and reason in outcome.refusal.reason, outcome
+    after = await clearinghouse_status(client)
+    assert (after.reports, after.cases_opened, after.refused) == (
+        before.reports,
+        before.cases_opened,
+        before.refused + 4,
+    )
+
+    with pytest.raises(Rejected, match="signature does not verify"):
+        await clearinghouse.report(
+            client, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability()), policy, impostor
+        )
+
+    receipt = await clearinghouse.report(client, genuine, policy, shieldsec)
+    assert receipt.case_id == case_id_for(genuine.report.fingerprint) and not receipt.duplicate
+    assert [r.message_id for r in (await case_status(client, receipt.case_id)).reports] == [genuine.message_id]
+    # A look-up by the genuine message id now reads the genuine receipt (anyone could ask by that id
+    # anyway); the stranger's stays refused.
+    outcomes = await answered(client, lookups)
+    assert [o.receipt for o in outcomes[:3]] == [receipt] * 3 and outcomes[3].refusal is not None
+
+
+async def answered(client: Client, lookups: list[ReceiptLookup], patience: float = 30) -> list[ReportOutcome]:
+    """The outcomes once none is pending (a loaded machine may take seconds to get there)."""
+    deadline = time.monotonic() + patience
+    while True:
+        outcomes = await client.get_workflow_handle(CLEARINGHOUSE_ID).query(
+            RECEIPTS_QUERY, lookups, result_type=list[ReportOutcome]
+        )
+        if not any(o.pending for o in outcomes):
+            return outcomes
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still pending: {outcomes}")
+        await asyncio.sleep(0.05)
+
+
+async def test_reports_handed_in_while_treasury_is_away_are_all_taken(
+    isolated: Client, worker_config: WorkerConfig
+) -> None:
+    """Treasury's worker is down when a burst comes: nobody is turned away; every report waits in
+    the clearinghouse's history and is applied once the worker is back."""
+    policy = load_policy("eo-2026")
+    await fresh_clearinghouse(isolated)
+    intakes, unique = reports_with_duplicates(12, seed=12)
+    reports = asyncio.gather(*(report_signed(isolated, i, policy) for i in intakes))
+    await asyncio.sleep(3)  # handed in, nobody to take them
+    assert not reports.done()
+    async with running(build_workers(isolated, ["treasury"], worker_config)):
+        try:
+            receipts = await asyncio.wait_for(reports, 60)
+            assert sum(not r.duplicate for r in receipts) == unique
+            totals = await clearinghouse_status(isolated)
+            assert (totals.reports, totals.cases_opened, totals.refused) == (12, unique, 0)
         finally:
             await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
             await end_cases(isolated)

@@ -5,17 +5,15 @@ review's finding. Rejections write nothing; parties enrolled later are known aft
 from __future__ import annotations
 
 import asyncio
-import gzip
 import uuid
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client, WorkflowFailureError, WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import Replayer
 
 from activities.clearinghouse import ClearinghouseForwarder
 from api import reviews
@@ -42,13 +40,9 @@ from domain.sectors import CRITICAL_INFRASTRUCTURE
 from domain.signatures import Signer
 from domain.status import Stage
 from domain.vulnerability import case_id_for
-from infra.connection import plain_data_converter
 from infra.keys import KeyDirectory, KeyProblem, development_parties, party_file_name
 from tests.conftest import mythos, report_signed, update_events, vulnerability, wait_stage
 from tests.test_clearinghouse import VENDOR, open_case, settled, wait_case
-from workflows.clearinghouse import Clearinghouse
-from workflows.sandbox import workflow_runner
-from workflows.vulnerability_case import VulnerabilityCase
 
 TLSKIT = "TLSKit Foundation"
 
@@ -310,25 +304,3 @@ def test_keys_add_enrols_a_party(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert message in err and err.count("\n") == 1, err
     assert cli_main(["keys", "add", "vendor:acme", "--replace", "--dir", str(home)]) == 0
     assert KeyDirectory(home).public_keys()["vendor:acme"] != public
-
-
-# ---------------------------------------------------------------- executions from before signing
-
-PRE_SIGNING = Path(__file__).parent / "histories" / "pre-signing"
-
-
-@pytest.mark.parametrize("name", ["clearinghouse-continued"])
-async def test_histories_from_before_signing_still_replay(name: str) -> None:
-    """A clearinghouse run started before messages were signed: the `workflow.patched` guard keeps it
-    on its old path, and what it does after the upgrade (key refresh, signed messages) replays too.
-    See histories/pre-signing/README.md (cases folded that patch: tests/test_case_histories.py)."""
-    # The fixtures' payloads were decrypted once, when they were recorded, so that no key
-    # lives in the repository: they replay with the unencrypted converter.
-    replayer = Replayer(
-        workflows=[Clearinghouse, VulnerabilityCase],
-        data_converter=plain_data_converter(),
-        workflow_runner=workflow_runner(),
-    )
-    history = WorkflowHistory.from_json(name, gzip.decompress((PRE_SIGNING / f"{name}.json.gz").read_bytes()).decode())
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, result.replay_failure

@@ -13,7 +13,8 @@ from temporalio.client import Client
 
 from cli.main import main
 from cli.vuln import clearinghouse_view
-from domain.clearinghouse import ClearinghouseView
+from domain.clearinghouse import ClearinghouseState
+from domain.policy import load_policy
 from domain.status import Stage
 from tests.conftest import wait_stage
 from tests.test_cli import disclosure_file
@@ -69,12 +70,18 @@ async def test_results_for_scripts(run, client: Client, tmp_path: Path) -> None:
 
 def test_the_clearinghouse_totals_are_a_table_not_a_repr(capsys: pytest.CaptureFixture) -> None:
     clearinghouse_view(
-        ClearinghouseView(
-            policy_version="eo-2026.1", runs=2, reports=15, cases_opened=12, duplicates=3, reports_this_run=4
+        ClearinghouseState(
+            policy_version="eo-2026.1",
+            policy=load_policy("eo-2026").clearinghouse,
+            runs=2,
+            reports=15,
+            cases_opened=12,
+            duplicates=3,
+            reports_this_run=4,
         )
     )
     out = capsys.readouterr().out
-    assert "ClearinghouseView(" not in out and "policy_version=" not in out
+    assert "ClearinghouseState(" not in out and "policy_version=" not in out
     assert "cases opened" in out and "12" in out and "2 (4 reports in this run)" in out
 
 

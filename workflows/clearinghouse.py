@@ -9,9 +9,18 @@ per id) is the index. When that id is taken, Treasury's worker looks at what hol
 stranger's workflow squatting the id is recorded, and the case opens under an unpredictable id
 that Treasury's records remember for later duplicates.
 
+Reports come in as `submit_report` signals (what the API sends, signal-with-start) or as the
+`report_vulnerability` update (one report, answered at once). Under a burst, updates did not hold:
+the server allows 10 in flight per workflow, each one lasted two workflow tasks (its case's start
+is a round trip), and the server aborted them by the thousand as the run's workflow tasks kept
+being overtaken ("Workflow task not found"); the reporters resent, and the run stalled. Signals
+have no cap in flight, and one workflow task takes every report that arrived since the last: the
+run takes a batch at a time, each report's case started concurrently. The reporter reads its
+receipt with the `receipts` query (api/clearinghouse.py asks once for every report it waits for).
+
 A report is applied once: a retry under the same message id, by the same sender, gets the first
 receipt back, in this run or, within the retry window, a later one (the applied reports travel
-across continue-as-new).
+across continue-as-new, and so do the submissions not yet taken).
 
 Every report is signed by its sender (for `clearinghouse` and `report_vulnerability`). Each run
 loads the parties' public keys from Treasury's key directory (an activity on Treasury's worker,
@@ -22,6 +31,8 @@ workflow or sends it a message can add a key.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -43,19 +54,22 @@ with workflow.unsafe.imports_passed_through():
         FIND_CASE,
         LINK_REPORT,
         LOAD_POLICY,
-        POLICY_FROM_TREASURY,
+        RECEIPTS_QUERY,
         REFRESH_INTERVAL,
         REFRESH_KEYS,
         REFRESH_TOO_SOON,
         REPORT_VULNERABILITY,
         RETRY_WINDOW,
-        SIGNED_MESSAGES,
+        SUBMIT_REPORT,
         AppliedReport,
         CaseLocation,
         CaseLookup,
-        ClearinghouseInput,
-        ClearinghouseView,
+        ClearinghouseState,
         IntakeReceipt,
+        ReceiptLookup,
+        ReportOutcome,
+        ReportRefusal,
+        ReportSubmission,
         TreasuryPolicy,
         VulnerabilityIntake,
     )
@@ -67,111 +81,152 @@ with workflow.unsafe.imports_passed_through():
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
 # Kept in the status (and carried across runs): the last case ids found squatted.
 FOREIGN_KEPT = 50
-# At most this many applied reports travel to the next run (newest first), whatever the window.
+# At most this many applied reports (and refusals) travel to the next run (newest first), whatever
+# the window: with the submissions carried, the continue-as-new input stays far under the server's
+# 2 MB payload limit.
 APPLIED_KEPT = 2000
-# A run also continues as new once its history holds this many events (about 200 reports). Under a
-# burst on a loaded machine the worker loses the run from its cache now and then (a workflow task
-# overtaken by new events, a slow activation); it then replays the whole history before it can take
-# the next update, and a long history fetched in pages failed there ("Fetched empty history page")
-# again and again, aborting every update in flight: a stall that did not end. Short runs replay fast.
-EVENTS_PER_RUN = 1500
+REFUSALS_KEPT = 500
+# Submissions handed in but not yet taken travel to the next run, up to this many; any beyond are
+# refused "send again" (the API resends them, to the next run). Only a flood gets there.
+PENDING_KEPT = 200
+# A backstop: the server suggests continuing as new long before this (by history size).
+EVENTS_PER_RUN = 10_000
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
 class Clearinghouse:
     @workflow.init
-    def __init__(self, state: ClearinghouseInput) -> None:
-        # Totals and applied reports come only from the run this one continues: the id of that run
-        # is set by the server, and nobody can name it in an input before the run exists.
-        info = workflow.info()
-        self._carried = state.carried_from is not None and state.carried_from == info.continued_run_id
-        fresh = ClearinghouseInput(policy_version=state.policy_version, policy=state.policy)
-        # Counters in a start input are ignored, and the status says so.
-        self._ignored_input = not self._carried and state.model_dump(exclude={"carried_from"}) != fresh.model_dump(
-            exclude={"carried_from"}
+    def __init__(self, state: ClearinghouseState) -> None:
+        # Totals, receipts and pending submissions come only from the run this one continues: the id
+        # of that run is set by the server, and nobody can name it in an input before the run exists.
+        carried = state.carried_from is not None and state.carried_from == workflow.info().continued_run_id
+        fresh = ClearinghouseState(policy_version=state.policy_version, policy=state.policy)
+        if not carried:
+            # Counters in a start input are ignored, and the status says so.
+            ignored = state.model_dump(exclude={"carried_from"}) != fresh.model_dump(exclude={"carried_from"})
+            state = fresh.model_copy(update={"start_input_ignored": ignored})
+        # The one state: its counters are kept here; its lists are indexed below and written back
+        # by `state()`, the only author of what the query returns and the next run starts with.
+        self._state = state.model_copy(
+            update={"reports_this_run": 0, "applied": [], "refusals": [], "pending": [], "carried_from": None}
         )
-        if not self._carried:
-            state = fresh
-        self._state = state
-        self._policy = state.policy
-        self._policy_version = state.policy_version
-        self._reports = state.reports
-        self._cases_opened = state.cases_opened
-        self._duplicates = state.duplicates
-        self._foreign = list(state.foreign_case_ids)
         self._applied = {(a.sender, a.message_id): a for a in state.applied}
-        self._updates = 0  # updates accepted by this run (reports and refreshes)
-        self._this_run = 0
+        self._refusals = {r.attempt: r for r in state.refusals}
+        self._queue: deque[ReportSubmission] = deque(state.pending)
+        self._taken = 0  # messages this run took (submissions, report and refresh updates)
+        self._working = 0  # submissions being applied right now
+        self._tasks: set[asyncio.Task[None]] = set()  # their tasks (the loop holds tasks weakly)
+        self._in_progress: set[tuple[str, str]] = set()  # (sender, message id) being applied
         self._cases: dict[str, str] = {}  # fingerprint -> case id, for the cases met in this run
         self._opening: set[str] = set()  # fingerprints whose case is being opened right now
         self._last_refresh: datetime | None = None
-        # A run started before messages were signed loads its keyring on demand (refresh_keys);
-        # until a run has loaded it, reports are turned away to be sent again.
-        self._signed = workflow.patched(SIGNED_MESSAGES)
-        self._keys: PublicKeyring | None = None if self._signed else {}
+        # Reports are taken once the run has loaded the keyring (first thing in run()).
+        self._keys: PublicKeyring | None = None
         # Activity results are believed only when signed (workflows/attested.py).
         self._watch = ResetWatch()
         self._unverified: list[UnverifiedResult] = []
 
     @workflow.run
-    async def run(self, state: ClearinghouseInput) -> None:
-        if self._ignored_input:
+    async def run(self, state: ClearinghouseState) -> ClearinghouseState:
+        if self._state.start_input_ignored:
             workflow.logger.warning("start input's totals ignored: this run was not continued from the clearinghouse")
-        if workflow.patched(POLICY_FROM_TREASURY):
-            # Whoever starts the clearinghouse (anyone with a client can) does not choose its
-            # embargo clocks: each run applies Treasury's policy, read on Treasury's worker.
-            # Reports are taken only once the keys are loaded, after this.
-            # The result counts only with Treasury's signature, verified against this worker's trust
-            # anchors (anyone can complete an activity by id); without one the run takes no report.
-            try:
-                treasury = await attested(
-                    LOAD_POLICY,
-                    party=TREASURY,
-                    activity_id="treasury-policy",
-                    parse=model(TreasuryPolicy),
-                    watch=self._watch,
-                    refused=self._unverified,
-                    task_queue=CLEARINGHOUSE_TASK_QUEUE,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    summary="load Treasury's clearinghouse policy",
-                )
-            except Unverifiable as e:
-                raise ApplicationError(
-                    f"Treasury's clearinghouse policy could not be verified: {e}; refused: "
-                    + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
-                    type="Unverifiable",
-                    non_retryable=True,
-                ) from None
-            self._policy, self._policy_version = treasury.policy, treasury.version
-        if self._signed:
-            self._keys = await load_public_keys()
+        # Both from Treasury's worker, asked at once: reports wait for the keyring, so every run's
+        # start is a pause in intake, kept to one round trip.
+        _, keys = await asyncio.gather(self._load_policy(), load_public_keys())
+        self._keys = keys
         self._publish_details()
-        # Keep each run's history bounded: after enough updates (or when the server suggests it)
-        # take no new report, let those in flight finish, then continue as new. Reports turned
-        # away meanwhile are sent again by the reporter and land on the new run.
-        await workflow.wait_condition(self._run_is_full)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.logger.info("continuing as new", extra={"reports": self._reports})
-        horizon = workflow.now() - RETRY_WINDOW
-        recent = sorted((a for a in self._applied.values() if a.at >= horizon), key=lambda a: a.at)
-        workflow.continue_as_new(
-            ClearinghouseInput(
-                policy_version=self._policy_version,
-                policy=self._policy,
-                reports=self._reports,
-                cases_opened=self._cases_opened,
-                duplicates=self._duplicates,
-                runs=self._state.runs + 1,
-                foreign_case_ids=self._foreign[-FOREIGN_KEPT:],
-                applied=recent[-APPLIED_KEPT:],
-                carried_from=workflow.info().run_id,
-            )
+        # Take the submissions a batch at a time (every one that arrived since the last workflow
+        # task), each applied concurrently, until the run is full.
+        while True:
+            await workflow.wait_condition(lambda: bool(self._queue) or self._run_is_full())
+            if self._run_is_full():
+                break
+            while self._queue and not self._run_is_full():
+                self._taken += 1
+                self._working += 1
+                task = asyncio.create_task(self._take(self._queue.popleft()))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        # Keep each run's history bounded: take no new report, let those in hand finish, then continue
+        # as new with what is still queued. Signals arriving meanwhile join the queue and travel too.
+        await workflow.wait_condition(lambda: self._working == 0 and workflow.all_handlers_finished())
+        workflow.logger.info("continuing as new", extra={"reports": self._state.reports})
+        workflow.continue_as_new(self.state(carry=True))
+
+    # ----------------------------------------------------------------- reports in
+
+    @workflow.signal(name=SUBMIT_REPORT)
+    def submit_report(self, submission: ReportSubmission) -> None:
+        # Only queued here: run() takes the queue as a batch once the keyring is loaded.
+        self._queue.append(submission)
+
+    async def _take(self, submission: ReportSubmission) -> None:
+        """Apply one submission, or refuse it with the reason kept under its attempt id. A message
+        applied before (this run or, within the retry window, an earlier one) is not applied again:
+        the look-up finds its first receipt."""
+        intake = submission.intake
+        key = (intake.sender, intake.message_id)
+        try:
+            self._check(intake)
+            if key in self._applied or key in self._in_progress:
+                return  # a resend: the first one's receipt answers it
+            self._in_progress.add(key)
+            try:
+                await self._apply(intake)
+            finally:
+                self._in_progress.discard(key)
+        except ApplicationError as e:
+            self._refuse(submission.attempt, e.type or "Rejected", e.message)
+        finally:
+            self._working -= 1
+
+    def _check(self, intake: VulnerabilityIntake) -> None:
+        """Raises unless the sender signed this report for the clearinghouse and may report."""
+        authenticate(self._keys, workflow.info().workflow_id, REPORT_VULNERABILITY, intake, target="clearinghouse")
+        kind, sep, _ = intake.sender.partition(":")
+        reject_unless(
+            intake.sender in REPORTERS or (sep == ":" and kind in PARTY_KINDS),
+            f"unknown reporter {intake.sender!r} (an agency, lab, vendor:<id>, operator:<sector>, partner:<id>)",
         )
+
+    def _refuse(self, attempt: str, kind: str, reason: str) -> None:
+        self._state.refused += 1
+        self._refusals[attempt] = ReportRefusal(attempt=attempt, kind=kind, reason=reason, at=workflow.now())
+        workflow.logger.info("report refused", extra={"kind": kind})
 
     @workflow.update(name=REPORT_VULNERABILITY)
     async def report_vulnerability(self, intake: VulnerabilityIntake) -> IntakeReceipt:
-        self._updates += 1
-        self._this_run += 1
+        self._taken += 1
+        key = (intake.sender, intake.message_id)
+        if key in self._in_progress:
+            # The same message handed in as a submission too: its receipt is this one's.
+            await workflow.wait_condition(lambda: key not in self._in_progress)
+            if key in self._applied:
+                return self._applied[key].receipt
+        self._in_progress.add(key)
+        try:
+            return await self._apply(intake)
+        finally:
+            self._in_progress.discard(key)
+
+    @report_vulnerability.validator
+    def _validate_report(self, intake: VulnerabilityIntake) -> None:
+        if self._run_is_full():
+            # Not a refusal of the report: nothing is recorded, and the sender tries again.
+            raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
+        authenticate(self._keys, workflow.info().workflow_id, REPORT_VULNERABILITY, intake, target="clearinghouse")
+        applied = self._applied.get((intake.sender, intake.message_id))
+        if applied is not None:
+            # The reporter's retry of a report applied before (maybe by an earlier run): turned
+            # away, writing nothing, with the first receipt for the reporter to keep.
+            raise ApplicationError(
+                f"message {intake.message_id} was already applied", applied.receipt, type=ALREADY_APPLIED
+            )
+        self._check(intake)
+
+    async def _apply(self, intake: VulnerabilityIntake) -> IntakeReceipt:
+        """Open the report's case, or link it to its case as a duplicate; count it; keep its receipt."""
+        self._state.reports_this_run += 1
         fingerprint = intake.report.fingerprint
         if fingerprint in self._opening:
             # Another report of the same vulnerability is opening its case: this one is its duplicate.
@@ -192,11 +247,11 @@ class Clearinghouse:
             except FailureError:
                 # The case has closed: the report is acknowledged as a duplicate of a closed case.
                 closed = True
-        self._reports += 1
+        self._state.reports += 1
         if opened:
-            self._cases_opened += 1
+            self._state.cases_opened += 1
         else:
-            self._duplicates += 1
+            self._state.duplicates += 1
         receipt = IntakeReceipt(case_id=case_id, fingerprint=fingerprint, duplicate=not opened, case_closed=closed)
         self._applied[intake.sender, intake.message_id] = AppliedReport(
             message_id=intake.message_id, sender=intake.sender, receipt=receipt, at=workflow.now()
@@ -205,24 +260,7 @@ class Clearinghouse:
         self._publish_details()
         return receipt
 
-    @report_vulnerability.validator
-    def _validate_report(self, intake: VulnerabilityIntake) -> None:
-        if self._run_is_full():
-            # Not a refusal of the report: nothing is recorded, and the sender tries again.
-            raise ApplicationError("the clearinghouse is continuing as new; send again", type=CONTINUING_AS_NEW)
-        authenticate(self._keys, workflow.info().workflow_id, REPORT_VULNERABILITY, intake, target="clearinghouse")
-        applied = self._applied.get((intake.sender, intake.message_id))
-        if applied is not None:
-            # The reporter's retry of a report applied before (maybe by an earlier run): turned
-            # away, writing nothing, with the first receipt for the reporter to keep.
-            raise ApplicationError(
-                f"message {intake.message_id} was already applied", applied.receipt, type=ALREADY_APPLIED
-            )
-        kind, sep, _ = intake.sender.partition(":")
-        reject_unless(
-            intake.sender in REPORTERS or (sep == ":" and kind in PARTY_KINDS),
-            f"unknown reporter {intake.sender!r} (an agency, lab, vendor:<id>, operator:<sector>, partner:<id>)",
-        )
+    # ----------------------------------------------------------------- cases
 
     async def _open_case(self, fingerprint: str, intake: VulnerabilityIntake) -> tuple[str, bool]:
         """The vulnerability's case id, and whether this report opened it."""
@@ -253,8 +291,7 @@ class Clearinghouse:
             # The report is not applied (nothing counted); the reporter is told and may send it again.
             raise ApplicationError(f"the case id {case_id} is taken and {e}", type="Unverifiable") from None
         if where.foreign is not None:
-            self._foreign.append(case_id)
-            self._foreign = self._foreign[-FOREIGN_KEPT:]
+            self._state.foreign_case_ids = [*self._state.foreign_case_ids, case_id][-FOREIGN_KEPT:]
             workflow.logger.warning(
                 "case id held by a foreign workflow; the case opens under another id",
                 extra={"case_id": case_id, "opened_as": where.case_id},
@@ -273,8 +310,8 @@ class Clearinghouse:
                     case_id=case_id,
                     fingerprint=fingerprint,
                     intake=intake,
-                    policy_version=self._policy_version,
-                    policy=self._policy,
+                    policy_version=self._state.policy_version,
+                    policy=self._state.policy,
                 ),
                 id=case_id,
                 # Cases outlive this run (continue-as-new closes it).
@@ -282,16 +319,12 @@ class Clearinghouse:
                 # A closed case is never reopened by a later duplicate. A failed one may be: a case
                 # refuses to run on a report it cannot authenticate (e.g. one started by someone else
                 # under a case's id), and the genuine report must still get its case.
-                id_reuse_policy=(
-                    WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
-                    if self._signed
-                    else WorkflowIDReusePolicy.REJECT_DUPLICATE
-                ),
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(sa.CASE_STATUS, "RECEIVED"),
                         SearchAttributePair(sa.SECTORS, [s.value for s in r.sectors]),
-                        SearchAttributePair(sa.POLICY_VERSION, self._policy_version),
+                        SearchAttributePair(sa.POLICY_VERSION, self._state.policy_version),
                     ]
                 ),
                 static_summary=f"{r.cwe} in {r.product} ({r.vendor})",
@@ -304,10 +337,38 @@ class Clearinghouse:
             return False
         return True
 
+    # ----------------------------------------------------------------- policy and keys
+
+    async def _load_policy(self) -> None:
+        """Whoever starts the clearinghouse (anyone with a client can) does not choose its embargo
+        clocks: each run applies Treasury's policy, read on Treasury's worker. The result counts only
+        with Treasury's signature, verified against this worker's trust anchors (anyone can complete
+        an activity by id); without one the run takes no report."""
+        try:
+            treasury = await attested(
+                LOAD_POLICY,
+                party=TREASURY,
+                activity_id="treasury-policy",
+                parse=model(TreasuryPolicy),
+                watch=self._watch,
+                refused=self._unverified,
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="load Treasury's clearinghouse policy",
+            )
+        except Unverifiable as e:
+            raise ApplicationError(
+                f"Treasury's clearinghouse policy could not be verified: {e}; refused: "
+                + "; ".join(f"{u.activity_id}: {u.reason}" for u in self._unverified),
+                type="Unverifiable",
+                non_retryable=True,
+            ) from None
+        self._state.policy, self._state.policy_version = treasury.policy, treasury.version
+
     @workflow.update(name=REFRESH_KEYS)
     async def refresh_keys(self, party: str) -> bool:
         """Reload the public keys from Treasury's key directory; whether `party` is known now."""
-        self._updates += 1
+        self._taken += 1
         self._last_refresh = workflow.now()
         self._keys = await load_public_keys()
         return party in self._keys
@@ -325,32 +386,70 @@ class Clearinghouse:
             raise ApplicationError("the keyring was reloaded moments ago; ask again shortly", type=REFRESH_TOO_SOON)
 
     def _run_is_full(self) -> bool:
-        # Every accepted update counts: a run's updates stay well under Temporal's 2000.
+        # Every message taken counts: a run's updates stay well under Temporal's 2,000, its signals
+        # under 10,000, its children under 2,000 pending.
         info = workflow.info()
         return (
-            self._updates >= self._policy.reports_per_run
+            self._taken >= self._state.policy.reports_per_run
             or info.get_current_history_length() >= EVENTS_PER_RUN
             or info.is_continue_as_new_suggested()
         )
 
-    @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
-    def status(self) -> ClearinghouseView:
-        return ClearinghouseView(
-            policy_version=self._policy_version,
-            runs=self._state.runs,
-            reports=self._reports,
-            cases_opened=self._cases_opened,
-            duplicates=self._duplicates,
-            reports_this_run=self._this_run,
-            foreign_case_ids=self._foreign,
-            start_input_ignored=self._ignored_input,
+    # ----------------------------------------------------------------- what watchers and reporters see
+
+    def state(self, *, carry: bool = False) -> ClearinghouseState:
+        """The whole state: what the status query answers, and (carry) the next run's input, holding
+        what a retry or a look-up may still ask for, and the submissions not yet taken."""
+        horizon = workflow.now() - RETRY_WINDOW
+        applied = sorted((a for a in self._applied.values() if a.at >= horizon), key=lambda a: a.at)
+        refusals = sorted((r for r in self._refusals.values() if r.at >= horizon), key=lambda r: r.at)
+        pending = list(self._queue)
+        if carry:
+            # Past what can travel, a submission is refused "send again" (nothing counted); its
+            # reporter resends it to the next run. The refusal itself travels.
+            for late in pending[PENDING_KEPT:]:
+                self._refuse(late.attempt, CONTINUING_AS_NEW, "the clearinghouse is continuing as new; send again")
+            pending = pending[:PENDING_KEPT]
+            refusals = sorted((r for r in self._refusals.values() if r.at >= horizon), key=lambda r: r.at)
+        return self._state.model_copy(
+            update={
+                "runs": self._state.runs + 1 if carry else self._state.runs,
+                "reports_this_run": 0 if carry else self._state.reports_this_run,
+                "applied": applied[-APPLIED_KEPT:],
+                "refusals": refusals[-REFUSALS_KEPT:],
+                "pending": pending,
+                "carried_from": workflow.info().run_id if carry else None,
+            }
         )
 
+    @workflow.query(name=CLEARINGHOUSE_STATUS_QUERY)
+    def status(self) -> ClearinghouseState:
+        return self.state()
+
+    @workflow.query(name=RECEIPTS_QUERY)
+    def receipts(self, lookups: list[ReceiptLookup]) -> list[ReportOutcome]:
+        """For each submission: its receipt (the first one, if the message was applied before), its
+        refusal, or nothing yet. A forged submission under someone's message id is refused under its
+        own attempt id, and never answers for the genuine one."""
+        outcomes = []
+        for lookup in lookups:
+            applied = self._applied.get((lookup.sender, lookup.message_id))
+            outcomes.append(
+                ReportOutcome(
+                    receipt=applied.receipt if applied is not None else None,
+                    refusal=None if applied is not None else self._refusals.get(lookup.attempt),
+                )
+            )
+        return outcomes
+
     def _publish_details(self) -> None:
-        squatted = f"\n\ncase ids squatted by foreign workflows: {len(self._foreign)}" if self._foreign else ""
+        s = self._state
+        squatted = (
+            f"\n\ncase ids squatted by foreign workflows: {len(s.foreign_case_ids)}" if s.foreign_case_ids else ""
+        )
         ignored = "\n\n(the start input's totals were ignored: not continued from the clearinghouse)"
         workflow.set_current_details(
-            f"**run {self._state.runs}** (policy {self._policy_version})\n\n"
-            f"reports: {self._reports}\n\ncases opened: {self._cases_opened}\n\nduplicates: {self._duplicates}"
-            f"{squatted}{ignored if self._ignored_input else ''}"
+            f"**run {s.runs}** (policy {s.policy_version})\n\n"
+            f"reports: {s.reports}\n\ncases opened: {s.cases_opened}\n\nduplicates: {s.duplicates}"
+            f"\n\nrefused: {s.refused}{squatted}{ignored if s.start_input_ignored else ''}"
         )

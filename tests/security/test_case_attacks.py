@@ -29,7 +29,7 @@ from domain.clearinghouse import (
     REFRESH_KEYS,
     REPORT_VULNERABILITY,
     AppliedReport,
-    ClearinghouseInput,
+    ClearinghouseState,
     IntakeReceipt,
     VulnerabilityIntake,
 )
@@ -225,7 +225,7 @@ async def test_counters_in_a_clearinghouse_start_input_are_ignored(
     fake = IntakeReceipt(case_id="case-0000000000000000", fingerprint="0" * 64, duplicate=True)
     await isolated.start_workflow(
         CLEARINGHOUSE_WORKFLOW,
-        ClearinghouseInput(
+        ClearinghouseState(
             policy_version=policy.version,
             policy=policy.clearinghouse,
             reports=1_000_000,

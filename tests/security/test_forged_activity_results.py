@@ -28,7 +28,7 @@ from domain.clearinghouse import (
     CLEARINGHOUSE_TASK_QUEUE,
     CLEARINGHOUSE_WORKFLOW,
     FORWARD_VULNERABILITY,
-    ClearinghouseInput,
+    ClearinghouseState,
     ForwardRequest,
     IntakeReceipt,
     TreasuryPolicy,
@@ -167,7 +167,7 @@ async def test_clearinghouse_policy_completed_by_id_is_not_applied(
     )
     await attacker.start_workflow(
         CLEARINGHOUSE_WORKFLOW,
-        ClearinghouseInput(policy_version=forged.version, policy=forged.policy),
+        ClearinghouseState(policy_version=forged.version, policy=forged.policy),
         id=CLEARINGHOUSE_ID,
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
     )
