@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
+from activities.keyring import published_keyring
 from activities.store import RecordStore
 from api.clearinghouse import report
 from api.errors import ReviewError, Unavailable
@@ -49,7 +50,7 @@ from domain.review import SUBMIT_FINDING
 from domain.sectors import CRITICAL_INFRASTRUCTURE, Sector
 from domain.signatures import PublicKeyring, Signer, signature_problem
 from domain.vulnerability import TREASURY, VulnerabilityReport, cvss_score, priority
-from infra.keys import KeyDirectory, KeyProblem, public_key_b64
+from infra.keys import KeyDirectory, KeyProblem
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS notices (
@@ -150,16 +151,7 @@ class ClearinghouseDesk:
         """Every enrolled party's public key, from Treasury's own key directory: the only place the
         clearinghouse and its cases take keys from (no workflow input or message can add one). The
         result is recorded in the workflow's history, so replay needs no key directory."""
-        try:
-            published = self.keys.public_keys()
-        except KeyProblem as e:
-            raise ApplicationError(str(e), type="KeyProblem") from None  # retried: fix the directory
-        keyring: PublicKeyring = {}
-        for party, key in sorted(published.items()):
-            try:
-                keyring[party] = public_key_b64(key)
-            except KeyProblem as e:
-                activity.logger.warning("public key skipped", extra={"party": party, "reason": str(e)})
+        keyring = published_keyring(self.keys)
         activity.logger.info("public keys loaded", extra={"parties": len(keyring)})
         return keyring
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.client import Client
 
+from activities.heartbeat import heartbeating
 from api.publication import report_markdown
 from api.report import transparency_report
 from domain.public_standards import load_summaries
-from domain.publication import PUBLISH_ACTIVITY, Publication
+from domain.publication import PUBLISH_ACTIVITY, PUBLISH_HEARTBEAT_TIMEOUT, Publication
 
 
 class ReportDesk:
@@ -26,6 +27,10 @@ class ReportDesk:
 
     @activity.defn(name=PUBLISH_ACTIVITY)
     async def publish_transparency_report(self) -> Publication:
+        async with heartbeating(PUBLISH_HEARTBEAT_TIMEOUT):  # reading every review's history takes minutes at scale
+            return await self._publish()
+
+    async def _publish(self) -> Publication:
         report = await transparency_report(self.client, now=datetime.now(UTC))
         summaries = load_summaries(self.summaries_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.keyring import published_keyring
 from activities.store import RecordStore
 from domain import metrics
 from domain.attestation import Attested, ResultSigner
@@ -32,9 +33,9 @@ from domain.review import (
     PartnerRequest,
     disclosure_digest,
 )
-from domain.signatures import PublicKeyring, signature_problem
+from domain.signatures import signature_problem
 from domain.vulnerability import REVIEW_OFFICE, lab_party
-from infra.keys import KeyDirectory, KeyProblem, public_key_b64
+from infra.keys import KeyDirectory, KeyProblem
 
 
 class ReleaseDesk:
@@ -59,17 +60,7 @@ class ReleaseDesk:
         """The parties' public keys, from the review office's own key directory: the only place a
         review takes the keys it verifies messages with (neither its start input nor a message
         can add one). Recorded in the review's history, so replay needs no key directory."""
-        try:
-            published = self.keys.public_keys()
-        except KeyProblem as e:
-            raise ApplicationError(str(e), type="KeyProblem") from None  # retried until the directory is fixed
-        keyring: PublicKeyring = {}
-        for party, key in sorted(published.items()):
-            try:
-                keyring[party] = public_key_b64(key)
-            except KeyProblem as e:
-                activity.logger.warning("public key skipped", extra={"party": party, "reason": str(e)})
-        return self.attest(keyring)
+        return self.attest(published_keyring(self.keys))
 
     @activity.defn(name=ADMIT_DISCLOSURE)
     def admit_disclosure(self, request: AdmissionRequest) -> Attested:

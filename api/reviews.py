@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
 from api.idempotency import check_message_id
 from api.server import describe_or_none, transient
+from api.waiting import StillWaiting, until
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.attestation import TrustAnchors, seal_verifies
@@ -226,15 +227,15 @@ def _sealed(description: WorkflowExecutionDescription, anchors: TrustAnchors | N
 async def _sealed_soon(
     client: Client, review_id: str, anchors: TrustAnchors | None
 ) -> WorkflowExecutionDescription | None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SEAL_WAIT
-    while True:
-        current = await describe_or_none(client, review_id)
-        if current is None or current.status != WorkflowExecutionStatus.RUNNING or _sealed(current, anchors):
-            return current
-        if loop.time() > deadline:
-            return current
-        await asyncio.sleep(0.2)
+    try:
+        return await until(
+            lambda: describe_or_none(client, review_id),
+            lambda d: d is None or d.status != WorkflowExecutionStatus.RUNNING or bool(_sealed(d, anchors)),
+            timeout=SEAL_WAIT,
+            interval=0.2,
+        )
+    except StillWaiting as e:
+        return e.last
 
 
 async def _earlier_run(client: Client, rid: str, d: WorkflowExecutionDescription) -> EarlierRun:

@@ -6,8 +6,11 @@ update's result, as its own result, as the input of its next run; a continued ru
 The audit reads the last state the case wrote, and holds it to the rest of the history: its status
 changes against the `CaseStatus` upserts, the notices against the notice activities that
 completed, the disclosure against the embargo deadline, each applied message's signature against
-the keyring the case loaded. Status changes after the last state it wrote (an open run) come from
-the upserts alone, and say so.
+the keyring the case loaded. A run that ended without handing its state over (open, terminated,
+failed, reset) is replayed with the case's own code to read its state where the history ends
+(audit/replay.py); a history that code would not have written fails that check. Without a replay
+(a history read directly), status changes after the last state it wrote come from the upserts
+alone, and say so.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, RootModel, ValidationError
+from pydantic import BaseModel, Field, RootModel, ValidationError, field_serializer
 
 from audit.history import DecodedHistory, Event
+from audit.replay import replayed
 from audit.trail import AuditCheck, AuditEntry, Interpreter, register
 from domain.case import (
     CaseInput,
@@ -58,6 +62,7 @@ MESSAGES = {FIX_READY: FixReady, PATCH_DEPLOYED: PatchDeployed, EXPLOITATION_OBS
             REQUEST_EXTENSION: ExtensionRequest}  # fmt: skip
 # A status is upserted in the workflow task after the event that caused it.
 SAME_MOMENT = timedelta(seconds=5)
+HANDED_OVER = ("WORKFLOW_EXECUTION_COMPLETED", "WORKFLOW_EXECUTION_CONTINUED_AS_NEW")
 AFTER_RECORD = "(made after the last state the case wrote into this history: its reason is in the next one)"
 
 
@@ -84,6 +89,13 @@ class CaseRecord(BaseModel):
     disclosed_at: datetime | None = None
     continued_from: str | None = None
 
+    @field_serializer("state")
+    def _without_signatures(self, state: CaseState | None) -> dict[str, Any] | None:
+        """The state as the case wrote it, less the messages' base64 signatures (re-verified by a check)."""
+        unsigned = {"signature": True}
+        exclude = {"fix": unsigned, "exploitation": {"__all__": unsigned}, "extensions": {"__all__": unsigned}}
+        return state.model_dump(mode="json", exclude=exclude) if state else None
+
 
 class PublicKeys(RootModel[dict[str, str]]):
     pass
@@ -103,6 +115,17 @@ def _first(event: Event) -> Any:
 @register
 class CaseInterpreter(Interpreter):
     workflow_type = CASE_WORKFLOW
+    replayed: CaseState | None = None
+    replay_problem: str | None = None  # None: not replayed (the run handed its state over when it ended)
+
+    async def load(self, history: DecodedHistory) -> None:
+        """A run that ended without handing its state over (open, terminated, failed, reset): its state
+        where the history ends, replayed with the case's own code (audit/replay.py)."""
+        if history.closed is None or history.closed.type not in HANDED_OVER:
+            from workflows.vulnerability_case import VulnerabilityCase
+
+            case, self.replay_problem = await replayed(history, VulnerabilityCase)
+            self.replayed = case.state if case is not None else None
 
     def prepare(self, history: DecodedHistory) -> None:
         started = history.events[0]
@@ -129,6 +152,8 @@ class CaseInterpreter(Interpreter):
             reader = self._readers.get(e.type)
             if reader:
                 reader(self, e)
+        if self.replayed is not None:
+            self.rec.state, self.rec.read_from = self.replayed, "its state where the history ends (replayed)"
         self._close_record(history)
 
     # -- one reader per event type the record needs
@@ -238,8 +263,15 @@ class CaseInterpreter(Interpreter):
     # -- the checks
 
     def checks(self, record: BaseModel | None) -> list[AuditCheck]:
-        rules = (self._reporter, self._reasons, self._notices_once, self._embargo, self._signatures)
+        rules = (self._replays, self._reporter, self._reasons, self._notices_once, self._embargo, self._signatures)
         return [check for rule in rules if (check := rule())]
+
+    def _replays(self) -> AuditCheck | None:
+        if self.replay_problem is None:
+            return None
+        ok = not self.replay_problem
+        detail = "its state where the history ends is the case's own" if ok else self.replay_problem
+        return AuditCheck(name="the history replays with the case's own code", ok=ok, detail=detail)
 
     def _reporter(self) -> AuditCheck:
         r, state = self.rec, self.rec.state

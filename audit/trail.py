@@ -131,17 +131,11 @@ class Interpreter:
         return event.identity or "unknown"
 
     def describe_message(self, event: Event) -> str:
-        """An update's or signal's argument, in a line: its plain fields (never its signature)."""
-        first = event.values[0] if event.values else None
-        if isinstance(first, dict):
-            return ", ".join(f"{k}={_short(v)}" for k, v in first.items() if k not in UNSHOWN and _plain(v))
-        return "" if first is None else _short(first)
+        """An update's or signal's argument, in a line."""
+        return _in_a_line(event.values[0] if event.values else None)
 
     def describe_result(self, event: Event, scheduled: Event | None) -> str:
-        value = event.values[0] if event.values else None
-        if isinstance(value, dict):
-            return ", ".join(f"{k}={_short(v)}" for k, v in value.items() if k not in UNSHOWN and _plain(v))
-        return "" if value is None else _short(value)
+        return _in_a_line(event.values[0] if event.values else None)
 
     def visibility_entry(self, event: Event) -> list[AuditEntry]:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in event.search_attributes.items())
@@ -174,6 +168,13 @@ class Interpreter:
 
 # Never on a timeline: base64 signatures, ids that say nothing to a reader.
 UNSHOWN = ("sender", "message_id", "signature", "run_id")
+
+
+def _in_a_line(value: Any) -> str:
+    """A value's plain fields (never a signature, never a nested record: those are the record's)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items() if k not in UNSHOWN and _plain(v))
+    return "" if value is None else _short(value)
 
 
 def _plain(value: Any) -> bool:

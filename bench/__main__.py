@@ -53,6 +53,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--parked-cases", type=int, default=0, help="also park this many clearinghouse cases in embargo")
     p.add_argument(
+        "--parked-probe", type=int, default=200, help="parked reviews determined one at a time, for latency (200)"
+    )
+    p.add_argument(
+        "--parked-release", type=int, default=None, help="parked reviews then determined at --concurrency (all)"
+    )
+    p.add_argument(
         "--parked-sides", default="bare,project", help="which sides park (bare,project): scale runs take long"
     )
     p.add_argument(
@@ -158,21 +164,30 @@ class Bench:
             await self.phase(name, "report, new case", rep, n, concurrency, unique)
             await self.phase(name, "report, duplicate", rep, n, concurrency, duplicate)
 
-    async def parked(self, name: str, side, count: int, concurrency: int) -> None:
-        """Park `count` reviews awaiting the NSA, note the worker's memory, then determine them all."""
+    async def park(self, name: str, side, count: int, concurrency: int) -> list[Outcome]:
+        """Park `count` reviews awaiting the NSA (what did not park is counted and shown)."""
         parked, failures = await bounded(count, concurrency, lambda i: side.park())
         if failures:
             print(f"bench: {name}: {len(failures)} of {count} did not park, e.g. {failures[0]}", file=sys.stderr)
+        return parked
+
+    async def determine_parked(
+        self, name: str, side, count: int, parked: list[Outcome], concurrency: int, probe: int, release: int | None
+    ) -> None:
+        """With everything parked: the worker's memory; one determination at a time on `probe` of the
+        parked reviews (an update's latency as one agency sees it), then `release` more (default: all
+        the rest) at `concurrency` (how fast a worker releases what waits)."""
         rss = usage(self.workers[name]).rss_mb
-        phase = await self.phase(
-            name,
-            f"{count} parked, determined",  # as asked (so both sides pair); n: how many did
-            0,
-            len(parked),
-            concurrency,
-            lambda i: determined(side, parked[i]),
-        )
-        phase.worker_rss_mb = max(rss, phase.worker_rss_mb)
+        alone, rest = parked[:probe], parked[probe:]
+        rest = rest if release is None else rest[:release]
+        for label, batch, width in (
+            (f"{count} parked, one at a time", alone, 1),
+            (f"{count} parked, determined", rest, concurrency),
+        ):
+            if not batch:
+                continue
+            phase = await self.phase(name, label, 0, len(batch), width, lambda i, b=batch: determined(side, b[i]))
+            phase.worker_rss_mb = max(rss, phase.worker_rss_mb)
 
     async def parked_cases(self, name: str, count: int, concurrency: int) -> None:
         side = self.sides[name]
@@ -274,15 +289,17 @@ async def run(args: argparse.Namespace) -> dict:
                 if args.reports:
                     await bench.intake(rep, order, args.reports, args.report_concurrency)
             parking = [s.strip() for s in args.parked_sides.split(",") if s.strip() in ("bare", "project")]
-            if args.parked and "bare" in parking:
-                await bench.parked(
-                    "bare", BareSide(clients["bare"], 14 * 86400, 30 * 86400), args.parked, args.concurrency
-                )
-            if args.parked and "project" in parking:
-                await bench.parked("project", ProjectSide(server.client, "eo-2026"), args.parked, args.concurrency)
-            if args.parked_cases:
-                for name in parking:
+            for name in parking if args.parked or args.parked_cases else ():
+                # Reviews under eo-2026's clocks (14 days for the NSA), then cases in a 45-day embargo;
+                # then, with both parked, the updates.
+                side = BareSide(clients["bare"], 14 * 86400, 30 * 86400) if name == "bare" else None
+                side = side or ProjectSide(server.client, "eo-2026")
+                parked = await bench.park(name, side, args.parked, args.concurrency) if args.parked else []
+                if args.parked_cases:
                     await bench.parked_cases(name, args.parked_cases, args.report_concurrency)
+                await bench.determine_parked(
+                    name, side, args.parked, parked, args.concurrency, args.parked_probe, args.parked_release
+                )
             peaks = {f"{name} worker": usage(p.pid).peak_rss_mb for name, p in processes.items()}
             peaks["dev server"] = usage(server.process.pid).peak_rss_mb
         finally:

@@ -20,6 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import waiting
 from bench import bare
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -37,14 +38,7 @@ class Outcome:
 
 
 async def until(probe: Callable[[], Awaitable[T]], ready: Callable[[T], bool], timeout: float = 120) -> T:
-    deadline = time.perf_counter() + timeout
-    while True:
-        value = await probe()
-        if ready(value):
-            return value
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"still not ready after {timeout:.0f} s: {value!r}"[:300])
-        await asyncio.sleep(POLL)
+    return await waiting.until(probe, ready, timeout=timeout, interval=POLL)
 
 
 async def timed(updates: list[float], call: Awaitable[T]) -> T:

@@ -18,7 +18,7 @@ from api.errors import UnknownReview
 from audit import HistoryFileError, UndecodableHistory, UnknownWorkflow, audit_export, audit_workflow
 from audit.markdown import to_markdown
 from cli import args as arg
-from cli.reviews import BadInput
+from cli.door import BadInput
 from infra.connection import Target, connect
 
 

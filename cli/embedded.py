@@ -16,10 +16,11 @@ from api.agency import AgencyClient
 from api.clearinghouse import OperatorClient, VendorClient, case_status
 from api.publication import ensure_report_schedule
 from api.reviews import disclose, status
+from api.waiting import until
+from cli.door import load_disclosure, load_vulnerability
 from cli.keys import ensure_development_keys, serve_codec
 from cli.render import console, status_view
-from cli.reviews import load_disclosure
-from cli.vuln import case_view, load_vulnerability
+from cli.vuln import case_view
 from domain.agencies import Agency
 from domain.case import CaseState, CaseStatus
 from domain.messages import FindingKind, Severity
@@ -101,18 +102,18 @@ async def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def _wait_for(client: Client, rid: str, done: set[Stage], timeout: float = 120) -> ReviewStatus:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     with console.status("waiting…") as spinner:
-        while True:
+
+        async def shown() -> ReviewStatus:
             s = await status(client, rid)
-            if s.stage in done:
-                return s
-            if loop.time() > deadline:
-                raise TimeoutError(f"{rid} stayed at {s.stage.value} for {timeout:.0f} s")
             pending = f"; pending: {', '.join(s.pending_agencies)}" if s.pending_agencies else ""
             spinner.update(f"{s.stage.value}{pending}")
-            await asyncio.sleep(0.2)
+            return s
+
+        return await until(
+            shown, lambda s: s.stage in done, timeout=timeout, interval=0.2,
+            what=f"{rid} at {'/'.join(sorted(done))}", seen=lambda s: s.stage.value,
+        )  # fmt: skip
 
 
 async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "") -> ReviewStatus:
@@ -176,12 +177,14 @@ async def run_demo(client: Client, keys: KeyDirectory, version_suffix: str = "")
 async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseState:
     """DoD's vulnerability finding, as Treasury's clearinghouse takes it from there."""
     console.rule("6. DoD's vulnerability finding becomes a Treasury clearinghouse case")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not (s := await status(client, rid)).clearinghouse_cases:
-        if loop.time() > deadline:
-            raise TimeoutError(f"{rid}: the vulnerability finding never reached the clearinghouse")
-        await asyncio.sleep(0.2)
+    s = await until(
+        lambda: status(client, rid),
+        lambda s: bool(s.clearinghouse_cases),
+        timeout=60,
+        interval=0.2,
+        what=f"{rid}: the vulnerability finding in the clearinghouse",
+        seen=lambda s: "no case yet",
+    )
     case_id = next(iter(s.clearinghouse_cases.values()))
     c = await _wait_for_case(client, case_id, {CaseStatus.VENDOR_NOTIFIED})
     assert c.triage and c.priority and c.embargo_deadline
@@ -203,13 +206,10 @@ async def _clearinghouse(client: Client, rid: str, vendor: str) -> CaseState:
 
 
 async def _wait_for_case(client: Client, case_id: str, done: set[CaseStatus], timeout: float = 60) -> CaseState:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (c := await case_status(client, case_id)).status not in done:
-        if loop.time() > deadline:
-            raise TimeoutError(f"{case_id} stayed at {c.status.value} for {timeout:.0f} s")
-        await asyncio.sleep(0.2)
-    return c
+    return await until(
+        lambda: case_status(client, case_id), lambda c: c.status in done, timeout=timeout, interval=0.2,
+        what=f"{case_id} at {'/'.join(sorted(done))}", seen=lambda c: c.status.value,
+    )  # fmt: skip
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:

@@ -7,8 +7,8 @@ import asyncio
 import json
 
 from cli import args as arg
+from cli.door import BadInput
 from cli.render import console
-from cli.reviews import BadInput
 from domain.vulnerability import parse_party
 from infra import codec_server, logs
 from infra.codec import EncryptionCodec

@@ -49,6 +49,26 @@ COMMANDS = {
 }
 
 
+CONNECTION_FLAGS = ("--address", "--namespace", "--profile")
+
+
+def connection_flags_last(argv: Sequence[str]) -> list[str]:
+    """`frontier-review --address H:P status ID` reads as `status ID --address H:P`.
+
+    The connection flags belong to each command's parser (a command may run without Temporal), so
+    written before the command they would be taken for its name. Moved to the end (before a `--`,
+    if any), they mean what the user meant; anything else before the command is left to argparse.
+    """
+    argv = list(argv)
+    moved: list[str] = []
+    while argv and argv[0].split("=", 1)[0] in CONNECTION_FLAGS:
+        take = 1 if "=" in argv[0] else 2
+        moved += argv[:take]
+        del argv[:take]
+    end = argv.index("--") if "--" in argv else len(argv)
+    return argv[:end] + moved + argv[end:]
+
+
 def command_of(argv: Sequence[str]) -> str | None:
     """The command named on the command line (its first word that is not an option), if known."""
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -74,7 +94,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = connection_flags_last(sys.argv[1:] if argv is None else argv)
     try:
         args = parser(command_of(argv)).parse_args(argv)
     except SystemExit as e:  # --help (0), or a flag refused by the parser (2, one line already printed)

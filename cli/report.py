@@ -12,7 +12,7 @@ from rich.table import Table
 
 from api.meter import DayStats, Meter
 from api.report import DurationStats, TransparencyReport, transparency_report
-from cli.reviews import BadInput
+from cli.door import BadInput
 from domain.policy import STATUTORY_WINDOW_CAP, describe
 from infra.connection import Target, connect
 

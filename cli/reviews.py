@@ -7,20 +7,18 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 
 from api.agency import AgencyClient, LabClient
-from api.idempotency import check_message_id
 from api.reviews import admissible, close, disclose, list_reviews, status
 from cli import args as arg
+from cli.door import BadInput, load_disclosure, load_vulnerability, message_id, signer_for
 from cli.render import as_json, lab_view, list_view, receipt_view, status_view
 from domain import clocks
 from domain.agencies import LAB, Agency, parse_agency
 from domain.clocks import intended_release_at
 from domain.disclosure import Disclosure
-from domain.inputs import MAX_MESSAGE_BYTES, Refused, load_model, read_file, round_trips
+from domain.inputs import MAX_MESSAGE_BYTES, round_trips
 from domain.messages import Conclusion, Determination, FindingKind, Message, ReviewFinding, Severity, Withdrawal
 from domain.policy import DEFAULT_POLICY, Policy, describe, load_policy, one_line
 from domain.signatures import Signer
@@ -28,40 +26,6 @@ from domain.status import LabView, Receipt, ReviewStatus, Stage
 from domain.vulnerability import lab_party
 from infra.connection import Target, connect
 from infra.keys import KeyDirectory
-
-
-class BadInput(Refused):
-    """Input that never reached Temporal: exit 2, nothing recorded."""
-
-
-def load_disclosure(path: str) -> Disclosure:
-    """A disclosure file through the door (domain/inputs.py): UTF-8 JSON, no duplicate keys, finite
-    numbers, at most 256 KiB, valid as a Disclosure."""
-    return load_model(Disclosure, path, "disclosure")
-
-
-def _signer(args: argparse.Namespace, party: str) -> Signer:
-    """The sender's private key: --key FILE, else the party's key in the key directory."""
-    if args.key is None:
-        return KeyDirectory().signer(party)
-    data = read_file(args.key, max_bytes=16 * 1024)
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise BadInput(f"--key {args.key}: not a readable private key ({str(e).splitlines()[0]})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BadInput(f"--key {args.key}: not an Ed25519 private key")
-    return Signer(party, key)
-
-
-def _message_id(args: argparse.Namespace) -> str | None:
-    """--message-id: the caller's idempotency key (else derived from the message's content)."""
-    if args.message_id is None:
-        return None
-    try:
-        return check_message_id(args.message_id)
-    except ValueError as e:
-        raise BadInput(f"--message-id: {e}") from None
 
 
 def _agencies(text: str | None) -> list[Agency]:
@@ -164,11 +128,11 @@ async def cmd_list(args: argparse.Namespace) -> int:
 async def cmd_determine(args: argparse.Namespace) -> int:
     agencies = _agencies(args.agencies)
     _valid(Determination, sender=args.agency, covered=args.covered, agencies=agencies, rationale=args.rationale)
-    signer = _signer(args, args.agency)
+    signer = signer_for(args, args.agency)
     client = await connect(Target.from_args(args))
     nsa = AgencyClient(client, args.agency, signer)
     r = await nsa.determine(
-        args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale, message_id=_message_id(args)
+        args.review_id, covered=args.covered, agencies=agencies, rationale=args.rationale, message_id=message_id(args)
     )
     _print_receipt(args, r)
     return 0
@@ -179,8 +143,6 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         agency = parse_agency(args.agency)
     except ValueError as e:
         raise BadInput(str(e)) from None
-    from cli.vuln import load_vulnerability  # here, not at the top: cli.vuln imports this module
-
     details = load_vulnerability(args.details) if args.details else None
     if args.kind == FindingKind.VULNERABILITY and details is None:
         raise BadInput("a vulnerability finding needs --details FILE.json (see examples/vulnerabilities/)")
@@ -190,7 +152,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         ReviewFinding, sender=agency.value, kind=args.kind, severity=args.severity, summary=args.summary,
         vulnerability=details,
     )  # fmt: skip
-    signer = _signer(args, agency.value)
+    signer = signer_for(args, agency.value)
     client = await connect(Target.from_args(args))
     r = await AgencyClient(client, agency, signer).submit_finding(
         args.review_id,
@@ -198,7 +160,7 @@ async def cmd_finding(args: argparse.Namespace) -> int:
         severity=Severity(args.severity),
         summary=args.summary,
         vulnerability=details,
-        message_id=_message_id(args),
+        message_id=message_id(args),
     )
     _print_receipt(args, r)
     return 0
@@ -210,10 +172,10 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise BadInput(str(e)) from None
     _valid(Conclusion, sender=agency.value, summary=args.summary or "")
-    signer = _signer(args, agency.value)
+    signer = signer_for(args, agency.value)
     client = await connect(Target.from_args(args))
     r = await AgencyClient(client, agency, signer).conclude(
-        args.review_id, summary=args.summary or "", message_id=_message_id(args)
+        args.review_id, summary=args.summary or "", message_id=message_id(args)
     )
     _print_receipt(args, r)
     return 0
@@ -221,12 +183,12 @@ async def cmd_conclude(args: argparse.Namespace) -> int:
 
 async def cmd_withdraw(args: argparse.Namespace) -> int:
     _valid(Withdrawal, sender=LAB, reason=args.reason)
-    signer = _signer(args, LAB)
+    signer = signer_for(args, LAB)
     client = await connect(Target.from_args(args))
     # The review's own lab (`lab:<id>`) signs: its key from the key directory, or --key (checked above).
     lab = lab_party((await status(client, args.review_id)).lab)
-    signer = Signer(lab, signer._key) if args.key else _signer(args, lab)
-    r = await LabClient(client, signer).withdraw(args.review_id, args.reason, message_id=_message_id(args))
+    signer = Signer(lab, signer._key) if args.key else signer_for(args, lab)
+    r = await LabClient(client, signer).withdraw(args.review_id, args.reason, message_id=message_id(args))
     _print_receipt(args, r)
     return 0
 

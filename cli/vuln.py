@@ -31,21 +31,14 @@ from api.clearinghouse import (
     report,
 )
 from cli import args as arg
+from cli.door import BadInput, load_vulnerability, signer_for
 from cli.render import as_json, console
-from cli.reviews import BadInput
-from cli.reviews import _signer as signer_for
 from domain.case import MAX_EXTENSION_REQUEST, CaseState, CaseStatus
 from domain.clearinghouse import ClearinghouseState, VulnerabilityIntake
-from domain.inputs import load_model
 from domain.policy import DEFAULT_POLICY, load_policy
 from domain.sectors import Sector
-from domain.vulnerability import TREASURY, VulnerabilityReport, parse_party
+from domain.vulnerability import TREASURY, parse_party
 from infra.connection import Target, connect
-
-
-def load_vulnerability(path: str) -> VulnerabilityReport:
-    """A vulnerability report file through the door (domain/inputs.py); `schema report` describes it."""
-    return load_model(VulnerabilityReport, path, "vulnerability report")
 
 
 def _party(text: str, *, kind: str | None = None) -> str:

@@ -3,12 +3,15 @@ workflow and the review office's worker that runs it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
 PUBLISH_WORKFLOW = "PublishTransparencyReport"
 PUBLISH_ACTIVITY = "publish_transparency_report"
+# The publication reads every review's history (minutes at scale): it heartbeats, and a task the
+# server lost is retried after this long instead of the attempt's 30 minutes.
+PUBLISH_HEARTBEAT_TIMEOUT = timedelta(minutes=1)
 SCHEDULE_ID = "transparency-report-weekly"
 # The workflow id of each scheduled run (the server appends the scheduled time).
 PUBLISH_WORKFLOW_ID = "transparency-report"

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from api import clearinghouse, reviews
 from api.reviews import status
+from api.waiting import until
 from domain.case import CaseState
 from domain.clearinghouse import IntakeReceipt, VulnerabilityIntake
 from domain.disclosure import Disclosure
@@ -185,15 +186,10 @@ async def running(workers: list[Worker]) -> AsyncIterator[None]:
 
 async def wait_stage(client: Client, review_id: str, *stages: Stage, timeout: float = 30) -> ReviewStatus:
     """Poll the status query until the review is at one of `stages`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        current = await status(client, review_id)
-        if current.stage in stages:
-            return current
-        if loop.time() > deadline:
-            raise AssertionError(f"{review_id} stayed at {current.stage} (wanted {stages})")
-        await asyncio.sleep(0.05)
+    return await until(
+        lambda: status(client, review_id), lambda s: s.stage in stages, timeout=timeout, interval=0.05,
+        what=f"{review_id} at {'/'.join(stages)}", seen=lambda s: s.stage,
+    )  # fmt: skip
 
 
 async def update_events(client: Client, review_id: str) -> list[str]:

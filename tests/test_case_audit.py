@@ -4,19 +4,25 @@ broken, a message whose signature does not verify, a status change without its r
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
 
+from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from api.clearinghouse import VendorClient
+from audit import audit_workflow
 from audit.case import CaseRecord
 from audit.history import DecodedHistory, decode
 from audit.markdown import to_markdown
 from audit.trail import AuditTrail, interpreter_for
 from domain.case import CaseStatus, LinkedReport
+from domain.policy import Policy
 from infra.connection import plain_data_converter
 from tests.test_case_histories import recorded
+from tests.test_clearinghouse import open_case, wait_case
 from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
 
@@ -61,7 +67,8 @@ async def test_the_case_audit_reads_the_record_the_case_wrote() -> None:
     lines = {(e.actor, e.text) for e in trail.timeline}
     assert ("vendor:tlskit-foundation", "fix_ready: fixed in 3.2.5") in lines
     assert ("operator:energy", "patch_deployed: deployed by energy operators") in lines
-    document = to_markdown(trail) + json.dumps([e.model_dump(mode="json") for e in trail.timeline])
+    document = to_markdown(trail) + trail.model_dump_json()  # what `audit` and `audit --json` print
+    assert r.state.fix is not None and r.state.fix.signature and r.state.fix.signature not in document
     assert not BASE64_SIGNATURE.search(document)
     assert not any("{" in e.text for e in trail.timeline)
 
@@ -142,3 +149,21 @@ async def test_a_case_history_with_fields_this_version_does_not_know_still_repla
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+async def test_an_open_case_is_read_where_its_history_ends(client: Client, policy: Policy) -> None:
+    """An open run has not handed its latest state over yet: the audit replays it with the case's
+    own code, so the change after the vendor's fix (PATCH_DISTRIBUTED) has its actor and reason."""
+    c = await open_case(client, policy, sectors=["energy"])
+    await VendorClient(client, "TLSKit Foundation").fix_ready(c.case_id, ["3.2.5"])
+    await wait_case(client, c.case_id, CaseStatus.PATCH_DISTRIBUTED)
+    for _ in range(100):
+        trail = await audit_workflow(client, c.case_id)
+        if trail.record.status == "PATCH_DISTRIBUTED":
+            break
+        await asyncio.sleep(0.1)
+    r = trail.record
+    assert trail.status == "RUNNING" and r.read_from == "its state where the history ends (replayed)"
+    last = r.status_changes[-1]
+    assert (last.status, last.actor, last.reason) == ("PATCH_DISTRIBUTED", "treasury", "fix 3.2.5 sent to: energy")
+    assert failed(trail) == [] and "the history replays with the case's own code" in {c.name for c in trail.checks}

@@ -108,7 +108,7 @@ async def test_record_the_case_histories(
     s = await AgencyClient(client, "dod").submit_finding(
         rid, kind="vulnerability", severity="high", summary="s", vulnerability=details
     )
-    case_id = await forwarded_case(client, rid, s.findings[0].message_id)
+    case_id = await forwarded_case(client, rid, s.message_id)
     await settled(client, case_id)
     await report_signed(client, VulnerabilityIntake(sender="operator:energy", report=details), policy)
     vendor = VendorClient(client, "TLSKit Foundation")

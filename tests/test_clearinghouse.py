@@ -8,7 +8,8 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -17,12 +18,14 @@ from api.agency import AgencyClient
 from api.clearinghouse import (
     CaseParty,
     OperatorClient,
+    UnknownCase,
     VendorClient,
     case_status,
     clearinghouse_status,
 )
 from api.errors import Rejected
 from api.reviews import status
+from api.waiting import until
 from domain import search_attributes as sa
 from domain.case import (
     CaseState,
@@ -67,31 +70,32 @@ S = CaseStatus
 
 
 async def wait_case(client: Client, case_id: str, *statuses: CaseStatus, timeout: float = 30) -> CaseState:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            current = await case_status(client, case_id)
-        except Exception:
-            current = None  # the clearinghouse is still starting the case
-        if current is not None and current.status in statuses:
-            return current
-        if loop.time() > deadline:
-            raise AssertionError(f"{case_id} stayed at {current and current.status} (wanted {statuses})")
-        await asyncio.sleep(0.05)
+    return await until(
+        lambda: case_status(client, case_id),
+        lambda c: c.status in statuses,
+        timeout=timeout,
+        interval=0.05,
+        # The clearinghouse may still be starting the case.
+        tolerate=(UnknownCase, RPCError, WorkflowQueryFailedError),
+        what=f"{case_id} at {'/'.join(statuses)}",
+        seen=lambda c: c.status,
+    )
+
+
+def advised(c: CaseState) -> set[str]:
+    return {n.recipient for n in c.notices if n.kind == NoticeKind.OPERATOR_ADVISORY}
 
 
 async def settled(client: Client, case_id: str) -> CaseState:
     """The case under embargo, with every critical-infrastructure sector's advisory sent."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while True:
-        c = await wait_case(client, case_id, S.VENDOR_NOTIFIED, S.FIX_READY, S.PATCH_DISTRIBUTED)
-        advised = {n.recipient for n in c.notices if n.kind == NoticeKind.OPERATOR_ADVISORY}
-        if advised == {f"operator:{s.value}" for s in c.sectors if s in CRITICAL}:
-            return c
-        assert loop.time() < deadline, f"{case_id}: advisories never sent ({advised})"
-        await asyncio.sleep(0.05)
+    return await until(
+        lambda: wait_case(client, case_id, S.VENDOR_NOTIFIED, S.FIX_READY, S.PATCH_DISTRIBUTED),
+        lambda c: advised(c) == {f"operator:{s.value}" for s in c.sectors if s in CRITICAL},
+        timeout=30,
+        interval=0.05,
+        what=f"{case_id}: every critical sector's advisory",
+        seen=lambda c: f"advised {sorted(advised(c))}",
+    )
 
 
 async def open_case(client: Client, policy: Policy, sender: str = "partner:shieldsec", **changes) -> CaseState:

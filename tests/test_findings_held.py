@@ -33,15 +33,12 @@ def outage_policy():
 
 async def wait_for(client: Client, rid: str, ready, timeout: float = 30) -> ReviewStatus:
     from api.reviews import status
+    from api.waiting import until
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        s = await status(client, rid)
-        if ready(s):
-            return s
-        assert loop.time() < deadline, f"{rid}: {s.stage}, pending {s.clearinghouse_pending}"
-        await asyncio.sleep(0.1)
+    return await until(
+        lambda: status(client, rid), ready, timeout=timeout, what=rid,
+        seen=lambda s: f"{s.stage}, pending {s.clearinghouse_pending}",
+    )  # fmt: skip
 
 
 def forwarding_check(trail) -> tuple[bool, str]:

@@ -21,7 +21,7 @@ from api.agency import AgencyClient
 from bench.table import Phase, percentile, ratios
 from domain import search_attributes as sa
 from domain.policy import POLICY_DIR, load_policy
-from domain.status import Stage
+from domain.status import ReviewStatus, Stage
 from tests.conftest import disclose, mythos, wait_stage
 from worker import WorkerConfig, build_workers
 
@@ -171,6 +171,89 @@ def test_a_lost_task_costs_minutes_not_an_hour(name: str) -> None:
     assert all(t <= timedelta(minutes=10) for t in attempts.values()), attempts
 
 
+# The longest a task lost by the server may cost: an attempt's start-to-close, or for long work
+# (which heartbeats) the heartbeat timeout.
+LOST_TASK_COSTS_AT_MOST = timedelta(minutes=10)
+
+
+def lost_task_costs(history) -> dict[str, timedelta]:
+    """For each activity type a history scheduled, the longest a lost task of it waits to be retried."""
+    costs: dict[str, timedelta] = {}
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            a = event.activity_task_scheduled_event_attributes
+            wait = a.start_to_close_timeout.ToTimedelta()
+            if a.HasField("heartbeat_timeout") and a.heartbeat_timeout.ToTimedelta() > timedelta(0):
+                wait = min(wait, a.heartbeat_timeout.ToTimedelta())
+            costs[a.activity_type.name] = max(wait, costs.get(a.activity_type.name, timedelta(0)))
+    return costs
+
+
+async def test_every_activity_a_lost_task_costs_minutes(client: Client) -> None:
+    """Every activity each workflow schedules, under the shipped eo-2026 policy: a covered review with
+    a vulnerability finding, the clearinghouse and the case it opens, the weekly publication."""
+    from api.clearinghouse import case_status
+    from api.waiting import until
+    from domain.agencies import REVIEW_TASK_QUEUE
+    from domain.case import EMBARGO_STATUSES
+    from domain.clearinghouse import CLEARINGHOUSE_ID
+    from domain.publication import PUBLISH_WORKFLOW
+    from tests.conftest import vulnerability
+
+    rid = await disclose(client, mythos(), load_policy("eo-2026"))
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    dod = AgencyClient(client, "dod")
+    await AgencyClient(client, "nsa").determine(rid, covered=True, agencies=["dod"], rationale="lost tasks")
+    finding = vulnerability()
+    await dod.submit_finding(rid, kind="vulnerability", severity="high", summary="a flaw", vulnerability=finding)
+    await dod.conclude(rid)
+    final = await client.get_workflow_handle(rid, result_type=ReviewStatus).result()
+    [case_id] = final.clearinghouse_cases.values()
+    await until(lambda: case_status(client, case_id), lambda c: c.status in EMBARGO_STATUSES, timeout=30)
+    publication = await client.start_workflow(PUBLISH_WORKFLOW, id=f"publish-{rid}", task_queue=REVIEW_TASK_QUEUE)
+    try:
+        published = await until(
+            publication.fetch_history, lambda h: bool(lost_task_costs(h)), timeout=30, what="the publication's activity"
+        )
+    finally:
+        await publication.terminate("only its activity's options are checked")
+    costs: dict[str, timedelta] = {}
+    for history in (
+        await client.get_workflow_handle(rid).fetch_history(),
+        await client.get_workflow_handle(case_id).fetch_history(),
+        await client.get_workflow_handle(CLEARINGHOUSE_ID).fetch_history(),
+        published,
+    ):
+        costs.update(lost_task_costs(history))
+    # Every kind of work was seen (a workflow that skipped some would make this test blind to it).
+    assert {"check_standard", "brief_nsa", "vet_partner", "grant_access", "forward_vulnerability"} <= set(costs)
+    assert {"publish_transparency_report", "notify_vendor", "triage_case"} <= set(costs), sorted(costs)
+    slow = {name: str(cost) for name, cost in costs.items() if cost > LOST_TASK_COSTS_AT_MOST}
+    assert slow == {}, "a lost task of these would wait longer than minutes"
+
+
+async def test_long_work_heartbeats_while_it_runs_and_stops_after() -> None:
+    import asyncio
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.heartbeat import heartbeating
+
+    beats: list[float] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(asyncio.get_running_loop().time())
+
+    async def long_work() -> str:
+        async with heartbeating(timedelta(seconds=0.6)):  # a beat every 0.1 s
+            await asyncio.sleep(0.5)
+        return "done"
+
+    assert await env.run(long_work) == "done"
+    during = len(beats)
+    await asyncio.sleep(0.3)
+    assert during >= 3 and len(beats) == during, beats
+
+
 def test_status_imports_only_what_it_uses() -> None:
     """`status` is typed often: it must not pay for the audit trail, the codec server's aiohttp,
     the workers or plotting."""
@@ -210,3 +293,74 @@ def test_workflow_code_stays_inside_the_sandbox() -> None:
         parts = cls.__module__.split(".")
         prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
         assert prefixes.isdisjoint(PASSED_THROUGH), (cls.__name__, PASSED_THROUGH)
+
+
+PROBE_WORKFLOWS = """
+from datetime import datetime
+
+from temporalio import workflow
+
+RUNS = []  # module state: each run must have its own
+
+
+@workflow.defn(name="SharedCodeProbe")
+class SharedCodeProbe:
+    @workflow.run
+    async def run(self) -> int:
+        RUNS.append(workflow.info().workflow_id)
+        return len(RUNS)
+
+
+@workflow.defn(name="SharedCodeClock")
+class SharedCodeClock:
+    @workflow.run
+    async def run(self) -> str:
+        return datetime.now().isoformat()  # not deterministic: the sandbox must refuse it
+"""
+
+
+async def test_workflow_code_is_compiled_once_and_still_sandboxed_per_run(
+    isolated: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox re-executes a workflow's module for every run; it compiled it from source every
+    time too (no bytecode cache under PYTHONDONTWRITEBYTECODE). Now the compiled code is shared:
+    compiled once per process, still executed afresh, sandboxed, for each run."""
+    import importlib
+    import uuid
+
+    from temporalio.worker import Worker
+
+    from workflows import sandbox
+
+    package = tmp_path / "probeflows"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "clock.py").write_text(PROBE_WORKFLOWS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sandbox, "SHARED_CODE_PACKAGES", (*sandbox.SHARED_CODE_PACKAGES, "probeflows"))
+    module = importlib.import_module("probeflows.clock")
+    queue = f"shared-code-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        isolated, task_queue=queue, workflows=[module.SharedCodeProbe, module.SharedCodeClock],
+        workflow_runner=sandbox.workflow_runner(), max_cached_workflows=0,
+    ):  # fmt: skip
+        for n in range(3):
+            assert await isolated.execute_workflow("SharedCodeProbe", id=f"{queue}-{n}", task_queue=queue) == 1
+        clock = await isolated.start_workflow("SharedCodeClock", id=f"{queue}-clock", task_queue=queue)
+        failed = await wait_for_task_failure(clock)
+        await clock.terminate("probe done")
+    assert "datetime.datetime.now" in failed, failed
+    compiled = [path for path in sandbox._SharedCodeLoader.codes if path.endswith("probeflows/clock.py")]
+    assert compiled == [str(package / "clock.py")], "compiled once, whatever the number of runs"
+    assert module.RUNS == [], "the runs executed their own copies of the module, never the host's"
+
+
+async def wait_for_task_failure(handle) -> str:
+    from api.waiting import until
+
+    def failures(history) -> list:
+        return [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+
+    history = await until(handle.fetch_history, lambda h: bool(failures(h)), timeout=30, what="a failed task")
+    failure = failures(history)[0].workflow_task_failed_event_attributes.failure
+    return str(await handle._client.data_converter.decode_failure(failure))  # the codec encrypts failures

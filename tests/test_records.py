@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.agency import AgencyClient, LabClient
 from api.errors import Rejected
 from api.reviews import status
+from api.waiting import until
 from audit import audit_workflow
 from domain.agencies import Agency
 from domain.status import ReviewStatus, Stage
@@ -44,11 +44,10 @@ def seconds_scale():
 
 
 async def briefed(client: Client, rid: str) -> None:
-    for _ in range(200):
-        if (await status(client, rid)).nsa_briefed:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the NSA's worker never confirmed the briefing")
+    await until(
+        lambda: status(client, rid), lambda s: bool(s.nsa_briefed), timeout=10, interval=0.05,
+        what=f"{rid}: the NSA's worker confirming the briefing",
+    )  # fmt: skip
 
 
 def check_detail(trail, name: str) -> str:

@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain.publication import PUBLISH_ACTIVITY, PUBLISH_WORKFLOW, Publication
+    from domain.publication import PUBLISH_ACTIVITY, PUBLISH_HEARTBEAT_TIMEOUT, PUBLISH_WORKFLOW, Publication
 
 
 @workflow.defn(name=PUBLISH_WORKFLOW)
@@ -25,6 +25,8 @@ class PublishTransparencyReport:
             PUBLISH_ACTIVITY,
             result_type=Publication,
             start_to_close_timeout=timedelta(minutes=30),
+            # Long work (every review's history): a task the server lost is retried within a minute.
+            heartbeat_timeout=PUBLISH_HEARTBEAT_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=10)),
             summary="publish the transparency report (JSON, Markdown, PNG)",
         )

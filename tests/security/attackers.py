@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from temporalio.client import Client
@@ -16,6 +15,7 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.waiting import until
 from domain import attestation
 from domain.agencies import REVIEW_TASK_QUEUE
 from infra.connection import data_converter
@@ -67,9 +67,7 @@ def review_workflows_only(client: Client, keys: KeyDirectory) -> Worker:
 
 async def scheduled(client: Client, workflow_id: str, activity_id: str, timeout: float = 30) -> None:
     """Wait until the workflow has scheduled `activity_id`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while activity_id not in await activity_events(client, workflow_id):
-        if loop.time() > deadline:
-            raise AssertionError(f"{workflow_id} never scheduled {activity_id}")
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: activity_events(client, workflow_id), lambda scheduled: activity_id in scheduled,
+        timeout=timeout, interval=0.05, what=f"{workflow_id} scheduling {activity_id}",
+    )  # fmt: skip

@@ -1,0 +1,169 @@
+"""One set of plumbing for both halves (reviews and the clearinghouse): the modules import in one
+direction, one send-with-retry, one key-loading activity, one way to wait for a state."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from api.waiting import StillWaiting, until
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PACKAGES = ("activities", "api", "audit", "cli", "domain", "infra", "workflows")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which project module imports which, at any depth of the file (a function-level import, the
+    usual way round a cycle, counts too)."""
+    modules = {
+        (f"{package}.{f.stem}" if f.stem != "__init__" else package): f
+        for package in PACKAGES
+        for f in (PROJECT_DIR / package).glob("*.py")
+    }
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, file in modules.items():
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle, each as the modules on it."""
+    found: list[list[str]] = []
+
+    def walk(path: list[str]) -> None:
+        for nxt in sorted(graph[path[-1]]):
+            if nxt == path[0]:
+                found.append(path)
+            elif nxt not in path and nxt > path[0]:  # each cycle once, from its smallest module
+                walk([*path, nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return found
+
+
+def test_no_project_module_imports_one_that_imports_it() -> None:
+    """`cli/reviews.py` and `cli/vuln.py` imported each other (one of them inside a function to
+    dodge the cycle); what both need (the door for files and flags, the sender's key) is in
+    `cli/door.py`."""
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# ------------------------------------------------------------------ waiting for a state
+
+
+async def test_until_returns_the_first_ready_value_and_gives_up_naming_the_last_seen() -> None:
+    seen = iter(range(100))
+
+    async def probe() -> int:
+        return next(seen)
+
+    assert await until(probe, lambda n: n >= 3, timeout=5, interval=0.001) == 3
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(StillWaiting) as waited:
+        await until(probe, lambda n: n < 0, timeout=0.3, interval=0.05, what="a negative number", seen=str)
+    assert 0.3 <= loop.time() - began < 3  # the deadline, not a hang (a loaded machine is slow)
+    assert isinstance(waited.value, TimeoutError)  # callers that caught TimeoutError still do
+    assert waited.value.last is not None and waited.value.last > 3
+    assert f"a negative number not reached in 0.3 s (last seen: {waited.value.last})" == str(waited.value)
+
+
+async def test_until_tolerates_only_the_errors_it_is_told_to() -> None:
+    calls = 0
+
+    async def starting() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise LookupError("not started yet")
+        return "running"
+
+    assert await until(starting, lambda s: s == "running", timeout=5, interval=0.001, tolerate=(LookupError,)) == (
+        "running"
+    )
+    calls = 0
+    with pytest.raises(LookupError):  # not tolerated: at once, not after the timeout
+        await until(starting, lambda s: s == "running", timeout=60, interval=0.001)
+    assert calls == 1
+    with pytest.raises(StillWaiting) as waited:
+        await until(lambda: asyncio.sleep(0, result=1 / 0), bool, timeout=0, tolerate=(ZeroDivisionError,))
+    assert waited.value.last is None and "last seen: nothing" in str(waited.value)
+
+
+async def test_until_probes_once_even_with_no_time_left() -> None:
+    assert await until(lambda: asyncio.sleep(0, result="done"), bool, timeout=0) == "done"
+
+
+# ------------------------------------------------------------------ loading the parties' keys
+
+
+async def test_both_halves_load_the_same_keys_the_same_way(tmp_path: Path) -> None:
+    """The review office's `load_review_keys` and Treasury's `load_public_keys` read their own key
+    directory through one body: the same keyring, the same bad entry skipped, the same failure
+    when there is no keyring at all."""
+    import json
+
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.clearinghouse import ClearinghouseDesk, Outbox
+    from activities.release import ReleaseDesk
+    from activities.store import RecordStore
+    from infra.keys import KeyDirectory
+
+    keys = KeyDirectory(tmp_path / "keys")
+    keys.init_development()
+    published = json.loads(keys.public_file.read_text())
+    published["vendor:broken"] = "not a key"
+    keys.public_file.write_text(json.dumps(published))
+    office = ReleaseDesk(RecordStore(tmp_path / "review.db"), keys)
+    treasury = ClearinghouseDesk(Outbox(tmp_path / "clearinghouse.db"), keys)
+    env = ActivityEnvironment()
+    attested = env.run(office.load_review_keys)
+    plain = env.run(treasury.load_public_keys)
+    assert attested.result == plain
+    assert "vendor:broken" not in plain and {"nsa", "dod", "treasury"} <= set(plain)
+
+    keys.public_file.unlink()
+    for load in (office.load_review_keys, treasury.load_public_keys):
+        with pytest.raises(ApplicationError) as refused:
+            env.run(load)
+        assert refused.value.type == "KeyProblem" and "frontier-review keys init" in str(refused.value)
+
+
+async def test_a_store_keeps_one_connection_per_thread_and_grants_once_from_many(tmp_path: Path) -> None:
+    """Activities write from any thread of their queue's pool, each through that thread's own kept
+    connection: many threads granting the same partners grant each exactly once, and a call that
+    failed inside a transaction leaves nothing open for the next call on its thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from activities.store import RecordStore
+
+    store = RecordStore(tmp_path / "review.db")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        grants = list(pool.map(lambda i: store.grant("review-x", f"partner-{i % 10}", "run-1"), range(200)))
+        connections = set(pool.map(lambda _: id(store._connect()), range(200)))
+    assert sorted(g.grant_id for g in grants if not g.already_granted) == sorted({g.grant_id for g in grants})
+    assert len({g.grant_id for g in grants}) == 10
+    assert 1 <= len(connections) <= 8, "one connection per thread, kept"
+    db = store._connect()
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO grants VALUES ('review-y', 'run-1', 'p', 'g', 't')")
+    db.close()  # what `closing()` does when a call fails mid-transaction
+    assert store._connect() is db and not db.in_transaction
+    assert store.grants("review-y") == [], "the failed call's write was rolled back"
