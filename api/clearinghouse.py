@@ -17,35 +17,31 @@ import asyncio
 import random
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Rejected, ReviewError, Unavailable
 from api.idempotency import keyed
-from api.server import describe_or_none, transient, workflow_not_ready
+from api.sending import TRANSIENT_REFUSALS, Recipient, deliver, refresh_keys
+from api.server import describe_or_none, transient
 from domain import search_attributes as sa
 from domain.case import CaseState, CaseStatus, ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
 from domain.clearinghouse import (
-    ALREADY_APPLIED,
     CASE_STATUS_QUERY,
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
     CLEARINGHOUSE_STATUS_QUERY,
     CLEARINGHOUSE_TASK_QUEUE,
     CLEARINGHOUSE_WORKFLOW,
-    CONTINUING_AS_NEW,
     EXPLOITATION_OBSERVED,
     FIX_READY,
     PATCH_DEPLOYED,
     RECEIPTS_QUERY,
-    REFRESH_KEYS,
-    REFRESH_TOO_SOON,
     REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
     SUBMIT_REPORT,
@@ -60,13 +56,11 @@ from domain.inputs import MAX_MESSAGE_BYTES, round_trips
 from domain.messages import Message
 from domain.policy import Policy
 from domain.sectors import Sector
-from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, Signer
+from domain.signatures import UNKNOWN_SIGNER, Signer
 from domain.vulnerability import VulnerabilityReport, is_party, operator_party, parse_party, vendor_party
 from infra.keys import KeyDirectory
 
 T = TypeVar("T")
-# How long one message keeps being resent after transient refusals (seconds).
-PATIENCE = 60.0
 # A report: how long it is handed in again while it waits (seconds), and how long one hand-in may
 # wait untaken before it is handed in again. Under a burst a report waits its turn behind the
 # others handed in: it is never turned away for that.
@@ -76,13 +70,15 @@ RESEND_AFTER = 60.0
 POLL_FIRST = 0.05
 POLL_MAX = 0.5
 POLL_BATCH = 200
-# Refusals that recorded nothing and pass: the same message is sent again.
-# STALE_RUN: a case checking the run refused a message signed for its previous run; `send` signs again.
-TRANSIENT = (CONTINUING_AS_NEW, KEYS_LOADING, STALE_RUN)
 
 
 class UnknownCase(ReviewError):
     pass
+
+
+# The one retry loop (api/sending.py) for a case: what it is called, where it stopped.
+def _case(case_id: str) -> Recipient:
+    return Recipient(case_id, CASE_WORKFLOW, "case", UnknownCase, where=sa.CASE_STATUS)
 
 
 class CaseSummary(BaseModel):
@@ -137,9 +133,9 @@ async def report(client: Client, intake: VulnerabilityIntake, policy: Policy, si
         if refusal.kind == UNKNOWN_SIGNER and not refreshed and is_party(intake.sender):
             # Enrolled since the clearinghouse loaded its keys: it reloads them, and we hand it in again.
             refreshed = True
-            await _refresh_keys(client, CLEARINGHOUSE_ID, intake.sender, patience)
+            await refresh_keys(client, CLEARINGHOUSE_ID, intake.sender, patience)
             continue
-        if refusal.kind in TRANSIENT and loop.time() < patience:
+        if refusal.kind in TRANSIENT_REFUSALS and loop.time() < patience:
             await asyncio.sleep(random.uniform(0.05, 0.5))
             continue
         raise Rejected(f"{CLEARINGHOUSE_ID}: {refusal.reason}")
@@ -163,8 +159,13 @@ async def _submit(client: Client, submission: ReportSubmission, policy: Policy, 
             )
             return
         except RPCError as e:
-            if not transient(e) or loop.time() > patience:
+            if not transient(e):
                 raise
+            if loop.time() > patience:  # as every other message gives up: one line, what to do
+                raise Unavailable(
+                    f"clearinghouse: the Temporal server did not take report {submission.intake.message_id} within "
+                    f"{REPORT_PATIENCE:.0f} s ({e.message}); send it again (same message id: applied once)"
+                ) from None
         await asyncio.sleep(random.uniform(0, delay))
         delay = min(delay * 2, 2.0)
 
@@ -241,77 +242,7 @@ async def send(client: Client, case_id: str, update: str, message: Message, sign
         handle = client.get_workflow_handle(case_id, run_id=run_id)
         return await handle.execute_update(update, signed, id=signed.message_id, result_type=CaseState)
 
-    return await _deliver(client, case_id, attempt, message.sender)
-
-
-async def _deliver(
-    client: Client,
-    target: str,
-    attempt: Callable[[], Awaitable[T]],
-    sender: str,
-    first_result: Callable[[Any], T] | None = None,
-) -> T:
-    """One message, sent until it is applied or refused for a reason. Transient refusals (the
-    clearinghouse continuing as new, a workflow still loading its keyring, the server's cap on
-    updates in flight, a workflow task failed under the update) recorded nothing, so the same
-    message goes again under the same id. A sender the workflow does not know (enrolled since it
-    loaded its keys) has it reload them from Treasury's key directory, once, and sends again."""
-    loop = asyncio.get_running_loop()
-    patience = loop.time() + PATIENCE
-    delay = 0.1
-    refreshed = False
-    while True:
-        try:
-            return await attempt()
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            kind = cause.type if isinstance(cause, ApplicationError) else None
-            if kind == UNKNOWN_SIGNER and not refreshed and is_party(sender):
-                refreshed = True
-                await _refresh_keys(client, target, sender, patience)
-                continue
-            if kind == ALREADY_APPLIED and first_result is not None and cause.details:
-                return first_result(cause.details[0])
-            if kind not in TRANSIENT or loop.time() > patience:
-                raise Rejected(f"{target}: {getattr(cause, 'message', None) or cause}") from None
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                closed = await describe_or_none(client, target)
-                if closed is None:
-                    raise UnknownCase(f"no case with id {target!r}") from None
-                status = closed.typed_search_attributes.get(sa.CASE_STATUS) or closed.status.name
-                raise Rejected(f"{target}: the case is closed (status {status}); nothing was recorded") from None
-            if not _transient(e) or loop.time() > patience:
-                raise
-        # Exponential backoff with full jitter: under a burst, senders that ask again at once keep
-        # the workflow's updates aborting (a busy server and worker never finish a task before the
-        # next wave arrives); spread out, they drain.
-        await asyncio.sleep(random.uniform(0, delay))
-        delay = min(delay * 2, 2.0)
-
-
-async def _refresh_keys(client: Client, target: str, party: str, patience: float) -> None:
-    """Ask a workflow to reload the public keys (best effort: a refusal, e.g. the party already
-    known by now, or the clearinghouse continuing as new, changes nothing and the message goes
-    again). A workflow reloads at most every few seconds: a refusal for that is asked again."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await client.get_workflow_handle(target).execute_update(REFRESH_KEYS, party, result_type=bool)
-            return
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == REFRESH_TOO_SOON) or loop.time() > patience:
-                return
-        except RPCError as e:
-            if e.status != RPCStatusCode.NOT_FOUND and not _transient(e):
-                raise
-            return
-        await asyncio.sleep(1.0)
-
-
-def _transient(e: RPCError) -> bool:
-    return e.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE) or workflow_not_ready(e)
+    return await deliver(client, _case(case_id), message, attempt)
 
 
 # ------------------------------------------------------------------ reading

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -13,8 +12,6 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowHistoryEventFilterType,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -23,23 +20,21 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import DuplicateDisclosure, Rejected, Unavailable, UnknownReview
+from api.errors import DuplicateDisclosure, Rejected, UnknownReview
 from api.idempotency import check_message_id
-from api.server import describe_or_none, transient
+from api.sending import OUR_REFUSALS, Recipient, deliver
+from api.server import describe_or_none
 from api.waiting import StillWaiting, until
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.attestation import TrustAnchors, seal_verifies
-from domain.clearinghouse import REFRESH_KEYS, REFRESH_TOO_SOON
 from domain.disclosure import Disclosure
 from domain.ids import review_id_for
 from domain.inputs import MAX_FILE_BYTES, MAX_MESSAGE_BYTES, Refused, round_trips
 from domain.messages import Message
 from domain.policy import Policy, describe
 from domain.review import (
-    ALREADY_APPLIED,
     DISCLOSE,
     KEY_MISMATCH,
     STATUS_QUERY,
@@ -49,16 +44,10 @@ from domain.review import (
     ReviewInput,
     disclosure_digest,
 )
-from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, Signer
+from domain.signatures import UNKNOWN_SIGNER, PublicKeyring, Signer
 from domain.status import Receipt, ReviewStatus, RunRecord, Stage
 from domain.vulnerability import REVIEW_OFFICE, lab_party
 from infra.keys import KeyDirectory, KeyProblem
-
-# How long one message keeps being resent through transient failures (seconds).
-PATIENCE = 60.0
-# The ApplicationError types a review's validators refuse with (workflows/messages.py).
-OUR_REFUSALS = ("Rejected", UNKNOWN_SIGNER, KEYS_LOADING, ALREADY_APPLIED, STALE_RUN, KEY_MISMATCH)
-
 
 # A run that ended like this never reached an outcome (RELEASED or WITHDRAWN).
 ENDED_WITHOUT_OUTCOME = (
@@ -382,6 +371,14 @@ def _unquoted(value: str) -> str:
     return value
 
 
+# The one retry loop (api/sending.py) for a review: what it is called and where it stopped.
+def _recipient(review_id: str) -> Recipient:
+    return Recipient(
+        review_id, WORKFLOW_TYPE, "review", UnknownReview, where=sa.REVIEW_STAGE, where_word="stage",
+        refusals=(*OUR_REFUSALS, KEY_MISMATCH),
+    )  # fmt: skip
+
+
 async def send(
     client: Client, review_id: str, update: str, message: Message, signer: Signer, *, message_id: str | None = None
 ) -> Receipt:
@@ -390,98 +387,38 @@ async def send(
     given, else the message's own (the clients in api/agency.py derive one from the content,
     api/idempotency.py, so a command run again is the same message).
 
-    Transient failures recorded nothing, or recorded the message under this id, so the same message
-    goes again for up to PATIENCE seconds: the server unreachable or restarting, its cap on updates
-    in flight, a workflow task failed under the update, a review still loading its keyring, the run
-    changed under the message (it is signed again for the run the server names). A review that does
-    not hold the sender's key (enrolled, or its key replaced, since the review loaded them) is asked
-    to reload its keys, once. After that, `Unavailable`: one line saying the message may not have
-    been applied."""
+    Sent again through transient failures by the loop both halves share (api/sending.py), each
+    attempt signed for the run the server names now: never valid in a later run (refiled, reset).
+    A review that does not hold the sender's key (enrolled, or its key replaced, since the review
+    loaded them) is asked to reload its keys, once. A message that came back "already applied"
+    after one of our own attempts got through answers with its receipt from the review's record."""
     if message_id is not None:
         message = message.model_copy(update={"message_id": check_message_id(message_id)})
     # A message that would not read back as itself in the workflow is `Refused` before anything is sent.
     message = round_trips(message, update, max_bytes=MAX_MESSAGE_BYTES)
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + PATIENCE
-    delay = 0.1
-    resent = refreshed = False
-    while True:
-        try:
-            # Signed for the run the server names now: never valid in a later run (refiled, reset).
-            current = await describe_or_none(client, review_id)
-            if current is None:
-                raise UnknownReview(f"no review with id {review_id!r}")
-            signed = signer.sign(review_id, update, message, run_id=current.run_id)
-            handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
-            return await handle.execute_update(update, signed, id=signed.message_id, result_type=Receipt)
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            kind = getattr(cause, "type", None)
-            if kind == ALREADY_APPLIED and resent:
-                return await receipt(client, review_id, message.message_id)  # an earlier attempt of ours got through
-            if not refreshed and _key_not_held(cause, signer):
-                refreshed = True
-                await _refresh_keys(client, review_id, signer.party, give_up)
-                continue
-            # A review that has just started is loading its keyring (nothing was recorded), or the run
-            # changed under the message (refiled, reset): send again, signed for the run the server names.
-            if kind not in (KEYS_LOADING, STALE_RUN) or loop.time() > give_up:
-                raise await _refusal(client, review_id, cause) from None
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            if loop.time() > give_up:
-                raise _unavailable(review_id, message, "the update timed out") from None
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                closed = await describe_or_none(client, review_id)
-                if closed is None:
-                    raise UnknownReview(f"no review with id {review_id!r}") from None
-                stage = closed.typed_search_attributes.get(sa.REVIEW_STAGE) or closed.status.name
-                raise Rejected(f"{review_id}: the review is closed (stage {stage}); nothing was recorded") from None
-            if not transient(e):
-                raise
-            if loop.time() > give_up:
-                raise _unavailable(review_id, message, e.message) from None
-        resent = True
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 2.0)
+
+    async def attempt() -> Receipt:
+        current = await describe_or_none(client, review_id)
+        if current is None:
+            raise UnknownReview(f"no review with id {review_id!r}")
+        signed = signer.sign(review_id, update, message, run_id=current.run_id)
+        handle: WorkflowHandle = client.get_workflow_handle(review_id, run_id=current.run_id)
+        return await handle.execute_update(update, signed, id=signed.message_id, result_type=Receipt)
+
+    async def already_applied(_: ApplicationError, resent: bool) -> Receipt | None:
+        return await receipt(client, review_id, message.message_id) if resent else None
+
+    return await deliver(
+        client, _recipient(review_id), message, attempt, already_applied, lambda r: _key_not_held(r, signer)
+    )
 
 
-async def _refusal(client: Client, review_id: str, cause: BaseException | None) -> Exception:
-    if not isinstance(cause, ApplicationError) or cause.type not in OUR_REFUSALS:
-        # Not a review's own refusal: e.g. the SDK's "update handler not found" from a workflow
-        # that is not a review (a case id given to `determine`).
-        d = await describe_or_none(client, review_id)
-        if d is not None and d.workflow_type != WORKFLOW_TYPE:
-            return UnknownReview(f"{review_id} is not a review (it is a {d.workflow_type} workflow)")
-    return Rejected(f"{review_id}: {getattr(cause, 'message', None) or cause}")
-
-
-def _key_not_held(cause: BaseException | None, signer: Signer) -> bool:
+def _key_not_held(cause: ApplicationError, signer: Signer) -> bool:
     """The review does not hold the key this message was signed with: the sender is not in its
     keyring at all, or it holds another key for the sender (the detail of its refusal)."""
-    if not isinstance(cause, ApplicationError):
-        return False
     if cause.type == UNKNOWN_SIGNER:
         return True
     return cause.type == KEY_MISMATCH and bool(cause.details) and cause.details[0] != signer.public_key_b64()
-
-
-async def _refresh_keys(client: Client, review_id: str, party: str, give_up: float) -> None:
-    """Ask the review to reload its keys from the review office (best effort: a refusal changes
-    nothing and the message goes again). A review reloads at most every so often: asked again."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await client.get_workflow_handle(review_id).execute_update(REFRESH_KEYS, party, result_type=bool)
-            return
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == REFRESH_TOO_SOON) or loop.time() > give_up:
-                return
-        except RPCError as e:
-            if not transient(e) or loop.time() > give_up:
-                return
-        await asyncio.sleep(1.0)
 
 
 async def receipt(client: Client, review_id: str, message_id: str) -> Receipt:
@@ -496,10 +433,3 @@ async def receipt(client: Client, review_id: str, message_id: str) -> Receipt:
         applied_at=applied.at, stage_before=applied.stage, stage=s.stage, outcome=s.outcome,
         pending_agencies=s.pending_agencies,
     )  # fmt: skip
-
-
-def _unavailable(review_id: str, message: Message, why: str) -> Unavailable:
-    return Unavailable(
-        f"{review_id}: the Temporal server did not take message {message.message_id} within {PATIENCE:.0f} s "
-        f"({why}); it may not have been applied: send it again with the same message id, it applies once"
-    )

@@ -167,3 +167,75 @@ async def test_a_store_keeps_one_connection_per_thread_and_grants_once_from_many
     db.close()  # what `closing()` does when a call fails mid-transaction
     assert store._connect() is db and not db.in_transaction
     assert store.grants("review-y") == [], "the failed call's write was rolled back"
+
+
+# ------------------------------------------------------------------ sending a signed message
+
+
+async def test_both_halves_give_up_on_an_absent_server_the_same_way(
+    tmp_path: Path, keys, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review's message, a case's and a report, sent while the server is down past the API's
+    patience: each ends in `Unavailable`, one line naming the message id to send again (the case
+    and report halves raised the SDK's RPCError), and no "Future exception was never retrieved"."""
+    import gc
+
+    from api import clearinghouse, reviews, sending
+    from api.errors import Unavailable
+    from domain.case import FixReady
+    from domain.clearinghouse import FIX_READY, VulnerabilityIntake
+    from domain.messages import Determination
+    from domain.policy import load_policy
+    from domain.review import RECORD_DETERMINATION
+    from tests.conftest import signer_for, vulnerability
+    from tests.restartable import RestartableServer
+
+    server = RestartableServer(tmp_path)
+    await server.start()
+    client = await server.client(impatient=True)
+    await server.kill()
+    monkeypatch.setattr(sending, "PATIENCE", 2.0)
+    monkeypatch.setattr(clearinghouse, "REPORT_PATIENCE", 2.0)
+    sends = {
+        "review": reviews.send(
+            client, "review-absent", RECORD_DETERMINATION,
+            Determination(sender="nsa", covered=False, rationale="r", message_id="m-review"), signer_for("nsa"),
+        ),
+        "case": clearinghouse.send(
+            client, "case-absent", FIX_READY,
+            FixReady(sender="vendor:acme", fixed_versions=["1.0.1"], message_id="m-case"), signer_for("vendor:acme"),
+        ),
+        "report": clearinghouse.report(
+            client, VulnerabilityIntake(sender="dod", report=vulnerability(), message_id="m-report"),
+            load_policy("eo-2026"), signer_for("dod"),
+        ),
+    }  # fmt: skip
+    loop = asyncio.get_running_loop()
+    for half, call in sends.items():
+        began = loop.time()
+        with pytest.raises(Unavailable) as gave_up:
+            await call
+        assert loop.time() - began < 30, f"{half}: gave up long after its patience"
+        said = str(gave_up.value)
+        assert f"m-{half} within 2 s" in said and "send it again" in said and "same message id" in said, said
+        assert "\n" not in said
+    gc.collect()
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_both_halves_name_a_workflow_of_the_other_kind(client, policy) -> None:
+    """A review id given to a case command was refused with the SDK's "update handler not found";
+    like the review half, the case half now says what the id is."""
+    from api import clearinghouse
+    from api.clearinghouse import UnknownCase
+    from domain.case import FixReady
+    from domain.clearinghouse import FIX_READY
+    from domain.status import Stage
+    from tests.conftest import disclose, mythos, signer_for, wait_stage
+
+    rid = await disclose(client, mythos(), policy)
+    await wait_stage(client, rid, Stage.AWAITING_DETERMINATION)
+    fix = FixReady(sender="vendor:acme", fixed_versions=["1.0.1"])
+    with pytest.raises(UnknownCase, match=f"{rid} is not a case \\(it is a ModelReview workflow\\)"):
+        await clearinghouse.send(client, rid, FIX_READY, fix, signer_for("vendor:acme"))
