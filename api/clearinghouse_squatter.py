@@ -9,7 +9,8 @@ a payload), whose first workflow task fails for ever. Reporters waited, then gav
 The reporter's API looks at the run when its report is not taken within a few seconds, and ends
 it only on an objective sign that it is not Treasury's clearinghouse: the wrong type or queue, or
 a run whose workflow task has failed and never once completed (so no code of the clearinghouse
-ever ran in it: it holds no applied report, no receipt, no total). A genuine run that is merely
+ever ran in it: it holds no applied report, no receipt, no total) and that was started by a
+client, not continued as new by the clearinghouse (a continued run carries the totals). A genuine run that is merely
 busy (a burst, a slow worker, a task that timed out) is never ended: its tasks complete. The
 termination reason names the sign and the reporter, and the server records it with the client's
 identity; `vuln clearinghouse` lists the ended run among the earlier runs. The reports handed to
@@ -66,6 +67,12 @@ async def squatter(client: Client) -> Squatter | None:
     # at once, so the scan stops within a few events; only a never-started run is read to its end.)
     failure = None
     async for e in client.get_workflow_handle(CLEARINGHOUSE_ID, run_id=d.run_id).fetch_history_events():
+        if e.HasField("workflow_execution_started_event_attributes"):
+            if e.workflow_execution_started_event_attributes.continued_execution_run_id:
+                # Continued as new by the clearinghouse itself (no client can start a run so): it
+                # carries totals and pending reports, and a failing task there (a deadlock detected
+                # under load, a bug) is an operator's to fix, never a reporter's to end.
+                return None
         if e.HasField("workflow_task_completed_event_attributes"):
             return None
         if failure is None and e.HasField("workflow_task_failed_event_attributes"):
