@@ -50,7 +50,11 @@ from workflows.vulnerability_case import VulnerabilityCase
 
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
-DEFAULT_CACHED_WORKFLOWS = 1000  # the SDK's default
+# Per workflow worker (this process runs two: the review office's and the clearinghouse's). Memory
+# follows the cache, not what is parked (~110 MB + ~0.3 MB per cached review, ~0.1 MB per cached
+# case, README "Sizing the worker"): 500 + 500 keeps a worker under 500 MB with any number parked.
+# Half the SDK's default of 1,000.
+DEFAULT_CACHED_WORKFLOWS = 500
 # Workflow tasks the clearinghouse queue's worker runs at once (the SDK's default is 500). Every
 # activation runs on its own thread under one GIL: a burst of reports starts cases by the hundred,
 # their first activations (sandbox start-up) ran together, and each one, the clearinghouse's
@@ -115,9 +119,10 @@ class WorkerConfig:
     # The review office's policy library: each review runs under the policy its filing names, as held here.
     policies_dir: Path = field(default_factory=lambda: Path(os.environ.get("FRONTIER_REVIEW_POLICIES_DIR", POLICY_DIR)))
 
-    # Workflows each workflow worker keeps in memory. A workflow not in the cache is replayed
-    # from its full history before an update's validator or a query can run, so size it for
-    # what waits at once (reviews awaiting a decision + cases in embargo), see the README.
+    # Workflows each workflow worker keeps in memory. A workflow not in the cache costs nothing here
+    # until a message, query or timer wakes it: then it is replayed from its history (tens of
+    # milliseconds) and cached again. Size it for what is active at once, within the memory the
+    # worker has (README "Sizing the worker for what is parked").
     max_cached_workflows: int = field(
         default_factory=lambda: cache_size(
             os.environ.get("FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS", str(DEFAULT_CACHED_WORKFLOWS)),
@@ -165,6 +170,7 @@ def build_workers(
                         desk.admit_disclosure,
                         desk.vet_partner,
                         desk.grant_access,
+                        desk.ledger_grants,
                         ReportDesk(client, config.reports, config.standards_dir).publish_transparency_report,
                     ],
                     **activity_slots(REVIEW),
@@ -281,7 +287,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-cached-workflows",
         help="workflows kept in memory per workflow worker (default: $FRONTIER_REVIEW_MAX_CACHED_WORKFLOWS, else "
-        f"{DEFAULT_CACHED_WORKFLOWS}); at least the reviews and cases that wait at once",
+        f"{DEFAULT_CACHED_WORKFLOWS}); what is active at once, within memory (~0.3 MB per cached review)",
     )
     args = parser.parse_args(argv)
     logs.configure()

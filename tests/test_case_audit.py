@@ -153,7 +153,8 @@ async def test_a_case_history_with_fields_this_version_does_not_know_still_repla
 
 async def test_an_open_case_is_read_where_its_history_ends(client: Client, policy: Policy) -> None:
     """An open run has not handed its latest state over yet: the audit replays it with the case's
-    own code, so the change after the vendor's fix (PATCH_DISTRIBUTED) has its actor and reason."""
+    own code, so the change after the vendor's fix (PATCH_DISTRIBUTED) has its actor and reason;
+    and so for a run terminated from outside."""
     c = await open_case(client, policy, sectors=["energy"])
     await VendorClient(client, "TLSKit Foundation").fix_ready(c.case_id, ["3.2.5"])
     await wait_case(client, c.case_id, CaseStatus.PATCH_DISTRIBUTED)
@@ -167,3 +168,9 @@ async def test_an_open_case_is_read_where_its_history_ends(client: Client, polic
     last = r.status_changes[-1]
     assert (last.status, last.actor, last.reason) == ("PATCH_DISTRIBUTED", "treasury", "fix 3.2.5 sent to: energy")
     assert failed(trail) == [] and "the history replays with the case's own code" in {c.name for c in trail.checks}
+    # Terminated from outside: the audit says so, and still reads the case's state where it was cut.
+    await client.get_workflow_handle(c.case_id).terminate(reason="cut short")
+    cut = await audit_workflow(client, c.case_id)
+    assert (cut.status, cut.record.read_from) == ("TERMINATED", "its state where the history ends (replayed)")
+    assert cut.record.status_changes[-1].status == "PATCH_DISTRIBUTED" and failed(cut) == []
+    assert cut.timeline[-1].text == "terminated: cut short"

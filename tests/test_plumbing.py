@@ -3,8 +3,10 @@ direction, one send-with-retry, one key-loading activity, one way to wait for a 
 
 from __future__ import annotations
 
-import ast
 import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,28 +14,14 @@ import pytest
 from api.waiting import StillWaiting, until
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-PACKAGES = ("activities", "api", "audit", "cli", "domain", "infra", "workflows")
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Which project module imports which, at any depth of the file (a function-level import, the
-    usual way round a cycle, counts too)."""
-    modules = {
-        (f"{package}.{f.stem}" if f.stem != "__init__" else package): f
-        for package in PACKAGES
-        for f in (PROJECT_DIR / package).glob("*.py")
-    }
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for name, file in modules.items():
-        for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            graph[name] |= {t for t in targets if t in modules and t != name}
-    return graph
+    """The project's import graph, read in a process of its own (see tests/import_graph.py)."""
+    scan = subprocess.run(
+        [sys.executable, "-m", "tests.import_graph"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    )
+    return {name: set(targets) for name, targets in json.loads(scan.stdout).items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
