@@ -36,7 +36,7 @@ from activities.standards import StandardsBody, load_standard
 from activities.store import RecordStore
 from domain import attestation
 from domain.agencies import REVIEW_TASK_QUEUE, STANDARDS_BODIES, Agency, parse_agency
-from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE
+from domain.clearinghouse import CLEARINGHOUSE_INTAKE_QUEUE, CLEARINGHOUSE_TASK_QUEUE
 from domain.policy import DEFAULT_POLICY, POLICY_DIR, load_policy
 from infra import logs
 from infra.connection import Target, Unreachable, connect
@@ -55,6 +55,14 @@ REVIEW = "review"
 # case, README "Sizing the worker"): 500 + 500 keeps a worker under 500 MB with any number parked.
 # Half the SDK's default of 1,000.
 DEFAULT_CACHED_WORKFLOWS = 500
+# Workflow tasks the clearinghouse queue's worker runs at once (the SDK's default is 500). Every
+# activation runs on its own thread under one GIL: a burst of reports starts cases by the hundred,
+# their first activations (sandbox start-up) ran together, and each one, the clearinghouse's
+# included, then took seconds of wall time for milliseconds of CPU, tripping the SDK's 2 s deadlock
+# detector; the clearinghouse then replayed its run under the same contention, past its 10 s task
+# timeout, again and again (measured: a 10,000-report burst stalled that way at 4,578 cases). A
+# few at a time, the rest wait on the server, and each activation finishes in its own CPU time.
+CLEARINGHOUSE_WORKFLOW_TASKS = 8
 
 
 def cache_size(text: str, source: str) -> int:
@@ -162,6 +170,7 @@ def build_workers(
                         desk.admit_disclosure,
                         desk.vet_partner,
                         desk.grant_access,
+                        desk.ledger_grants,
                         ReportDesk(client, config.reports, config.standards_dir).publish_transparency_report,
                     ],
                     **activity_slots(REVIEW),
@@ -182,7 +191,7 @@ def build_workers(
             Worker(client, task_queue=agency.task_queue, activities=activities, **activity_slots(agency.value))
         )
         if agency == Agency.TREASURY:
-            workers.append(clearinghouse_worker(client, config))
+            workers.extend(clearinghouse_workers(client, config))
     return workers
 
 
@@ -194,19 +203,33 @@ def activity_slots(role: str) -> dict[str, Any]:
     return {"activity_executor": executor, "max_concurrent_activities": slots}
 
 
-def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
-    """Treasury's clearinghouse: its two workflows, its desk, and the relay of review findings."""
+def clearinghouse_workers(client: Client, config: WorkerConfig) -> list[Worker]:
+    """Treasury's clearinghouse: the cases, their desk and the relay of review findings on the
+    `clearinghouse` queue; the clearinghouse workflow itself on its own queue and slots (it also
+    runs on `clearinghouse`, where anyone may have started it)."""
     outbox = Outbox(config.data_dir / "clearinghouse.db")
     outbox.load_registry(config.registry_file)
     desk = ClearinghouseDesk(outbox)
     forwarder = ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy))
     directory = CaseDirectory(client, outbox, forwarder.attester)
-    return Worker(
+    intake = Worker(
+        client,
+        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
+        workflows=[Clearinghouse],
+        workflow_runner=workflow_runner(),
+        max_cached_workflows=config.max_cached_workflows,
+        max_concurrent_workflow_tasks=2,
+        # Its keyring load runs on its own queue (the policy and case look-ups name `clearinghouse`).
+        activities=[desk.load_public_keys],
+        **activity_slots(CLEARINGHOUSE_INTAKE_QUEUE),
+    )
+    cases = Worker(
         client,
         task_queue=CLEARINGHOUSE_TASK_QUEUE,
         workflows=[Clearinghouse, VulnerabilityCase],
         workflow_runner=workflow_runner(),
         max_cached_workflows=config.max_cached_workflows,
+        max_concurrent_workflow_tasks=CLEARINGHOUSE_WORKFLOW_TASKS,
         activities=[
             desk.validate_report,
             desk.triage_case,
@@ -221,6 +244,7 @@ def clearinghouse_worker(client: Client, config: WorkerConfig) -> Worker:
         ],
         **activity_slots(CLEARINGHOUSE_TASK_QUEUE),
     )
+    return [intake, cases]
 
 
 async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:

@@ -26,10 +26,12 @@ from domain.review import (
     DISCLOSE,
     FILING_FRESHNESS,
     GRANT_ACCESS,
+    LEDGER_GRANTS,
     LOAD_REVIEW_KEYS,
     VET_PARTNER,
     Admission,
     AdmissionRequest,
+    LedgerGrant,
     PartnerRequest,
     disclosure_digest,
 )
@@ -98,6 +100,12 @@ class ReleaseDesk:
             (request.review_id != review_id_for(disclosure), "the review id is not this disclosure's"),
             (first_seen - filing.signed_at > FILING_FRESHNESS, "the filing is stale (signed long before this run)"),
             (filing.signed_at - first_seen > FILING_FRESHNESS, "the filing is dated in the future"),
+            # A run started under the id of a review whose model reached partners (outside `disclose`,
+            # which refuses it): it could be withdrawn, or grant again. Refiling follows a withdrawal only.
+            (
+                bool(self.store.grants(request.review_id)),
+                "this review's model was already released to trusted partners (the ledger holds its grants)",
+            ),
         ]
         problem = signature_problem(keyring, request.review_id, DISCLOSE, filing, target="review")
         for failed, reason in [(problem is not None, problem or ""), *refusals]:
@@ -143,6 +151,16 @@ class ReleaseDesk:
     def _refuse(self, partner_id: str, reason: str) -> VettingResult:
         activity.logger.info("partner failed vetting", extra={"partner_id": partner_id, "reason": reason})
         return VettingResult(partner_id=partner_id, approved=False, reason=reason)
+
+    @activity.defn(name=LEDGER_GRANTS)
+    def ledger_grants(self, review_id: str) -> Attested:
+        """Every grant the ledger holds for this review, whatever run made it: a run whose history was
+        reset takes its grants from here (the events that recorded them may be gone)."""
+        grants = [
+            LedgerGrant(partner_id=g.partner_id, grant_id=g.grant_id, granted_at=g.granted_at, run_id=g.run_id)
+            for g in self.store.grants(review_id)
+        ]
+        return self.attest([g.model_dump(mode="json") for g in grants])
 
     @activity.defn(name=GRANT_ACCESS)
     def grant_access(self, request: PartnerRequest) -> Attested:

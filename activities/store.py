@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS briefings (
     delivered_at TEXT NOT NULL
 );
 """
+# A partner is granted access to a review's model once, whatever run asks (a reset run, a refile): a
+# refiled review is a new review only after a withdrawal, and none is accepted once granting starts.
+ONCE_PER_REVIEW = "CREATE UNIQUE INDEX IF NOT EXISTS grants_once_per_review ON grants (review_id, partner_id)"
 
 
 class RegisteredParty(BaseModel):
@@ -94,6 +97,12 @@ class RecordStore:
                 # A ledger from before grants were keyed by run: kept aside, never reused.
                 db.execute("ALTER TABLE grants RENAME TO grants_before_runs")
             db.executescript(SCHEMA)
+            try:
+                db.execute(ONCE_PER_REVIEW)
+            except sqlite3.IntegrityError:
+                # A ledger written before grants were once per review, holding a partner twice: kept
+                # as it is (the audit shows it); `grant` still never adds a second one.
+                pass
             db.execute("PRAGMA journal_mode=WAL")
 
     @property
@@ -148,23 +157,25 @@ class RecordStore:
     # -- access grants
 
     def grant(self, review_id: str, partner_id: str, run_id: str = "") -> Grant:
-        """Record a grant; a second call for the same review run and partner returns the first. Another
-        run of the same review (a refile) is another key: it never finds this run's grant."""
+        """Record a grant, once per review and partner: a retry of the same run, a reset run or any
+        other run of the review finds the first grant and gets it back (`already_granted`, with the run
+        that granted it), never a second one."""
         now = datetime.now(UTC).isoformat()
         with closing(self._connect()) as db:
             cur = db.execute(
-                "INSERT INTO grants (review_id, run_id, partner_id, grant_id, granted_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(review_id, run_id, partner_id) DO NOTHING",
-                (review_id, run_id, partner_id, uuid.uuid4().hex, now),
+                "INSERT INTO grants (review_id, run_id, partner_id, grant_id, granted_at) SELECT ?, ?, ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM grants WHERE review_id = ? AND partner_id = ?)",
+                (review_id, run_id, partner_id, uuid.uuid4().hex, now, review_id, partner_id),
             )
             inserted = cur.rowcount == 1
             row = db.execute(
-                "SELECT grant_id, granted_at FROM grants WHERE review_id = ? AND run_id = ? AND partner_id = ?",
-                (review_id, run_id, partner_id),
+                "SELECT grant_id, granted_at, run_id FROM grants WHERE review_id = ? AND partner_id = ? "
+                "ORDER BY granted_at LIMIT 1",
+                (review_id, partner_id),
             ).fetchone()
         return Grant(
             review_id=review_id,
-            run_id=run_id,
+            run_id=row[2],
             partner_id=partner_id,
             grant_id=row[0],
             granted_at=datetime.fromisoformat(row[1]),

@@ -195,12 +195,24 @@ async def decode(
         events.append(event)
     return DecodedHistory(
         workflow_id=history.workflow_id,
-        run_id=history.run_id,
+        run_id=_this_run(history),
         workflow_type=started.workflow_type.name,
         namespace=namespace,
         source=source,
         events=events,
     )
+
+
+def _this_run(history: WorkflowHistory) -> str:
+    """The run whose events these are. `WorkflowHistory.run_id` is the start event's original run: a
+    reset run's history begins with its original's start, and names itself at its (last) reset."""
+    failed = [
+        e.workflow_task_failed_event_attributes
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+    ]
+    resets = [attrs.new_run_id for attrs in failed if attrs.cause == RESET_CAUSE]
+    return next((r for r in reversed(resets) if r), history.run_id)
 
 
 class _EventReader:

@@ -14,7 +14,8 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Interceptor, Replayer, UnsandboxedWorkflowRunner, WorkflowInboundInterceptor
 
-from audit.history import DecodedHistory
+from audit.history import RESET_CAUSE, DecodedHistory
+from domain import attestation
 
 
 class _Capture(Interceptor):
@@ -45,8 +46,20 @@ async def replayed(history: DecodedHistory, workflow_class: type) -> tuple[Any |
         workflow_runner=UnsandboxedWorkflowRunner(),
     )  # fmt: skip
     raw = WorkflowHistory(history.workflow_id, [e.raw for e in history.events])
-    result = await replayer.replay_workflow(raw, raise_on_replay_failure=False)
+    attestation.replaying(_runs(history))
+    try:
+        result = await replayer.replay_workflow(raw, raise_on_replay_failure=False)
+    finally:
+        attestation.replaying(frozenset())
     instance = capture.instances.get(history.run_id) or next(iter(capture.instances.values()), None)
     if result.replay_failure is not None or instance is None:
         return None, f"replay failed: {result.replay_failure}"
     return instance, ""
+
+
+def _runs(history: DecodedHistory) -> frozenset[str]:
+    """The runs this history's results were signed for: its original run and each run a reset made."""
+    first = history.events[0].attributes
+    resets = [e.attributes.new_run_id for e in history.events if e.type == "WORKFLOW_TASK_FAILED"
+              and e.attributes.cause == RESET_CAUSE]  # fmt: skip
+    return frozenset([getattr(first, "original_execution_run_id", ""), history.run_id, *resets]) - {""}

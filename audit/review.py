@@ -13,14 +13,17 @@ the order and the policy hold (deadlines, the window's cap, grants once, ...).
 
 from __future__ import annotations
 
-from contextlib import suppress
+import os
+import sqlite3
+from contextlib import closing, suppress
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from api.reviews import reader_anchors
-from audit.history import DecodedHistory, Event
+from audit.history import RESET_CAUSE, DecodedHistory, Event
 from audit.markdown import entries_table, fields_table
 from audit.replay import replayed
 from audit.trail import AuditCheck, AuditEntry, AuditTrail, Interpreter, register
@@ -30,6 +33,7 @@ from domain.agencies import STANDARDS_BODIES, Agency
 from domain.attestation import TrustAnchors, Unverifiable
 from domain.messages import Conclusion, Determination, Message, ReviewFinding, Withdrawal
 from domain.policy import STATUTORY_WINDOW_CAP, describe
+from domain.review import LedgerGrant
 from domain.search_attributes import DETERMINED_BY_DEFAULT
 from domain.signatures import PublicKeyring, signature_problem
 from domain.status import Forward, PartnerRelease, ReviewState, Stage, Transition
@@ -83,25 +87,61 @@ class ReviewRecord(ReviewState):
     messages: list[MessageRecord] = Field(default_factory=list)
     unverified_by: dict[str, str] = Field(default_factory=dict)  # activity id -> who completed it
     closed_at: datetime | None = None
+    # How the run ended when something outside the review ended it (TERMINATED, FAILED, ...): then
+    # `stage` is only where it was cut short, and the trail shows this instead.
+    ended: str | None = None
 
 
 # ---------------------------------------------------------------- reading the record
 
 
-async def read_state(history: DecodedHistory) -> tuple[ReviewState | None, str]:
-    """The review's record: the result of a completed run, else its state replayed (audit/replay.py)."""
+def ledger_grants(review_id: str) -> list[LedgerGrant] | None:
+    """The review office's grant ledger for this review, when this host holds it (the review office's
+    FRONTIER_REVIEW_DATA_DIR, read-only): the grants outside the history, which a reset cannot erase.
+    None when there is no ledger here to compare with."""
+    path = Path(os.environ.get("FRONTIER_REVIEW_DATA_DIR", "var")) / "review.db"
+    if not path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT partner_id, grant_id, granted_at, run_id FROM grants WHERE review_id = ?", (review_id,)
+            ).fetchall()
+    except sqlite3.Error:
+        return None
+    return [
+        LedgerGrant(partner_id=partner, grant_id=grant, granted_at=datetime.fromisoformat(at), run_id=run)
+        for partner, grant, at, run in rows
+    ]
+
+
+class ReadState(BaseModel):
+    """The review's record as read: its state replayed with the workflow code (audit/replay.py), for
+    every run, a completed one too (its result is only what the run says it returned: a result
+    doctored in an export, re-sealed with the payload key, would otherwise be believed); and a
+    completed run's result beside it, to be held to the replay."""
+
+    state: ReviewState | None
+    read_from: str
+    result: ReviewState | None = None
+    returned: ReviewState | None = None  # the replayed state the run returned (no query-time flags)
+
+
+async def read_state(history: DecodedHistory) -> ReadState:
+    result = None
     closed = history.closed
     if closed is not None and closed.type == "WORKFLOW_EXECUTION_COMPLETED" and closed.values:
-        try:
-            return ReviewState.model_validate(closed.values[0]), "result"
-        except ValidationError:
-            pass
+        with suppress(ValidationError):
+            result = ReviewState.model_validate(closed.values[0])
     from workflows.review import ModelReview
 
     if not attestation.pinned() and (anchors := reader_anchors()):
         attestation.pin(anchors)  # the replay believes activity results as the review's worker did
     review, problem = await replayed(history, ModelReview)
-    return (review.status(), "replay") if review is not None else (None, problem)
+    if review is None:
+        # Shown from the result when there is one, but never as read: the record check fails.
+        return ReadState(state=result, read_from=f"{problem} (the result is shown, unconfirmed)" if result else problem)
+    return ReadState(state=review.status(), read_from="replay", result=result, returned=review.state)
 
 
 def _keyrings(history: DecodedHistory, anchors: TrustAnchors | None, runs: set[str]) -> list[tuple[int, PublicKeyring]]:
@@ -155,7 +195,9 @@ class ModelReviewInterpreter(Interpreter):
     notes = (*Interpreter.notes, CLASSIFIED_NOTE, RECORD_NOTE)
 
     async def load(self, history: DecodedHistory) -> None:
-        self.state, self.read_from = await read_state(history)
+        self.read = await read_state(history)
+        self.state, self.read_from = self.read.state, self.read.read_from
+        self.ledger = ledger_grants(history.workflow_id)
 
     def prepare(self, history: DecodedHistory) -> None:
         state = getattr(self, "state", None) or _placeholder(history)
@@ -170,6 +212,7 @@ class ModelReviewInterpreter(Interpreter):
             messages=[self._message(e) for e in self.updates.values() if e.name in MESSAGES],
             unverified_by={e.ref: e.identity for e in self.completed if e.ref in unverified},
             closed_at=history.closed.at if history.closed else None,
+            ended=history.status if history.status not in ("RUNNING", "COMPLETED") else None,
         )
         self.stage_events = self._stage_events(history)
 
@@ -261,15 +304,44 @@ class ModelReviewInterpreter(Interpreter):
 
     def checks(self, record: BaseModel | None) -> list[AuditCheck]:
         rules = (
-            self._record_read, self._messages_verified, self._causes_found, self._standards_answered,
+            self._record_read, self._result_replays, self._ran_to_its_end, self._messages_verified, self._causes_found,
+            self._standards_answered,
             self._determination_checks, self._participants_only, self._window_kept, self._release_not_held,
-            self._findings_delivered, self._grants_once, self._own_log_matches,
+            self._findings_delivered, self._grants_once, self._ledger_agrees, self._own_log_matches,
         )  # fmt: skip
         return [check for rule in rules for check in rule()]
 
     def _record_read(self) -> list[AuditCheck]:
         read = self.rec.read_from
         return _check("the review's own record was read", read in ("result", "replay"), read)
+
+    def _result_replays(self) -> list[AuditCheck]:
+        """A completed run's result against the state its history replays to: the determination,
+        findings, conclusions, verdicts and grants shown are the replayed ones, from the signed
+        messages and attested results in the history; a result that says otherwise was not written
+        by this code from these events."""
+        read = getattr(self, "read", None)
+        if read is None or read.result is None or read.returned is None:
+            return []
+        replayed, result = read.returned.model_dump(mode="json"), read.result.model_dump(mode="json")
+        differ = [k for k in sorted(replayed.keys() | result.keys()) if replayed.get(k) != result.get(k)]
+        detail = f"differs in: {', '.join(differ)} (the trail shows the replayed state)" if differ else "identical"
+        return _check("the workflow's result is the state its history replays to", not differ, detail)
+
+    def _ran_to_its_end(self) -> list[AuditCheck]:
+        """A run terminated, failed or timed out, or one whose history was reset, did not run its own
+        course: its record stops, or restarts, where someone outside the review cut it."""
+        h = self.history
+        resets = [e for e in h.events if e.type == "WORKFLOW_TASK_FAILED" and e.attributes.cause == RESET_CAUSE]
+        problems = [f"history reset at event {e.id} ({e.attributes.failure.message or 'no reason'})" for e in resets]
+        if self.rec.ended is not None:
+            closed = h.closed
+            how = f" by {closed.identity}" if closed is not None and closed.identity else ""
+            problems.append(f"{self.rec.ended}{how}, cut short at {self.rec.stage.value}")
+        if not problems and h.closed is None:
+            return []  # open: the export check says whether that is the whole story
+        detail = "; ".join(problems) or f"closed by the review itself at {self.rec.stage.value}"
+        return _check("the run ran to its own end (not terminated, reset or failed from outside)", not problems, detail)
 
     def _messages_verified(self) -> list[AuditCheck]:
         applied = {m.message_id: m.sender for m in self.rec.applied}
@@ -424,6 +496,23 @@ class ModelReviewInterpreter(Interpreter):
             f"{len(granted)} grants, {len(self.rec.partners_skipped)} not granted",
         )  # fmt: skip
 
+    def _ledger_agrees(self) -> list[AuditCheck]:
+        """The ledger (outside the history) holds no grant by this run, or a run it was reset from,
+        that the record does not show: a reset erases the events of a release, never its grants.
+        Only where the ledger is (the review office's host)."""
+        ledger = getattr(self, "ledger", None)
+        if ledger is None:
+            return []
+        shown, runs = set(self.rec.partners_granted), _runs(self.history)
+        ours = [g for g in ledger if g.run_id in runs]
+        partners = [g.partner_id for g in ledger]
+        problems = [f"{g.partner_id} (grant {g.grant_id}, run {g.run_id})" for g in ours if g.partner_id not in shown]
+        problems += [f"{p} granted more than once" for p in sorted({p for p in partners if partners.count(p) > 1})]
+        others = len(ledger) - len(ours)
+        elsewhere = f"; {others} by other runs of this review" if others else ""
+        detail = "; ".join(problems) or f"{len(ours)} grants by this run in the ledger, each in the record{elsewhere}"
+        return _check("the ledger holds no grant for this review that the record does not show", not problems, detail)
+
     def _own_log_matches(self) -> list[AuditCheck]:
         published = [(t.stage.value, self.history.event(e).workflow_time) for e, ts in self.stage_events.items()
                      for t in ts if t.stage != Stage.DISCLOSED]  # fmt: skip
@@ -439,7 +528,7 @@ class ModelReviewInterpreter(Interpreter):
         if not isinstance(rec, ReviewRecord):
             return []
         return [
-            *fields_table("Review", rec, SUMMARY),
+            *fields_table("Review", _AsShown(rec), SUMMARY),
             *entries_table("Transitions", rec.transitions, ["at", "stage", "actor", "reason"]),
             *entries_table("Standards verdicts", rec.standards, ["agency", "verdict", "standard_version", "rationale"]),
             *entries_table("Determination", [d for d in [rec.determination] if d], ["covered", "agencies", "sender",
@@ -451,6 +540,19 @@ class ModelReviewInterpreter(Interpreter):
             *entries_table("Release to trusted partners", rec.releases, list(PartnerRelease.model_fields)),
             *entries_table("Key reloads", rec.key_refreshes, ["at", "asked_for", "changed", "reason"]),
         ]  # fmt: skip
+
+
+class _AsShown:
+    """The record as the Review table shows it: a run ended from outside shows how it ended as its
+    stage (never the stage it was cut short at, as if it stood there)."""
+
+    def __init__(self, rec: ReviewRecord) -> None:
+        self._rec = rec
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "stage" and self._rec.ended:
+            return f"{self._rec.ended} (cut short at {self._rec.stage.value})"
+        return getattr(self._rec, name)
 
 
 def _iso(value: datetime | None) -> str:

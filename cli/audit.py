@@ -3,11 +3,16 @@
 Exit codes: 0 every check held; 1 a check failed (the trail is printed all the same, and one
 line on stderr names the failed checks); 2 the history cannot be read (no such file, not a
 history, payloads this keyring cannot open): one line, no trail.
+
+An export that ends without the run's close exits 1: it cannot say whether the run was open when
+exported or the export was cut short, unless the server (reached as for any command, a few seconds
+at most) has that run open with exactly as many events; then the check holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -15,7 +20,14 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from api.errors import UnknownReview
-from audit import HistoryFileError, UndecodableHistory, UnknownWorkflow, audit_export, audit_workflow
+from audit import (
+    HistoryFileError,
+    UndecodableHistory,
+    UnknownWorkflow,
+    audit_export,
+    audit_workflow,
+    open_export_check,
+)
 from audit.markdown import to_markdown
 from cli import args as arg
 from cli.door import BadInput
@@ -34,6 +46,8 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             trail = await audit_export(Path(args.history), args.review_id, namespace=args.namespace or "default")
         except (HistoryFileError, UndecodableHistory) as e:
             raise BadInput(str(e)) from None
+        if trail.closed_at is None and (client := await _reachable(args)) is not None:
+            trail.checks[-1] = await open_export_check(trail, client)
     elif args.review_id:
         client = await connect(Target.from_args(args))
         try:
@@ -57,6 +71,14 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     else:
         print(text)
     return _verdict(trail)
+
+
+async def _reachable(args: argparse.Namespace):
+    """The server, if it answers within a few seconds (an export is often read far from it)."""
+    try:
+        return await asyncio.wait_for(connect(Target.from_args(args)), timeout=5)
+    except Exception:  # noqa: BLE001  unreachable, refused, misconfigured: the export is read alone
+        return None
 
 
 def _verdict(trail) -> int:

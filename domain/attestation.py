@@ -60,6 +60,18 @@ def pinned() -> TrustAnchors:
     return _pinned
 
 
+# Set only by the audit's replay (audit/replay.py), never by a worker: the runs a history's results may
+# have been signed for. The SDK's Replayer runs a reset run under its original run's id, so the reset
+# run's own results would not verify there; the audit accepts a signature made for any run of the
+# history it replays (the workflow id, activity id and party stay bound).
+_replayed_runs: frozenset[str] = frozenset()
+
+
+def replaying(runs: frozenset[str]) -> None:
+    global _replayed_runs
+    _replayed_runs = runs
+
+
 class Attested(BaseModel):
     """What an attested activity returns: its result (JSON), the producing party and its signature."""
 
@@ -164,17 +176,18 @@ def verify(
     keys = anchors.get(party, [])
     if not keys:
         raise Unverifiable(f"no trust anchor for {party!r} in this worker's configuration")
-    message = canonical(workflow_id, run_id, activity_id, party, envelope.result)
     try:
         signature = base64.b64decode(envelope.signature, validate=True)
     except ValueError:
         raise Unverifiable("signature is not base64") from None
-    for key in keys:
-        try:
-            Ed25519PublicKey.from_public_bytes(base64.b64decode(key)).verify(signature, message)
-            return envelope.result
-        except (InvalidSignature, ValueError):
-            continue
+    for run in (run_id, *sorted(_replayed_runs - {run_id})):
+        message = canonical(workflow_id, run, activity_id, party, envelope.result)
+        for key in keys:
+            try:
+                Ed25519PublicKey.from_public_bytes(base64.b64decode(key)).verify(signature, message)
+                return envelope.result
+            except (InvalidSignature, ValueError):
+                continue
     raise Unverifiable(
         f"signature does not verify against {party}'s trust anchors (forged, altered, or made for "
         "another workflow, run or activity)"

@@ -18,7 +18,15 @@ from domain.messages import Message, ReviewFinding
 from domain.policy import ClearinghousePolicy
 from domain.vulnerability import VulnerabilityReport
 
-CLEARINGHOUSE_TASK_QUEUE = "clearinghouse"  # run by Treasury's worker
+CLEARINGHOUSE_TASK_QUEUE = "clearinghouse"  # run by Treasury's worker: cases, and every clearinghouse activity
+# The clearinghouse workflow's own queue (Treasury's worker too, with slots of its own): its workflow
+# tasks and the reporters' receipt queries never wait behind the thousands of cases a burst starts.
+CLEARINGHOUSE_INTAKE_QUEUE = "clearinghouse-intake"
+# The clearinghouse's workflow task timeout (Temporal's default is 10 s). A run the worker must rebuild
+# replays its whole history, every report's signature checked again; on a starved machine that took
+# 30-50 s, so with 10 s the task timed out, was rebuilt again, and intake stopped for good. With
+# this, a slow rebuild finishes (a stall, not a halt); runs are also kept short (EVENTS_PER_RUN).
+CLEARINGHOUSE_TASK_TIMEOUT = timedelta(seconds=60)
 CLEARINGHOUSE_ID = "clearinghouse"  # one per namespace
 CLEARINGHOUSE_WORKFLOW = "Clearinghouse"
 CASE_WORKFLOW = "VulnerabilityCase"
@@ -174,6 +182,9 @@ class ClearinghouseState(BaseModel):
     applied: list[AppliedReport] = Field(default_factory=list)
     refusals: list[ReportRefusal] = Field(default_factory=list)
     pending: list[ReportSubmission] = Field(default_factory=list)
+    # The parties' public keys the run loaded from Treasury's key directory, handed to the next run
+    # (taken only with the rest of the carried state) so that it takes reports at once.
+    keyring: dict[str, str] = Field(default_factory=dict)
     carried_from: str | None = None
 
 

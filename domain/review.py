@@ -25,6 +25,7 @@ VET_PARTNER = "vet_partner"  # review
 GRANT_ACCESS = "grant_access"  # review
 LOAD_REVIEW_KEYS = "load_review_keys"  # review: the review office's public keyring
 ADMIT_DISCLOSURE = "admit_disclosure"  # review: the office checks the lab's filing, loads the policy
+LEDGER_GRANTS = "ledger_grants"  # review: every grant the ledger holds for a review, whatever its run
 
 # What a lab signs its filing as (the "update name" of domain/signatures.py's canonical bytes).
 DISCLOSE = "disclose"
@@ -110,6 +111,16 @@ class Admission(BaseModel):
     lab_party: str | None = None
     policy: Policy | None = None
     seal: str | None = None  # the office's seal on this run (search attribute GenuineSeal)
+
+
+class LedgerGrant(BaseModel):
+    """A grant as the review office's ledger holds it: outside the workflow, so a reset (which erases
+    the events after its point) cannot erase it."""
+
+    partner_id: str
+    grant_id: str
+    granted_at: datetime
+    run_id: str = ""
 
 
 class PartnerRequest(BaseModel):

@@ -70,8 +70,8 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
     assert trail.status == "COMPLETED" and trail.workflow_type == "ModelReview"
     record = trail.record
     assert isinstance(record, ReviewRecord)
-    # The review's own record (its result), read back, not rebuilt: the same transitions, reasons included.
-    assert record.read_from == "result" and record.transitions == final.transitions
+    # The review's own record (its state replayed, held to its result), not rebuilt: the same transitions.
+    assert record.read_from == "replay" and record.transitions == final.transitions
     under_review = record.transitions[3]
     assert under_review.actor == "nsa" and "dod, dhs" in under_review.reason
     assert under_review.message_id == record.determination.message_id
@@ -119,9 +119,12 @@ async def test_a_covered_review_reads_as_its_record(client: Client, policy: Poli
         doctored = dataclasses.replace(decoded, events=events)
         reader = interpreter_for("ModelReview")
         await reader.load(doctored)
-        failed = [c for c in reader.interpret(doctored).checks if not c.ok]
-        assert failed[0].name.startswith("every applied message is in the history") and broken in failed[0].detail
-    assert "UNDER_REVIEW (nsa): no update" in failed[1].detail, failed
+        failed = {c.name: c.detail for c in reader.interpret(doctored).checks if not c.ok}
+        messages = next(d for n, d in failed.items() if n.startswith("every applied message is in the history"))
+        assert broken in messages, failed
+    # (With the message taken out, the replay fails too: the code would not have written that history.)
+    assert "replay failed" in failed["the review's own record was read"], failed
+    assert "UNDER_REVIEW (nsa): no update" in failed["every stage change has its cause in the history"], failed
 
     markdown = to_markdown(trail)
     assert "## Transitions" in markdown and "heap overflow exploit" in markdown

@@ -85,13 +85,20 @@ async def test_reports_sent_across_continue_as_new_are_all_kept(
             assert len({rc.case_id for rc in receipts}) == 12
             assert sum(rc.duplicate for rc in receipts) == 3
 
-            totals = await clearinghouse_status(isolated)
+            # A run that took its third report continues as new once it is done: wait for the
+            # chain to settle (the status and the server's list of runs agree).
+            for _ in range(100):
+                totals = await clearinghouse_status(isolated)
+                runs = [
+                    wf
+                    async for wf in isolated.list_workflows(f'WorkflowId = "{CLEARINGHOUSE_ID}"')
+                    if wf.start_time >= since  # this test's chain of runs only
+                ]
+                continued = sum(wf.status == WorkflowExecutionStatus.CONTINUED_AS_NEW for wf in runs)
+                if totals.runs == len(runs) == continued + 1 == (await clearinghouse_status(isolated)).runs:
+                    break
+                await asyncio.sleep(0.1)
             assert (totals.reports, totals.cases_opened, totals.duplicates) == (15, 12, 3)
-            runs = [
-                wf
-                async for wf in isolated.list_workflows(f'WorkflowId = "{CLEARINGHOUSE_ID}"')
-                if wf.start_time >= since  # this test's chain of runs only
-            ]
             assert all(wf.workflow_type == CLEARINGHOUSE_WORKFLOW for wf in runs)
             assert sum(wf.status == WorkflowExecutionStatus.CONTINUED_AS_NEW for wf in runs) == totals.runs - 1
             # Bounded: a run takes its 3 reports, the rest wait for the next run (none refused).

@@ -118,7 +118,7 @@ async def test_the_cache_size_reaches_every_workflow_worker(env: WorkflowEnviron
     client = await Client.connect(env.client.service_client.config.target_host, namespace="cache-size")
     workers = build_workers(client, config=config)
     caches = {w.task_queue: w.config()["max_cached_workflows"] for w in workers if w.config().get("workflows")}
-    assert caches == {"review": 12_000, "clearinghouse": 12_000}
+    assert caches == {"review": 12_000, "clearinghouse": 12_000, "clearinghouse-intake": 12_000}
 
 
 @pytest.mark.parametrize("covered", [False, True])

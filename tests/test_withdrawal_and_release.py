@@ -1,12 +1,11 @@
 """Withdrawal and release agree: the lab may withdraw until the first partner is granted access,
-never after; a refile never reuses another run's grants; a run that can never finish is closed by an
-operator with a recorded reason, and the review can be refiled."""
+never after (a partner is granted once per review: tests/test_reset_grants.py); a run that can never
+finish is closed by an operator with a recorded reason, and the review can be refiled."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -102,15 +101,6 @@ async def test_a_withdrawal_before_the_first_grant_grants_nothing(
         desk.proceed.set()
     assert final.outcome == Outcome.WITHDRAWN and final.partners_granted == []
     assert store.grants(rid) == [], "the ledger and the review agree: nothing granted"
-
-
-def test_a_refiled_run_never_finds_an_earlier_runs_grant(tmp_path: Path) -> None:
-    store = RecordStore(tmp_path / "review.db")
-    first = store.grant("review-x", "gridco", "run-1")
-    again = store.grant("review-x", "gridco", "run-1")
-    refiled = store.grant("review-x", "gridco", "run-2")
-    assert again.already_granted and again.grant_id == first.grant_id, "a retried grant is the same grant"
-    assert not refiled.already_granted and refiled.grant_id != first.grant_id, "a refile is vetted and granted anew"
 
 
 async def test_a_stuck_review_is_closed_by_an_operator_and_refiled(client: Client, policy: Policy) -> None:

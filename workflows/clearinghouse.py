@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CASE_WORKFLOW,
         CLEARINGHOUSE_STATUS_QUERY,
         CLEARINGHOUSE_TASK_QUEUE,
+        CLEARINGHOUSE_TASK_TIMEOUT,
         CLEARINGHOUSE_WORKFLOW,
         CONTINUING_AS_NEW,
         FIND_CASE,
@@ -89,8 +90,10 @@ REFUSALS_KEPT = 500
 # Submissions handed in but not yet taken travel to the next run, up to this many; any beyond are
 # refused "send again" (the API resends them, to the next run). Only a flood gets there.
 PENDING_KEPT = 200
-# A backstop: the server suggests continuing as new long before this (by history size).
-EVENTS_PER_RUN = 10_000
+# Also continue as new past this many events (about 250 reports, 1 MB), whatever the policy: a run
+# the worker must rebuild (evicted, or its task timed out) replays its whole history, every report's
+# signature checked again; at 3,000 events (3 MB) that took 30-50 s on a starved machine.
+EVENTS_PER_RUN = 1_000
 
 
 @workflow.defn(name=CLEARINGHOUSE_WORKFLOW)
@@ -108,7 +111,14 @@ class Clearinghouse:
         # The one state: its counters are kept here; its lists are indexed below and written back
         # by `state()`, the only author of what the query returns and the next run starts with.
         self._state = state.model_copy(
-            update={"reports_this_run": 0, "applied": [], "refusals": [], "pending": [], "carried_from": None}
+            update={
+                "reports_this_run": 0,
+                "applied": [],
+                "refusals": [],
+                "pending": [],
+                "keyring": {},
+                "carried_from": None,
+            }
         )
         self._applied = {(a.sender, a.message_id): a for a in state.applied}
         self._refusals = {r.attempt: r for r in state.refusals}
@@ -120,8 +130,11 @@ class Clearinghouse:
         self._cases: dict[str, str] = {}  # fingerprint -> case id, for the cases met in this run
         self._opening: set[str] = set()  # fingerprints whose case is being opened right now
         self._last_refresh: datetime | None = None
-        # Reports are taken once the run has loaded the keyring (first thing in run()).
-        self._keys: PublicKeyring | None = None
+        # Reports are taken once the run has a keyring: the one the previous run loaded (carried), or
+        # else the one this run loads first thing.
+        self._keys: PublicKeyring | None = dict(state.keyring) if carried and state.keyring else None
+        self._reloading = False
+        self._reload_failed: ApplicationError | None = None
         # Activity results are believed only when signed (workflows/attested.py).
         self._watch = ResetWatch()
         self._unverified: list[UnverifiedResult] = []
@@ -130,15 +143,25 @@ class Clearinghouse:
     async def run(self, state: ClearinghouseState) -> ClearinghouseState:
         if self._state.start_input_ignored:
             workflow.logger.warning("start input's totals ignored: this run was not continued from the clearinghouse")
-        # Both from Treasury's worker, asked at once: reports wait for the keyring, so every run's
-        # start is a pause in intake, kept to one round trip.
-        _, keys = await asyncio.gather(self._load_policy(), load_public_keys())
-        self._keys = keys
+        if self._keys is None:
+            await self._reload()
+        else:
+            # Continued: intake goes on at once with the previous run's keyring and policy (Treasury's,
+            # verified there), while this run reads both again. Waiting for them stalled every report
+            # for seconds at each continue-as-new: under a burst these activities queue behind the new
+            # cases' own on the clearinghouse queue.
+            self._reloading = True
+            reload = asyncio.create_task(self._reload())
+            reload.add_done_callback(self._reloaded)
         self._publish_details()
         # Take the submissions a batch at a time (every one that arrived since the last workflow
         # task), each applied concurrently, until the run is full.
         while True:
-            await workflow.wait_condition(lambda: bool(self._queue) or self._run_is_full())
+            await workflow.wait_condition(
+                lambda: bool(self._queue) or self._run_is_full() or self._reload_failed is not None
+            )
+            if self._reload_failed is not None:
+                raise self._reload_failed
             if self._run_is_full():
                 break
             while self._queue and not self._run_is_full():
@@ -149,9 +172,13 @@ class Clearinghouse:
                 task.add_done_callback(self._tasks.discard)
         # Keep each run's history bounded: take no new report, let those in hand finish, then continue
         # as new with what is still queued. Signals arriving meanwhile join the queue and travel too.
-        await workflow.wait_condition(lambda: self._working == 0 and workflow.all_handlers_finished())
+        await workflow.wait_condition(
+            lambda: self._working == 0 and not self._reloading and workflow.all_handlers_finished()
+        )
+        if self._reload_failed is not None:
+            raise self._reload_failed
         workflow.logger.info("continuing as new", extra={"reports": self._state.reports})
-        workflow.continue_as_new(self.state(carry=True))
+        workflow.continue_as_new(self.state(carry=True), task_timeout=CLEARINGHOUSE_TASK_TIMEOUT)
 
     # ----------------------------------------------------------------- reports in
 
@@ -314,6 +341,8 @@ class Clearinghouse:
                     policy=self._state.policy,
                 ),
                 id=case_id,
+                # On Treasury's case queue, whatever queue this workflow runs on.
+                task_queue=CLEARINGHOUSE_TASK_QUEUE,
                 # Cases outlive this run (continue-as-new closes it).
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 # A closed case is never reopened by a later duplicate. A failed one may be: a case
@@ -338,6 +367,20 @@ class Clearinghouse:
         return True
 
     # ----------------------------------------------------------------- policy and keys
+
+    async def _reload(self) -> None:
+        """Treasury's policy and the parties' public keys, both from Treasury's worker, asked at once."""
+        _, keys = await asyncio.gather(self._load_policy(), load_public_keys())
+        self._keys = keys
+
+    def _reloaded(self, task: asyncio.Task[None]) -> None:
+        self._reloading = False
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            # An unverifiable policy stops the run, as when it is read first thing.
+            self._reload_failed = (
+                error if isinstance(error, ApplicationError) else ApplicationError(str(error), non_retryable=True)
+            )
 
     async def _load_policy(self) -> None:
         """Whoever starts the clearinghouse (anyone with a client can) does not choose its embargo
@@ -418,6 +461,7 @@ class Clearinghouse:
                 "applied": applied[-APPLIED_KEPT:],
                 "refusals": refusals[-REFUSALS_KEPT:],
                 "pending": pending,
+                "keyring": dict(self._keys or {}) if carry else {},
                 "carried_from": workflow.info().run_id if carry else None,
             }
         )

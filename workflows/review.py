@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         CONCLUDE_REVIEW,
         GRANT_ACCESS,
         KEY_MISMATCH,
+        LEDGER_GRANTS,
         LOAD_REVIEW_KEYS,
         MAX_REFRESH_INTERVAL,
         RECORD_DETERMINATION,
@@ -76,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         Admission,
         AdmissionRequest,
+        LedgerGrant,
         PartnerRequest,
         ReviewInput,
     )
@@ -111,6 +113,12 @@ def _keyring(result: object) -> PublicKeyring:
     if not isinstance(result, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in result.items()):
         raise Unverifiable("the review office's keyring is not {party: key}")
     return dict(result)
+
+
+def _ledger(result: object) -> list[LedgerGrant]:
+    if not isinstance(result, list):
+        raise Unverifiable("the review office's ledger grants are not a list")
+    return [LedgerGrant.model_validate(g) for g in result]
 
 
 class _Withdrawn(Exception):
@@ -156,6 +164,15 @@ class ModelReview:
         # Set just before the first access grant is scheduled: from then on the model is reaching
         # partners, and the lab can no longer withdraw (README, "Withdrawal and release").
         self._granting = False
+        # Resets whose grants have been read from the ledger (`_ledger_after_reset`): until the count
+        # catches up with the resets seen, the review cannot know what was granted, and the lab
+        # cannot withdraw.
+        self._resets_read = 0
+        self._ledger_unreadable: str | None = None
+        # Set by the SDK's reseed (a reset) itself: a wait_condition alone would not wake, since the
+        # reset's workflow task may bring nothing else to run.
+        self._reseeded = asyncio.Event()
+        workflow.register_random_seed_callback(lambda _seed: self._reseeded.set())
         # The story has returned (or will do nothing more): a handler never waits past it.
         self._done = False
         # Activity results are believed only when signed by the party that produces them
@@ -187,6 +204,8 @@ class ModelReview:
                 self._publish_details()
 
     async def _story(self, review: ReviewInput) -> ReviewState:
+        # Does nothing (no command) unless the history is reset: the SDK reseeds the run there.
+        asyncio.ensure_future(self._ledger_after_reset())
         self._keys = await self._from_review_office(
             LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)"
         )
@@ -512,6 +531,8 @@ class ModelReview:
                 vetting = VettingResult(
                     partner_id=partner.partner_id, approved=False, reason="no verifiable vetting by the review office"
                 )
+            if partner.partner_id in self.state.partners_granted:
+                continue  # granted before this run's history was reset (the ledger says): never twice
             if not vetting.approved:
                 self.state.releases.append(
                     PartnerRelease(partner_id=partner.partner_id, granted=False, reason=vetting.reason)
@@ -526,6 +547,42 @@ class ModelReview:
         self._enter(
             Stage.RELEASED, "review", f"access granted to {granted} of {len(self._review.disclosure.partners)} partners"
         )
+
+    async def _ledger_after_reset(self) -> None:
+        """A reset (anyone with namespace access) erases the events after its point, grants included:
+        the reset run takes the review's grants from the review office's ledger, which holds every
+        run's, so it neither lets the lab withdraw a model partners already have nor grants it again."""
+        while True:
+            await self._reseeded.wait()
+            self._reseeded.clear()
+            resets = self._watch.resets
+            self._flag(sa.INTEGRITY_RESET)
+            try:
+                grants = await self._office(
+                    LEDGER_GRANTS,
+                    f"ledger-grants-{resets}",
+                    _ledger,
+                    "read the review's grants from the ledger (history reset)",
+                    self.state.review_id,
+                )
+            except Unverifiable as e:
+                self._ledger_unreadable = str(e)
+                self._log("history reset: the ledger's grants could not be verified", level=logging.WARNING)
+                return
+            held = set(self.state.partners_granted)
+            for g in grants:
+                if g.partner_id not in held:
+                    self.state.releases.append(
+                        PartnerRelease(
+                            partner_id=g.partner_id,
+                            granted=True,
+                            reason=f"granted by run {g.run_id} at {_at(g.granted_at)} (ledger; history reset since)",
+                            grant_id=g.grant_id,
+                        )
+                    )
+            self._resets_read = resets
+            self._log("history reset: grants read from the ledger", level=logging.WARNING, grants=len(grants))
+            self._publish_details()
 
     async def _grant(self, request: PartnerRequest, vetting: VettingResult) -> PartnerRelease:
         partner = request.partner
@@ -711,6 +768,21 @@ class ModelReview:
             not self._granting,
             "the release is under way (access has been granted to a trusted partner): a withdrawal is no "
             "longer possible",
+        )
+        reject_unless(
+            self._ledger_unreadable is None,
+            f"the review's history was reset and its grants could not be read from the ledger "
+            f"({self._ledger_unreadable}): a withdrawal is refused",
+        )
+        if self._watch.resets > self._resets_read:
+            raise ApplicationError(
+                "the history was reset: the review is reading the ledger; send again", type=KEYS_LOADING
+            )
+        granted = self.state.partners_granted
+        reject_unless(
+            not granted,
+            f"access has already been granted to {', '.join(granted)} (by an earlier run of this review, the "
+            "ledger says): a withdrawal is no longer possible",
         )
 
     @workflow.update(name=REFRESH_KEYS)
