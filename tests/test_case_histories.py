@@ -1,7 +1,7 @@
 """Recorded case histories (tests/histories/case/): they replay against the code as it is.
 
 They were recorded by `test_record_the_case_histories` below (run it with
-`FRONTIER_RECORD_HISTORIES=1 ./dev test tests/test_case_histories.py -m long`) whenever a change
+`./dev test -m record tests/test_case_histories.py`) whenever a change
 to the case workflow is meant to break replay of what was recorded before (the project has never
 been deployed: it regenerates instead of patching). Payloads are decrypted once, at recording,
 so that no key lives in the repository; they replay with the unencrypted converter.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -96,12 +95,10 @@ async def _write(client: Client, name: str, case_id: str, run_id: str | None, ke
     (HISTORIES / f"{name}.json.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
 
 
-@pytest.mark.long
+@pytest.mark.record
 async def test_record_the_case_histories(
     client: Client, isolated: Client, policy: Policy, worker_config: WorkerConfig, keys: KeyDirectory, tmp_path: Path
 ) -> None:
-    if not os.environ.get("FRONTIER_RECORD_HISTORIES"):
-        pytest.skip("records the fixtures only when FRONTIER_RECORD_HISTORIES is set")
     # case-closed
     rid = await covered_review(client, policy, ["dod"])
     details = vulnerability(sectors=["energy"])

@@ -5,7 +5,7 @@ these histories unchanged, or ships behind `workflow.patched` with a new recorde
 path. The project was never deployed, so the first version folds every earlier patch and these
 histories were recorded from it:
 
-    FRONTIER_REVIEW_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/test_review_histories.py -k test_record_
+    ./dev test -m record tests/test_review_histories.py
 
 The recording drives reviews down each path on the test server, then decrypts every payload once so
 that no payload key lives in the repository; the parties' public keys (trust anchors of the
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -98,7 +97,7 @@ async def _replayed(history: WorkflowHistory):
 # ---------------------------------------------------------------- recording (by hand, see above)
 
 
-@pytest.mark.skipif(not os.environ.get("FRONTIER_REVIEW_RECORD_HISTORIES"), reason="records the fixtures (by hand)")
+@pytest.mark.record
 async def test_record_review_histories(client: Client, env: WorkflowEnvironment, policy: Policy, keys: KeyDirectory):
     nsa, dod = AgencyClient(client, Agency.NSA), AgencyClient(client, Agency.DOD)
     ids = {name: await disclose(client, mythos(), policy) for name in NAMES if name != "default-window-elapsed"}
