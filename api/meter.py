@@ -317,3 +317,12 @@ def flag(r: ReviewRun, policy: Policy | None, now: datetime) -> Flag | None:
     if r.stage == Stage.RELEASED and r.seconds_to_release is None:
         reasons.append("released without a recorded hold")
     return Flag(review_id=r.review_id, run_id=r.run_id, reasons=reasons) if reasons else None
+
+
+def days_text(stats: DayStats | None, *fields: str) -> str:
+    """Day figures for a table cell: a dash when nothing was counted, a count alone when suppressed."""
+    if stats is None or stats.count == 0:
+        return "—"
+    if stats.suppressed:
+        return f"suppressed ({stats.count})"
+    return ", ".join(f"{getattr(stats, f):.1f}" for f in fields)

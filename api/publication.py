@@ -15,7 +15,7 @@ from temporalio.client import (
     ScheduleState,
 )
 
-from api.meter import DayStats
+from api.meter import days_text
 from api.report import TransparencyReport
 from domain.agencies import REVIEW_TASK_QUEUE
 from domain.public_standards import PublicSummary
@@ -84,12 +84,13 @@ def report_markdown(r: TransparencyReport, summaries: list[PublicSummary]) -> st
                 out.append(f"| {c.policy_version} | {c.quarter} | {c.reviews} | suppressed |  |  |  |  |  |  |  |")
                 continue
             share = f" ({c.covered_share:.0%})" if c.covered_share is not None else ""
-            held = _days(c.days_held, "median_days", "p90_days", "max_days")
+            held = days_text(c.days_held, "median_days", "p90_days", "max_days")
+            delay = days_text(c.delay_days, "median_days", "max_days")
             agencies = ", ".join(f"{a} {n}" for a, n in (c.agency_participation or {}).items()) or "—"
             out.append(
                 f"| {c.policy_version} | {c.quarter} | {c.reviews} | {c.covered}/{c.determined}{share} "
                 f"| {c.decided_by_nsa} / {c.policy_defaults} | {held} "
-                f"| {_days(c.delay_days, 'median_days', 'max_days')}; {c.delayed} | {c.withdrawals} / {c.refilings} "
+                f"| {delay}; {c.delayed} | {c.withdrawals} / {c.refilings} "
                 f"| {c.windows_elapsed} / {c.windows_concluded_early} | {c.ended_by_max_hold} | {agencies} |"
             )
         if m.clearinghouse:
@@ -103,7 +104,7 @@ def report_markdown(r: TransparencyReport, summaries: list[PublicSummary]) -> st
             ]
             for k in m.clearinghouse:
                 priorities = ", ".join(f"{p} {n}" for p, n in k.by_priority.items())
-                fix = _days(k.days_to_fix, "median_days")
+                fix = days_text(k.days_to_fix, "median_days")
                 out.append(
                     f"| {k.policy_version} | {k.quarter} | {k.cases} | {priorities} | {fix} "
                     f"| {k.embargoes_kept} / {k.embargoes_overrun} | {k.extensions} |"
@@ -128,10 +129,3 @@ def report_markdown(r: TransparencyReport, summaries: list[PublicSummary]) -> st
         out.append("")
     return "\n".join(out) + "\n"
 
-
-def _days(stats: DayStats | None, *fields: str) -> str:
-    if stats is None or stats.count == 0:
-        return "—"
-    if stats.suppressed:
-        return f"suppressed ({stats.count})"
-    return ", ".join(f"{getattr(stats, f):.1f}" for f in fields)

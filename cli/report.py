@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.meter import DayStats, Meter
+from api.meter import Meter, days_text
 from api.report import DurationStats, TransparencyReport, transparency_report
 from cli.door import BadInput
 from domain.policy import STATUTORY_WINDOW_CAP, describe
@@ -128,8 +128,8 @@ def show_meter(m: Meter, console: Console) -> None:
             str(c.reviews),
             f"{c.covered}/{c.determined}" + (f" ({c.covered_share:.0%})" if c.covered_share is not None else ""),
             f"{c.decided_by_nsa} / {c.policy_defaults}",
-            _days(held, "median_days", "p90_days", "max_days"),
-            _days(delay, "median_days", "max_days") + (f"; {c.delayed}" if c.delayed is not None else ""),
+            days_text(held, "median_days", "p90_days", "max_days"),
+            days_text(delay, "median_days", "max_days") + (f"; {c.delayed}" if c.delayed is not None else ""),
             f"{c.withdrawals} / {c.refilings}",
             f"{c.windows_elapsed} / {c.windows_concluded_early}",
             str(c.ended_by_max_hold),
@@ -147,7 +147,7 @@ def show_meter(m: Meter, console: Console) -> None:
                 c.quarter,
                 str(c.cases),
                 ", ".join(f"{p} {n}" for p, n in c.by_priority.items()),
-                _days(c.days_to_fix, "median_days"),
+                days_text(c.days_to_fix, "median_days"),
                 f"{c.embargoes_kept} / {c.embargoes_overrun}",
                 str(c.extensions),
             )
@@ -159,13 +159,6 @@ def show_meter(m: Meter, console: Console) -> None:
     else:
         console.print("[bold]no review flagged[/bold] (held past its policy, cancelled, terminated or reset)")
 
-
-def _days(stats: DayStats | None, *fields: str) -> str:
-    if stats is None or stats.count == 0:
-        return "—"
-    if stats.suppressed:
-        return f"suppressed ({stats.count})"
-    return ", ".join(f"{getattr(stats, f):.1f}" for f in fields)
 
 
 def _stats(stats: DurationStats) -> list[str]:
