@@ -33,6 +33,8 @@ from domain.inputs import Refused, decode_utf8, read_file
 
 UNDECODABLE = "<undecodable>"
 # A reset (`temporal workflow reset`) shows in the new run's history as a failed workflow task.
+# The marker the SDK records for a local activity (its result lives in the marker, not in task events).
+LOCAL_ACTIVITY = "core_local_activity"
 RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
 # Temporal's own cap on a history is 50 MB; an export in JSON is larger than the wire form.
 MAX_HISTORY_BYTES = 256 * 1024 * 1024
@@ -68,6 +70,14 @@ class Event:
     @property
     def attributes(self) -> Any:
         return getattr(self.raw, self.raw.WhichOneof("attributes"))
+
+    @property
+    def completes_activity(self) -> bool:
+        """An activity's result: a completed activity task, or the marker of a local activity that
+        returned one (the review office's own answers run as local activities)."""
+        if self.type == "ACTIVITY_TASK_COMPLETED":
+            return True
+        return self.type == "MARKER_RECORDED" and self.attributes.marker_name == LOCAL_ACTIVITY and bool(self.values)
 
 
 @dataclass
@@ -229,6 +239,7 @@ class _EventReader:
         )
         self.by_id: dict[int, Event] = {}
         self.accepted: dict[str, Event] = {}  # accepted updates by update id
+        self.task_queue = ""  # the workflow's own, from its start
         self.summary: str | None = None  # the summary of the event being read
         self.workflow_time = datetime.now(UTC)  # the workflow's clock at the event being read
 
@@ -244,18 +255,22 @@ class _EventReader:
         return fields
 
     def _activity(self, scheduled: Any) -> _Decoder:
+        return self._activity_decoder(scheduled.activity_id, scheduled.activity_type.name, scheduled.task_queue.name)
+
+    def _activity_decoder(self, activity_id: str, activity_type: str, queue: str, local: bool = False) -> _Decoder:
         context = ActivitySerializationContext(
             namespace=self.namespace,
-            activity_id=scheduled.activity_id,
-            activity_type=scheduled.activity_type.name,
-            activity_task_queue=scheduled.task_queue.name,
+            activity_id=activity_id,
+            activity_type=activity_type,
+            activity_task_queue=queue,
             workflow_id=self.workflow_id,
             workflow_type=self.workflow_type,
-            is_local=False,
+            is_local=local,
         )
         return _Decoder(self.converter.with_context(context), self.tally)
 
     async def _started(self, attrs: Any, _: str) -> dict[str, Any]:
+        self.task_queue = attrs.task_queue.name  # where its local activities ran too
         return {
             "values": await self.decoder.many(attrs.input.payloads), "identity": attrs.identity,
             "kind": "workflow", "actor": attrs.identity or "client", "text": f"{self.workflow_type} started",
@@ -360,7 +375,21 @@ class _EventReader:
         return {"identity": attrs.identity, "kind": "workflow", "actor": attrs.identity or "someone", "text": text}
 
     async def _marker(self, attrs: Any, _: str) -> dict[str, Any]:
-        return {"name": attrs.marker_name}
+        if attrs.marker_name != LOCAL_ACTIVITY:
+            return {"name": attrs.marker_name}
+        # A local activity's marker: what it was (written by the SDK's core, plain JSON: ids, no
+        # content) and its result or failure, sealed like any activity result.
+        about = _local_activity(attrs)
+        activity_id, name = str(about.get("activity_id", "")), str(about.get("activity_type", ""))
+        fields: dict[str, Any] = {"name": name, "ref": activity_id, "kind": "activity", "queue": self.task_queue,
+                                  "details": {"activity_id": activity_id, "local": True}}  # fmt: skip
+        decoder = self._activity_decoder(activity_id, name, "", local=True)
+        if attrs.HasField("failure"):
+            failure = await decoder.failure(attrs.failure)
+            return {**fields, "failure": failure, "text": f"{self.summary or name} (local): failed: {failure}"}
+        result = attrs.details.get("result")
+        values = await decoder.many(result.payloads) if result is not None else []
+        return {**fields, "values": values, "text": f"{self.summary or name} (local): completed"}
 
     _readers = {
         "WORKFLOW_EXECUTION_STARTED": _started,
@@ -381,6 +410,17 @@ class _EventReader:
         "WORKFLOW_TASK_FAILED": _task_failed,
         "MARKER_RECORDED": _marker,
     }
+
+
+def _local_activity(attrs: Any) -> dict[str, Any]:
+    data = attrs.details.get("data")
+    if data is None or not data.payloads or data.payloads[0].metadata.get("encoding") != b"json/plain":
+        return {}
+    try:
+        about = json.loads(data.payloads[0].data)
+    except ValueError:
+        return {}
+    return about if isinstance(about, dict) else {}
 
 
 def duration(value: Any) -> timedelta:

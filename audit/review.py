@@ -147,7 +147,7 @@ async def read_state(history: DecodedHistory) -> ReadState:
 def _keyrings(history: DecodedHistory, anchors: TrustAnchors | None, runs: set[str]) -> list[tuple[int, PublicKeyring]]:
     """The keyrings the review held, each with the event that loaded it: the review office's signed
     result, verified again here (as recorded, for a reader without the trust anchors)."""
-    loads = [e for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED" and e.name == r.LOAD_REVIEW_KEYS]
+    loads = [e for e in history.events if e.completes_activity and e.name == r.LOAD_REVIEW_KEYS]
     found = [(e.id, _believed((e.values or [None])[0], e.ref, history.workflow_id, runs, anchors)) for e in loads]
     return [(event_id, keyring) for event_id, keyring in found if isinstance(keyring, dict)]
 
@@ -184,7 +184,7 @@ def _runs(history: DecodedHistory) -> set[str]:
 
 def _policy(history: DecodedHistory) -> dict[str, Any]:
     """The policy the review ran under: the review office's, in its admission."""
-    admitted = [e.values[0].get("result") for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED"
+    admitted = [e.values[0].get("result") for e in history.events if e.completes_activity
                 and e.name == r.ADMIT_DISCLOSURE and e.values and isinstance(e.values[0], dict)]  # fmt: skip
     return next((a["policy"] for a in admitted if isinstance(a, dict) and isinstance(a.get("policy"), dict)), {})
 
@@ -204,7 +204,7 @@ class ModelReviewInterpreter(Interpreter):
         self.policy = _policy(history)
         self.keyrings = _keyrings(history, reader_anchors(), _runs(history))
         self.updates = {e.ref: e for e in history.events if e.type == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED"}
-        self.completed = [e for e in history.events if e.type == "ACTIVITY_TASK_COMPLETED"]
+        self.completed = [e for e in history.events if e.completes_activity]
         unverified = {u.activity_id for u in state.unverified_results}
         self.rec = ReviewRecord(
             **state.model_dump(exclude=set(ReviewRecord.model_computed_fields)),

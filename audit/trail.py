@@ -154,7 +154,7 @@ class Interpreter:
         if event.type in ("WORKFLOW_EXECUTION_UPDATE_ACCEPTED", "WORKFLOW_EXECUTION_SIGNALED"):
             actor, detail = self.message_actor(event), self.describe_message(event)
             text = f"{text}: {detail}"
-        elif event.type == "ACTIVITY_TASK_COMPLETED" and (detail := self.describe_result(event, event.origin)):
+        elif event.completes_activity and (detail := self.describe_result(event, event.origin)):
             text = f"{text}: {detail}"
         at = event.workflow_time if event.on_workflow_clock else event.at
         return [self._entry(event, event.kind, actor, text, at=at, **event.details)]

@@ -3,6 +3,14 @@ details, failure messages) is sealed with AES-256-GCM before it leaves the proce
 
 The key id travels in the payload's metadata, so keys rotate: new payloads use the
 keyring's current key, and any key still in the keyring decodes old histories.
+
+A payload worth it is compressed (zlib) before it is sealed: the content is JSON, which the
+compression shrinks by about a third (the recorded review histories: 19.9 KB of payloads become
+12.6 KB), and what the server stores, sends and indexes for a history follows its bytes. The
+compression is named in the payload's metadata and bound into the seal (its authenticated data),
+so a sealed payload cannot be relabelled as compressed or not; a payload that would open to more
+than MAX_OPENED bytes is refused, not inflated. Payloads sealed before compression existed open as
+they always did.
 Search attributes are not payloads and stay plaintext: nothing classified goes in one.
 
 Fail closed. Anyone with namespace access can put a payload of their choosing into a history
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -43,6 +52,13 @@ from infra.keys import PayloadKeyring
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+COMPRESSION = "encryption-compression"
+ZLIB = b"zlib"
+# Smaller payloads gain too little from compression for the CPU it costs.
+COMPRESS_FROM = 256
+# Far above Temporal's own payload limits (2 MB by default): a sealed payload that opens larger
+# was not made by this codec.
+MAX_OPENED = 8 * 1024 * 1024
 NONCE_BYTES = 12
 JSON = b"json/plain"
 JSON_PROTOBUF = b"json/protobuf"  # the SDK's own messages (the Web UI's workflow metadata query)
@@ -86,9 +102,15 @@ class EncryptionCodec(PayloadCodec):
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.keyring.current
         nonce = os.urandom(NONCE_BYTES)
-        # The key id is authenticated too: a payload cannot be relabelled to another key.
-        sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(), key_id.encode())
-        return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=nonce + sealed)
+        plain = payload.SerializeToString()
+        metadata = {"encoding": ENCODING, KEY_ID: key_id.encode()}
+        if len(plain) >= COMPRESS_FROM:
+            packed = zlib.compress(plain, 6)
+            if len(packed) < len(plain):
+                plain, metadata[COMPRESSION] = packed, ZLIB
+        # The key id and the compression are authenticated too: a payload cannot be relabelled.
+        sealed = self._ciphers[key_id].encrypt(nonce, plain, _bound(key_id, metadata.get(COMPRESSION)))
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def open(self, payload: Payload) -> Payload:
         """Fail closed: the sealed payload's content, a null or a patch marker as is, or the refusal marker."""
@@ -121,8 +143,35 @@ class EncryptionCodec(PayloadCodec):
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise CodecError(f"payload encrypted with key {key_id!r}, which is not in the keyring")
+        compression = payload.metadata.get(COMPRESSION)
+        if compression not in (None, ZLIB):
+            raise CodecError(f"payload under key {key_id!r} names an unknown compression")
         try:
-            plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
-            return Payload.FromString(plain)
-        except (InvalidTag, ValueError, DecodeError):
+            plain = cipher.decrypt(
+                payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], _bound(key_id, compression)
+            )
+        except (InvalidTag, ValueError):
             raise CodecError(f"payload under key {key_id!r} failed authentication") from None
+        if compression == ZLIB:
+            plain = _inflate(plain, key_id)
+        try:
+            return Payload.FromString(plain)
+        except DecodeError:
+            raise CodecError(f"payload under key {key_id!r} failed authentication") from None
+
+
+def _bound(key_id: str, compression: bytes | None) -> bytes:
+    """What the seal authenticates beside the content: the key id (as before compression), and the
+    compression when there is one."""
+    return key_id.encode() + (b"+" + compression if compression else b"")
+
+
+def _inflate(packed: bytes, key_id: str) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        plain = inflater.decompress(packed, MAX_OPENED)
+    except zlib.error:
+        raise CodecError(f"payload under key {key_id!r} does not decompress") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise CodecError(f"payload under key {key_id!r} opens to more than {MAX_OPENED} bytes, or is cut short")
+    return plain

@@ -55,6 +55,7 @@ async def attested(
     watch: ResetWatch,
     refused: list[UnverifiedResult],
     deadline: timedelta | None = None,
+    local: bool = False,
     **options: Any,
 ) -> T:
     """The verified, parsed result of `activity`, asked up to ATTEMPTS times; Unverifiable after that.
@@ -68,7 +69,8 @@ async def attested(
             if left <= timedelta(0):
                 break
             options["schedule_to_close_timeout"] = left
-        raw = await workflow.execute_activity(activity, args=list(args), activity_id=this_id, **options)
+        run = workflow.execute_local_activity if local else workflow.execute_activity
+        raw = await run(activity, args=list(args), activity_id=this_id, **options)
         try:
             wid, run_id = workflow.info().workflow_id, watch.activity_run()
             result = verify(raw, party=party, workflow_id=wid, run_id=run_id, activity_id=this_id)

@@ -13,15 +13,10 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from api.waiting import until
-from domain import attestation
-from domain.agencies import REVIEW_TASK_QUEUE
 from infra.connection import data_converter
 from infra.keys import KeyDirectory
-from workflows.review import ModelReview
-from workflows.sandbox import workflow_runner
 
 
 async def keyless(env: WorkflowEnvironment, namespace: str) -> Client:
@@ -56,13 +51,6 @@ async def activity_events(client: Client, workflow_id: str) -> dict[str, list[st
             a = e.activity_task_completed_event_attributes
             answers[scheduled[a.scheduled_event_id]].append(a.identity)
     return answers
-
-
-def review_workflows_only(client: Client, keys: KeyDirectory) -> Worker:
-    """The review queue's workflow worker without its activities: the review runs until it waits
-    on an activity, which is then the attacker's to answer first."""
-    attestation.pin(keys.trust_anchors())
-    return Worker(client, task_queue=REVIEW_TASK_QUEUE, workflows=[ModelReview], workflow_runner=workflow_runner())
 
 
 async def scheduled(client: Client, workflow_id: str, activity_id: str, timeout: float = 30) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import zlib
 
 from temporalio.api.common.v1 import Payload
 
 from domain.attestation import is_refused
-from infra.codec import EncryptionCodec
+from infra.codec import COMPRESSION, ENCODING, KEY_ID, MAX_OPENED, NONCE_BYTES, ZLIB, CodecError, EncryptionCodec
 from infra.keys import KeyDirectory, PayloadKeyring
 
 
@@ -44,3 +46,53 @@ def test_only_sealed_payloads_nulls_and_patch_markers_pass(keys: KeyDirectory) -
     assert is_refused(opened(codec, not_json)) == "sealed content is not JSON"
     # The marker carries none of the sender's bytes.
     assert b"bWFsbG9yeQ" not in codec.open(plain).data
+
+
+def _seal_raw(codec: EncryptionCodec, plain: bytes, metadata: dict[str, bytes], bound: bytes) -> Payload:
+    """What a payload-key holder could make by hand: any bytes, sealed under any authenticated data."""
+    nonce = os.urandom(NONCE_BYTES)
+    key_id = codec.keyring.current
+    return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode(), **metadata},
+                   data=nonce + codec._ciphers[key_id].encrypt(nonce, plain, bound))  # fmt: skip
+
+
+def test_large_payloads_are_compressed_inside_the_seal_and_the_label_is_bound(keys: KeyDirectory) -> None:
+    codec = EncryptionCodec(keys.payload_keyring())
+    body = json.dumps({"rationale": "the model meets the standard " * 60}).encode()
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=body)
+    sealed = codec.encrypt(plain)
+    assert sealed.metadata[COMPRESSION] == ZLIB and len(sealed.data) < len(body) / 4
+    assert codec.open(sealed) == plain
+    small = codec.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b'{"a": 1}'))
+    assert COMPRESSION not in small.metadata, "too small to gain from it"
+    # The label is authenticated: dropped, or added to a payload sealed without it, the seal fails.
+    stripped = Payload(metadata={k: v for k, v in sealed.metadata.items() if k != COMPRESSION}, data=sealed.data)
+    assert is_refused(opened(codec, stripped))
+    added = Payload(metadata={**small.metadata, COMPRESSION: ZLIB}, data=small.data)
+    assert is_refused(opened(codec, added))
+    unknown = Payload(metadata={**sealed.metadata, COMPRESSION: b"lzma"}, data=sealed.data)
+    assert is_refused(opened(codec, unknown))
+
+
+def test_a_payload_sealed_before_compression_still_opens(keys: KeyDirectory) -> None:
+    """Histories recorded before (tests/histories) hold payloads sealed under the key id alone."""
+    codec = EncryptionCodec(keys.payload_keyring())
+    inner = Payload(metadata={"encoding": b"json/plain"}, data=b'{"old": true}')
+    old = _seal_raw(codec, inner.SerializeToString(), {}, codec.keyring.current.encode())
+    assert opened(codec, old) == {"old": True}
+
+
+def test_a_compression_bomb_is_refused_not_inflated(keys: KeyDirectory) -> None:
+    """A payload-key holder seals 64 MiB of zeros compressed to ~64 KB: the codec stops at its bound."""
+    codec = EncryptionCodec(keys.payload_keyring())
+    bomb = zlib.compress(b"\0" * (64 * 1024 * 1024), 9)
+    assert len(bomb) < 100_000
+    key_id = codec.keyring.current
+    sealed = _seal_raw(codec, bomb, {COMPRESSION: ZLIB}, key_id.encode() + b"+" + ZLIB)
+    assert is_refused(opened(codec, sealed))
+    try:
+        codec.decrypt(sealed)
+    except CodecError as e:
+        assert f"more than {MAX_OPENED} bytes" in str(e)
+    else:
+        raise AssertionError("a bomb opened")

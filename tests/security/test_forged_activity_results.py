@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -41,7 +42,7 @@ from domain.signatures import Signer
 from domain.status import Stage
 from infra.keys import KeyDirectory
 from tests.conftest import EXAMPLES, disclose, mythos, running, vulnerability, wait_stage
-from tests.security.attackers import activity_events, complete_by_id, insider, keyless, review_workflows_only, scheduled
+from tests.security.attackers import activity_events, complete_by_id, insider, keyless, scheduled
 from tests.test_clearinghouse_runs import fresh_clearinghouse
 from worker import REVIEW, WorkerConfig, build_workers
 from workflows.clearinghouse import Clearinghouse
@@ -51,28 +52,32 @@ from workflows.vulnerability_case import VulnerabilityCase
 ALL_BUT_DOD = [REVIEW, *(a.value for a in Agency if a != Agency.DOD)]
 
 
-async def test_a_keyless_client_completing_load_review_keys_loses(
+async def test_the_review_offices_keyring_is_no_task_anyone_can_complete(
     env: WorkflowEnvironment, isolated: Client, worker_config: WorkerConfig, policy: Policy, keys: KeyDirectory
 ) -> None:
-    """The issue's critical attack: a plaintext keyring of the attacker's own keys, completed by id
-    before the review office's worker answers, then a determination 'signed' with the planted key."""
+    """The issue's critical attack: a keyring of the attacker's own keys completed by id, then a
+    determination 'signed' with the planted key. The review office's keyring and admission are local
+    activities of the office's own worker: there is no task on the server to complete, before the
+    review runs or while it does (before this, the attacker's keyring was at least recorded as tried)."""
     mallory = {party: Signer(party, Ed25519PrivateKey.generate()) for party in ("nsa", "lab")}
+    planted = {p: s.public_key_b64() for p, s in mallory.items()}
     rid = await disclose(isolated, mythos(), policy)
     attacker = await keyless(env, isolated.namespace)
-    async with running([review_workflows_only(isolated, keys)]):
-        await scheduled(isolated, rid, "review-keys")
-        await complete_by_id(attacker, rid, "review-keys", {p: s.public_key_b64() for p, s in mallory.items()})
+    for activity_id in ("review-keys", "admission"):  # no worker has run the review yet
+        with pytest.raises(RPCError) as nothing:
+            await complete_by_id(attacker, rid, activity_id, planted)
+        assert nothing.value.status == RPCStatusCode.NOT_FOUND
 
     async with running(build_workers(isolated, config=worker_config)):
         s = await wait_stage(isolated, rid, Stage.AWAITING_DETERMINATION)
-        # Not believed, and visible: who tried, on which activity, why it was refused.
-        assert [(u.activity_id, u.party) for u in s.unverified_results] == [("review-keys", "review")]
-        assert "refused by the payload codec" in s.unverified_results[0].reason
+        with pytest.raises(RPCError) as nothing:
+            await complete_by_id(attacker, rid, "review-keys#2", planted)
+        assert nothing.value.status == RPCStatusCode.NOT_FOUND
+        assert s.unverified_results == []
         answered = await activity_events(isolated, rid)
-        assert answered["review-keys"] == [attacker.identity]
-        assert answered["review-keys#2"] and answered["review-keys#2"] != [attacker.identity]
+        assert "review-keys" not in answered and "admission" not in answered
 
-        # The planted NSA key does not verify: sent sealed (an insider's client), it is refused ...
+        # The planted NSA key was never loaded: sent sealed (an insider's client), it is refused ...
         forged = mallory["nsa"].sign(
             rid, RECORD_DETERMINATION, Determination(sender="nsa", covered=False, rationale="cleared")
         )
