@@ -24,7 +24,7 @@ from api import waiting
 from bench import bare
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-POLL = float(__import__("os").environ.get("BENCH_POLL", "0.05"))
+POLL = 0.05
 T = TypeVar("T")
 
 

@@ -42,16 +42,39 @@ from workflows.sandbox import workflow_runner
 
 RECORDED = Path(__file__).parent / "histories" / "reviews"
 NAMES = ["released-covered", "not-covered", "withdrawn", "default-window-elapsed", "open-under-review"]
+# Each version's histories in its own folder with its own trust anchors, oldest first: the first
+# version's at the top, then one folder per `workflow.patched` id since. Only the newest is recorded
+# again; the others are kept exactly as they were recorded.
+VERSIONS = [RECORDED, RECORDED / "office-local-activities"]
 
 
 @pytest.mark.parametrize("name", NAMES)
-async def test_recorded_review_histories_replay(name: str) -> None:
-    """Each recorded path of a review replays, in the sandbox, against the code as it is."""
-    recording = json.loads(gzip.decompress((RECORDED / f"{name}.json.gz").read_bytes()))
+@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: v.name)
+async def test_recorded_review_histories_replay(version: Path, name: str) -> None:
+    """Each recorded path of each version of a review replays, in the sandbox, against the code as it is."""
+    recording = json.loads(gzip.decompress((version / f"{name}.json.gz").read_bytes()))
     # Under its own review id: the activity results it holds are signed for that workflow.
     review_id = recording["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
-    failure = await _replayed(WorkflowHistory.from_json(review_id, recording))
+    failure = await _replayed(WorkflowHistory.from_json(review_id, recording), version)
     assert failure is None, failure
+
+
+def test_the_newest_version_runs_the_office_locally() -> None:
+    """The newest recording is of the code as it runs now (not a copy of an older one): the office's
+    keyring and admission are local-activity markers there, activity tasks in the first version."""
+
+    def activities(version: Path) -> tuple[set[str], set[str]]:
+        events = json.loads(gzip.decompress((version / "not-covered.json.gz").read_bytes()))["events"]
+        tasks = {e["activityTaskScheduledEventAttributes"]["activityType"]["name"] for e in events
+                 if "activityTaskScheduledEventAttributes" in e}  # fmt: skip
+        markers = {
+            e["markerRecordedEventAttributes"]["markerName"] for e in events if "markerRecordedEventAttributes" in e
+        }
+        return tasks, markers
+
+    first, newest = activities(VERSIONS[0]), activities(VERSIONS[-1])
+    assert {"load_review_keys", "admit_disclosure"} <= first[0] and "core_local_activity" not in first[1]
+    assert not {"load_review_keys", "admit_disclosure"} & newest[0] and "core_local_activity" in newest[1]
 
 
 async def test_a_field_the_code_no_longer_knows_does_not_break_replay() -> None:
@@ -77,13 +100,13 @@ async def test_a_field_the_code_no_longer_knows_does_not_break_replay() -> None:
     widened(args["payloads"][0], lambda message: message.update(retired_field=[1, 2]))
     # The NSA's signature covers the fields it knew: it still verifies in the audit's terms too.
     review_id = events[0]["workflowExecutionStartedEventAttributes"]["workflowId"]
-    assert (await _replayed(WorkflowHistory.from_json(review_id, recording))) is None
+    assert (await _replayed(WorkflowHistory.from_json(review_id, recording), RECORDED)) is None
 
 
-async def _replayed(history: WorkflowHistory):
+async def _replayed(history: WorkflowHistory, version: Path):
     # The recording's anchors beside this session's (a live review in this process still believes
     # its own parties): the recorded keys' private halves were thrown away.
-    recorded = json.loads((RECORDED / "trust-anchors.json").read_text())
+    recorded = json.loads((version / "trust-anchors.json").read_text())
     before = attestation.pinned()
     attestation.pin({p: [*before.get(p, []), *recorded.get(p, [])] for p in {*before, *recorded}})
     try:
@@ -122,13 +145,14 @@ async def test_record_review_histories(client: Client, env: WorkflowEnvironment,
         if name != "open-under-review":
             assert isinstance(await client.get_workflow_handle(rid, result_type=ReviewState).result(), ReviewState)
     codec = EncryptionCodec(keys.payload_keyring())
-    RECORDED.mkdir(parents=True, exist_ok=True)
+    newest = VERSIONS[-1]  # never an older version's folder: those stay as recorded
+    newest.mkdir(parents=True, exist_ok=True)
     for name, rid in ids.items():
         history = await client.get_workflow_handle(rid).fetch_history()
         for event in history.events:
             await _decrypt(event, codec)
-        (RECORDED / f"{name}.json.gz").write_bytes(gzip.compress(json.dumps(history.to_json_dict()).encode(), mtime=0))
-    (RECORDED / "trust-anchors.json").write_text(json.dumps(keys.trust_anchors(), indent=2, sort_keys=True) + "\n")
+        (newest / f"{name}.json.gz").write_bytes(gzip.compress(json.dumps(history.to_json_dict()).encode(), mtime=0))
+    (newest / "trust-anchors.json").write_text(json.dumps(keys.trust_anchors(), indent=2, sort_keys=True) + "\n")
 
 
 async def _decrypt(message: Proto, codec: EncryptionCodec) -> None:

@@ -101,11 +101,10 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 AGENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
-# A clock cut by the policy's bound on the whole hold says so in the record.
-# The review office's keyring and admission as local activities, asked together (was: two activities
-# in turn). Histories recorded before it replay the old way (tests/histories/reviews).
+# The review office's keyring and admission as local activities (was: two activity tasks); the
+# histories recorded before it replay the old way (tests/histories/reviews/).
 OFFICE_LOCAL_ACTIVITIES = "office-local-activities"
-
+# A clock cut by the policy's bound on the whole hold says so in the record.
 _LEFT_OF_HOLD = " (what was left of the policy's max_hold)"
 # A timeout of zero means "none" to Temporal: a clock with nothing left still gets this long.
 _LEAST_CLOCK = timedelta(seconds=1)
@@ -210,22 +209,25 @@ class ModelReview:
     async def _story(self, review: ReviewInput) -> ReviewState:
         # Does nothing (no command) unless the history is reset: the SDK reseeds the run there.
         asyncio.ensure_future(self._ledger_after_reset())
-        # Anyone can start a ModelReview with any input: nothing runs until the review office has
-        # checked the lab's signature on the filing and loaded the policy it names, itself.
-        asked = self._admission(review)
-        # The review office's own worker runs this workflow: its two answers are local activities
-        # there, asked at once (a marker each in the history, no task on the server that anyone
-        # could complete by id; README "Performance").
+        # The review office's own worker runs this workflow: its keyring and its admission of the
+        # filing are local activities there (a marker each in the history, no task on the server
+        # that anyone could complete by id; README "Performance"). One after the other: each local
+        # result sets the workflow's clock to its completion, the same on replay only if they
+        # resolve one at a time.
         local = workflow.patched(OFFICE_LOCAL_ACTIVITIES)
-        keys = self._from_review_office(
+        self._keys = await self._from_review_office(
             LOAD_REVIEW_KEYS, "review-keys", _keyring, "load the parties' public keys (review office)", local=local
         )
-        if local:
-            self._keys, admitted = await asyncio.gather(keys, self._from_review_office(*asked, local=True))
-        else:
-            self._keys = await keys
-            admitted = await self._from_review_office(*asked)
-        admission: Admission = admitted
+        # Anyone can start a ModelReview with any input: nothing runs until the review office has
+        # checked the lab's signature on the filing and loaded the policy it names, itself.
+        admission: Admission = await self._from_review_office(
+            ADMIT_DISCLOSURE,
+            "admission",
+            model(Admission),
+            "admit the disclosure (the lab's signature, the office's policy)",
+            AdmissionRequest(review_id=review.review_id, disclosure=review.disclosure, filing=review.filing),
+            local=local,
+        )
         self.state.genuine, self.state.admission = admission.admitted, admission.reason
         if not admission.admitted or admission.policy is None:
             # Not a genuine review: it does nothing, and says so (status, search attribute, Web UI).
@@ -279,15 +281,6 @@ class ModelReview:
         self._enter(Stage.STANDARDS_CHECK, "review", "the five standards bodies judge the disclosure")
         checks = [self._check_standard(body) for body in STANDARDS_BODIES]
         await self._unless_withdrawn(asyncio.gather(*checks))
-
-    def _admission(self, review: ReviewInput) -> tuple:
-        return (
-            ADMIT_DISCLOSURE,
-            "admission",
-            model(Admission),
-            "admit the disclosure (the lab's signature, the office's policy)",
-            AdmissionRequest(review_id=review.review_id, disclosure=review.disclosure, filing=review.filing),
-        )
 
     async def _from_review_office(
         self, activity: str, activity_id: str, parse, summary: str, *args, local: bool = False
