@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.keyring import published_keyring
 from api.clearinghouse import case_status, clearinghouse_status, report
 from api.errors import Rejected
+from api.waiting import until
 from domain import attestation
 from domain.attestation import ResultSigner
 from domain.case import CaseState, FixReady
@@ -47,6 +49,7 @@ from tests.test_clearinghouse_intake import end_cases
 from tests.test_clearinghouse_runs import fresh_clearinghouse
 from worker import WorkerConfig, build_workers
 from workflows.clearinghouse import Clearinghouse
+from workflows.messages import KEYRING_RETRY
 from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
 
@@ -207,3 +210,56 @@ async def test_a_refresh_answered_with_a_forged_keyring_lets_nobody_speak_for_th
     finally:
         await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
         await end_cases(isolated)
+
+
+async def test_a_clearinghouse_with_no_verifiable_keyring_waits_and_asks_treasury_again(
+    env: WorkflowEnvironment, isolated: Client, worker_config: WorkerConfig, policy: Policy, keys: KeyDirectory
+) -> None:
+    """Every attempt of the first load answered by the attacker: the clearinghouse does not stop (nor
+    take reports with anyone's keys). It asks Treasury again after a pause; once Treasury's worker
+    answers, reports are taken, and the forgeries stay in the status."""
+    await fresh_clearinghouse(isolated)
+    forged = {
+        **published_keyring(keys),
+        "partner:shieldsec": Signer("x", Ed25519PrivateKey.generate()).public_key_b64(),
+    }
+    attacker = await insider(env, isolated.namespace, keys)
+    handle = await isolated.start_workflow(
+        CLEARINGHOUSE_WORKFLOW,
+        ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
+        id=CLEARINGHOUSE_ID,
+        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
+        task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
+    )
+    try:
+        async with running(workflows_only(isolated, keys)):
+            answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 3)
+            await until(lambda: paused(isolated), lambda p: p, timeout=30, interval=0.05, what="the pause")
+        async with running(build_workers(isolated, ["treasury"], worker_config)):
+            # The isolated namespace's own skipper (the environment's fast-forwards the default namespace).
+            await TimeSkipper(isolated).fast_forward(handle, KEYRING_RETRY + timedelta(seconds=1))
+            receipt = await report_signed(
+                isolated, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability()), policy
+            )
+            view = await clearinghouse_status(isolated)
+        loads, still_open = await keyring_loads(isolated, CLEARINGHOUSE_ID)
+        assert not receipt.duplicate and view.cases_opened == 1
+        assert loads == [*answered, "treasury-keys-2"] and not still_open
+        assert (
+            [u.activity_id for u in view.unverified_results]
+            == answered
+            == [
+                "treasury-keys",
+                "treasury-keys#2",
+                "treasury-keys#3",
+            ]
+        )
+    finally:
+        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+        await end_cases(isolated)
+
+
+async def paused(client: Client) -> bool:
+    """Whether the clearinghouse has started its pause before asking Treasury again."""
+    history = await client.get_workflow_handle(CLEARINGHOUSE_ID).fetch_history()
+    return any(e.HasField("timer_started_event_attributes") for e in history.events)
