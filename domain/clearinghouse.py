@@ -60,6 +60,9 @@ DISTRIBUTE_PATCH = "distribute_patch"
 PUBLISH_ADVISORY = "publish_advisory"
 FORWARD_VULNERABILITY = "forward_vulnerability"
 LOAD_PUBLIC_KEYS = "load_public_keys"
+# The `workflow.patched` id since which Treasury signs that keyring and the workflows verify it (runs
+# recorded before it loaded a plain one).
+ATTESTED_KEYRING = "attested-treasury-keyring"
 LOAD_POLICY = "load_clearinghouse_policy"
 FIND_CASE = "find_case"  # which workflow holds a vulnerability's case (or whether a stranger squats its id)
 

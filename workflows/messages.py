@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from domain.attestation import Unverifiable, UnverifiedResult
-from domain.clearinghouse import LOAD_PUBLIC_KEYS
+from domain.clearinghouse import ATTESTED_KEYRING, LOAD_PUBLIC_KEYS
 from domain.messages import Message
 from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, signature_problem
 from domain.vulnerability import TREASURY
@@ -73,8 +73,6 @@ async def load_public_keys() -> PublicKeyring:
     )
 
 
-# The patch that made Treasury's keyring an attested result; runs recorded before it replay the plain load.
-ATTESTED_KEYRING = "attested-treasury-keyring"
 # A first load that got no verifiable answer (Treasury's worker away while someone completes the
 # activity by id, or a rogue poller answers) is asked again after this pause, doubled each time up
 # to the cap: the workflow waits for Treasury's own keyring, never goes on with anyone else's.

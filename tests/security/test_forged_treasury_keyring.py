@@ -24,6 +24,7 @@ from activities.keyring import published_keyring
 from api.clearinghouse import case_status, clearinghouse_status, report
 from api.errors import Rejected
 from api.waiting import until
+from audit import audit_workflow
 from domain import attestation
 from domain.attestation import ResultSigner
 from domain.case import CaseState, FixReady
@@ -207,6 +208,12 @@ async def test_a_refresh_answered_with_a_forged_keyring_lets_nobody_speak_for_th
         assert len(answered) == 3 and not set(answered) & set(loads_before)
         reasons = [u.reason for u in after.unverified_results]
         assert "result is not signed" in reasons[0] and "does not verify against treasury's" in reasons[1]
+        # The case's audit says the same, from the history: each forged keyring NOT BELIEVED, with who
+        # completed it; the messages the case applied verify with the keyrings it did use.
+        trail = await audit_workflow(isolated, case.case_id)
+        assert [c.name for c in trail.checks if not c.ok] == []
+        refused = [e.text for e in trail.timeline if "NOT BELIEVED" in e.text]
+        assert len(refused) == 3 and all(f"completed by {attacker.identity}" in t for t in refused)
     finally:
         await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
         await end_cases(isolated)
