@@ -10,6 +10,7 @@ attacker answers first (the race the review's attacker won 2 of 2 times)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.keyring import published_keyring
 from api.clearinghouse import case_status, clearinghouse_status, report
@@ -37,13 +38,16 @@ from domain.clearinghouse import (
     FIX_READY,
     LOAD_PUBLIC_KEYS,
     REFRESH_KEYS,
+    REPORT_VULNERABILITY,
+    SUBMIT_REPORT,
     ClearinghouseState,
+    ReportSubmission,
     VulnerabilityIntake,
 )
 from domain.policy import Policy
 from domain.signatures import Signer
 from infra.keys import KeyDirectory
-from tests.conftest import report_signed, running, vulnerability
+from tests.conftest import report_signed, running, signer_for, vulnerability
 from tests.security.attackers import complete_by_id, insider
 from tests.test_clearinghouse import open_case
 from tests.test_clearinghouse_intake import end_cases
@@ -270,3 +274,54 @@ async def paused(client: Client) -> bool:
     """Whether the clearinghouse has started its pause before asking Treasury again."""
     history = await client.get_workflow_handle(CLEARINGHOUSE_ID).fetch_history()
     return any(e.HasField("timer_started_event_attributes") for e in history.events)
+
+
+async def test_a_clearinghouse_waiting_for_its_keyring_still_continues_as_new_when_full(
+    env: WorkflowEnvironment, isolated: Client, worker_config: WorkerConfig, policy: Policy, keys: KeyDirectory
+) -> None:
+    """While no verifiable keyring comes, reports handed in queue up; a flood of them (here one report
+    handed in again and again) fills the run, which continues as new with the queue rather than
+    grow: the next run asks Treasury for its keyring first, then takes what was queued."""
+    await fresh_clearinghouse(isolated)
+    attacker = await insider(env, isolated.namespace, keys)
+    partner = signer_for("partner:shieldsec")
+    intake = partner.sign(
+        CLEARINGHOUSE_ID, REPORT_VULNERABILITY, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability())
+    )
+    handle = await isolated.start_workflow(
+        CLEARINGHOUSE_WORKFLOW,
+        ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
+        id=CLEARINGHOUSE_ID,
+        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
+        task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
+    )
+    first_run = handle.first_execution_run_id
+    try:
+        async with running(workflows_only(isolated, keys)):
+            await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: {}, lambda a: len(a) == 3)
+            sent = 0
+            while (await handle.describe()).run_id == first_run:
+                assert sent < 3000, "the run never continued as new"
+                await asyncio.gather(
+                    *(
+                        handle.signal(SUBMIT_REPORT, ReportSubmission(intake=intake, attempt=uuid.uuid4().hex))
+                        for _ in range(50)
+                    )
+                )
+                sent += 50
+            first = await isolated.get_workflow_handle(CLEARINGHOUSE_ID, run_id=first_run).fetch_history()
+        assert len(first.events) < 1200, "bounded like any run"
+        assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+        # The run that gave up waiting (its pause and keyring load cancelled) replays as it ran.
+        replayer = Replayer(
+            workflows=[Clearinghouse], data_converter=isolated.data_converter, workflow_runner=workflow_runner()
+        )
+        assert (await replayer.replay_workflow(first, raise_on_replay_failure=False)).replay_failure is None
+        async with running(build_workers(isolated, ["treasury"], worker_config)):
+            receipt = await report(isolated, VulnerabilityIntake.model_validate(intake.model_dump()), policy, partner)
+            view = await clearinghouse_status(isolated)
+        assert (view.runs, view.reports, view.cases_opened) == (2, 1, 1), "the queued report applied once"
+        assert not receipt.duplicate
+    finally:
+        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+        await end_cases(isolated)
