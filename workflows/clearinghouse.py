@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.signatures import KEYS_LOADING, PublicKeyring
     from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, TREASURY, case_id_for, is_party
     from workflows.attested import ResetWatch, attested, model
-    from workflows.messages import TreasuryKeyring, authenticate, reject_unless
+    from workflows.messages import UNVERIFIED_KEPT, TreasuryKeyring, authenticate, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
 # Kept in the status (and carried across runs): the last case ids found squatted.
@@ -90,8 +90,6 @@ REFUSALS_KEPT = 500
 # Submissions handed in but not yet taken travel to the next run, up to this many; any beyond are
 # refused "send again" (the API resends them, to the next run). Only a flood gets there.
 PENDING_KEPT = 200
-# Activity results not believed (forged keyrings, policies, case look-ups): the last ones, in the status.
-UNVERIFIED_KEPT = 50
 # Also continue as new past this many events (about 250 reports, 1 MB), whatever the policy: a run
 # the worker must rebuild (evicted, or its task timed out) replays its whole history, every report's
 # signature checked again; at 3,000 events (3 MB) that took 30-50 s on a starved machine.

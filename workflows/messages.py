@@ -78,7 +78,8 @@ async def load_public_keys() -> PublicKeyring:
 # to the cap: the workflow waits for Treasury's own keyring, never goes on with anyone else's.
 KEYRING_RETRY = timedelta(minutes=1)
 KEYRING_RETRY_CAP = timedelta(hours=1)
-# The refused results a workflow keeps (the oldest dropped): an attacker's retries cannot grow it.
+# The refused results a workflow keeps and shows (the oldest dropped): an attacker's retries cannot
+# grow its state.
 UNVERIFIED_KEPT = 50
 
 
