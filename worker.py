@@ -209,8 +209,8 @@ def clearinghouse_workers(client: Client, config: WorkerConfig) -> list[Worker]:
     runs on `clearinghouse`, where anyone may have started it)."""
     outbox = Outbox(config.data_dir / "clearinghouse.db")
     outbox.load_registry(config.registry_file)
-    desk = ClearinghouseDesk(outbox)
     forwarder = ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy))
+    desk = ClearinghouseDesk(outbox, attester=forwarder.attester)
     directory = CaseDirectory(client, outbox, forwarder.attester)
     intake = Worker(
         client,

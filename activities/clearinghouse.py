@@ -48,7 +48,7 @@ from domain.clearinghouse import (
 from domain.policy import Policy
 from domain.review import SUBMIT_FINDING
 from domain.sectors import CRITICAL_INFRASTRUCTURE, Sector
-from domain.signatures import PublicKeyring, Signer, signature_problem
+from domain.signatures import Signer, signature_problem
 from domain.vulnerability import TREASURY, VulnerabilityReport, cvss_score, priority
 from infra.keys import KeyDirectory, KeyProblem
 
@@ -142,18 +142,23 @@ class Outbox(RecordStore):
 
 
 class ClearinghouseDesk:
-    def __init__(self, outbox: Outbox, keys: KeyDirectory | None = None) -> None:
+    def __init__(self, outbox: Outbox, keys: KeyDirectory | None = None, attester: ResultSigner | None = None) -> None:
         self.outbox = outbox
         self.keys = keys or KeyDirectory()
+        self._attester = attester  # Treasury's key; read from the key directory when first needed
 
     @activity.defn(name=LOAD_PUBLIC_KEYS)
-    def load_public_keys(self) -> PublicKeyring:
+    def load_public_keys(self) -> Attested:
         """Every enrolled party's public key, from Treasury's own key directory: the only place the
-        clearinghouse and its cases take keys from (no workflow input or message can add one). The
-        result is recorded in the workflow's history, so replay needs no key directory."""
+        clearinghouse and its cases take keys from (no workflow input or message can add one).
+        Signed with Treasury's key: anyone can complete this activity by id, and a keyring of their
+        own would let them sign as any party. Recorded in the workflow's history, so replay needs
+        no key directory."""
         keyring = published_keyring(self.keys)
+        if self._attester is None:
+            self._attester = self.keys.result_signer(TREASURY)
         activity.logger.info("public keys loaded", extra={"parties": len(keyring)})
-        return keyring
+        return self._attester.attest(keyring)
 
     @activity.defn(name=VALIDATE_REPORT)
     def validate_report(self, report: VulnerabilityReport) -> Validation:

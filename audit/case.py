@@ -6,25 +6,31 @@ update's result, as its own result, as the input of its next run; a continued ru
 The audit reads the last state the case wrote, and holds it to the rest of the history: its status
 changes against the `CaseStatus` upserts, the notices against the notice activities that
 completed, the disclosure against the embargo deadline, each applied message's signature against
-the keyring the case loaded. A run that ended without handing its state over (open, terminated,
-failed, reset) is replayed with the case's own code to read its state where the history ends
-(audit/replay.py); a history that code would not have written fails that check. Without a replay
-(a history read directly), status changes after the last state it wrote come from the upserts
-alone, and say so.
+the keyring the case loaded (Treasury's signed keyring, verified again here; one that does not
+verify was not used by the case either, and shows as NOT BELIEVED). A run that ended without
+handing its state over (open, terminated, failed, reset) is replayed with the case's own code to
+read its state where the history ends (audit/replay.py); a history that code would not have
+written fails that check. Without a replay (a history read directly), status changes after the
+last state it wrote come from the upserts alone, and say so.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, RootModel, ValidationError, field_serializer
 
+from api.reviews import reader_anchors
 from audit.history import DecodedHistory, Event
-from audit.replay import replayed
+from audit.replay import _runs, replayed
 from audit.trail import AuditCheck, AuditEntry, Interpreter, register
+from domain import attestation
+from domain.attestation import Unverifiable
 from domain.case import (
     CaseInput,
     CaseState,
@@ -38,6 +44,7 @@ from domain.case import (
     Validation,
 )
 from domain.clearinghouse import (
+    ATTESTED_KEYRING,
     CASE_WORKFLOW,
     DISTRIBUTE_PATCH,
     EXPLOITATION_OBSERVED,
@@ -55,7 +62,7 @@ from domain.clearinghouse import (
 )
 from domain.policy import describe
 from domain.signatures import signature_problem
-from domain.vulnerability import party_sector
+from domain.vulnerability import TREASURY, party_sector
 
 NOTICE_ACTIVITIES = (NOTIFY_VENDOR, NOTIFY_OPERATORS, DISTRIBUTE_PATCH, PUBLISH_ADVISORY)
 MESSAGES = {FIX_READY: FixReady, PATCH_DEPLOYED: PatchDeployed, EXPLOITATION_OBSERVED: ExploitationObserved,
@@ -101,11 +108,28 @@ class PublicKeys(RootModel[dict[str, str]]):
     pass
 
 
+class TreasuryKeys(BaseModel):
+    party: str
+    result: dict[str, str]
+
+
 def _model(cls: type[BaseModel], value: Any) -> Any:
     try:
         return cls.model_validate(value)
     except ValidationError:
         return None
+
+
+def patched(history: DecodedHistory, patch_id: str) -> bool:
+    """Whether this run recorded the `workflow.patched` marker `patch_id` (the SDK writes it as plain JSON)."""
+    for e in history.events:
+        details = e.raw.marker_recorded_event_attributes.details if e.type == "MARKER_RECORDED" else {}
+        if "patch-data" in details:
+            for payload in details["patch-data"].payloads:
+                with suppress(ValueError):
+                    if json.loads(payload.data).get("id") == patch_id:
+                        return True
+    return False
 
 
 def _first(event: Event) -> Any:
@@ -148,6 +172,8 @@ class CaseInterpreter(Interpreter):
         self.deployed: list[tuple[datetime, str]] = []  # (when accepted, sender)
         self.keyring: dict[str, str] = {}
         self.unverified: list[str] = []
+        self.not_believed: dict[int, str] = {}  # keyring loads not signed by Treasury: event id -> why
+        self.attested_keys = patched(history, ATTESTED_KEYRING)
         for e in history.events:
             reader = self._readers.get(e.type)
             if reader:
@@ -166,8 +192,10 @@ class CaseInterpreter(Interpreter):
             self.deadlines.append((e.workflow_time, attrs["EmbargoDeadline"]))
 
     def _completed(self, e: Event) -> None:
-        if e.name == LOAD_PUBLIC_KEYS and isinstance(_first(e), dict):
-            self.keyring = {str(k): str(v) for k, v in _first(e).items()}
+        if e.name == LOAD_PUBLIC_KEYS:
+            keyring = self._keyring(e)
+            if keyring is not None:
+                self.keyring = keyring
         receipt = _model(NoticeReceipt, _first(e)) if e.name in NOTICE_ACTIVITIES else None
         if receipt is not None:
             self.rec.notices.append(
@@ -177,6 +205,32 @@ class CaseInterpreter(Interpreter):
             )
             if e.name == PUBLISH_ADVISORY:
                 self.rec.disclosed_at = e.at
+
+    def _keyring(self, e: Event) -> dict[str, str] | None:
+        """The keyring a load brought, if the case would have used it: the first version's plain one
+        (believed as it came, as that version did), or Treasury's signed one, verified again here
+        against this reader's trust anchors (without any, as recorded)."""
+        raw = _first(e)
+        if not isinstance(raw, dict):
+            return None
+        if not self.attested_keys:
+            return {str(k): str(v) for k, v in raw.items()}
+        anchors = attestation.pinned() or reader_anchors()
+        keyring: Any = raw.get("result")
+        if anchors:
+            keyring, why = None, "no run of this case"
+            for run_id in sorted(_runs(self.history)):
+                try:
+                    keyring = attestation.verify(raw, party=TREASURY, workflow_id=self.history.workflow_id,
+                                                 run_id=run_id, activity_id=e.ref, anchors=anchors)  # fmt: skip
+                    break
+                except Unverifiable as problem:
+                    why = str(problem)
+            if keyring is None:
+                self.not_believed[e.id] = why
+        if not isinstance(keyring, dict):
+            return None
+        return {str(k): str(v) for k, v in keyring.items()}
 
     def _accepted(self, e: Event) -> None:
         """A case message: its signature re-verified against the keyring the case had loaded."""
@@ -258,6 +312,8 @@ class CaseInterpreter(Interpreter):
         return _in_words(event) or super().describe_message(event)
 
     def describe_result(self, event: Event, scheduled: Event | None) -> str:
+        if event.id in self.not_believed:
+            return f"NOT BELIEVED, completed by {event.identity or 'unknown'}: {self.not_believed[event.id]}"
         return _in_words(event) or super().describe_result(event, scheduled)
 
     # -- the checks
@@ -332,10 +388,11 @@ class CaseInterpreter(Interpreter):
     def _signatures(self) -> AuditCheck | None:
         if not self.keyring and not self.unverified:
             return None
+        refused = f"; keyrings not signed by Treasury (not used): {len(self.not_believed)}" if self.not_believed else ""
         return AuditCheck(
             name="every message the case applied is signed by its sender (re-verified with the keyring it loaded)",
             ok=not self.unverified,
-            detail="; ".join(self.unverified) or f"{len(self.keyring)} parties' keys in the history",
+            detail=("; ".join(self.unverified) or f"{len(self.keyring)} parties' keys in the history") + refused,
         )
 
 
@@ -362,12 +419,15 @@ WORDS: dict[str, tuple[type[BaseModel], Callable[[Any], str]]] = {
     VALIDATE_REPORT: (Validation, lambda v: f"{'valid' if v.valid else 'INVALID'}: {v.reason}"),
     TRIAGE_CASE: (Triage, lambda t: f"CVSS {t.cvss_version} {t.base_score} ({t.severity.value})"),
     LOAD_PUBLIC_KEYS: (PublicKeys, lambda k: f"{len(k.root)} parties' public keys"),
+    # Signed by Treasury (since `attested-treasury-keyring`): the keyring is its `result`.
+    f"{LOAD_PUBLIC_KEYS}:attested": (TreasuryKeys, lambda k: f"{len(k.result)} parties' keys, signed by treasury"),
     **dict.fromkeys(NOTICE_ACTIVITIES, (NoticeReceipt, _sent)),
 }
 
 
 def _in_words(event: Event) -> str | None:
-    model, words = WORDS.get(event.name, (None, None))
+    signed = event.name == LOAD_PUBLIC_KEYS and isinstance(_first(event), dict) and "signature" in _first(event)
+    model, words = WORDS.get(f"{event.name}:attested" if signed else event.name, (None, None))
     value = _model(model, _first(event)) if model else None
     return words(value) if words and value is not None else None
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from domain.attestation import UnverifiedResult
 from domain.clearinghouse import VulnerabilityIntake
 from domain.messages import Message, Text
 from domain.policy import ClearinghousePolicy
@@ -195,6 +196,9 @@ class CaseState(BaseModel):
     # or one that does not verify): the last few, with why, and how many in all.
     refused: list[str] = Field(default_factory=list)
     refused_total: int = 0
+    # Activity results the case did not believe (a keyring not signed by Treasury: completed by id,
+    # or a rogue poller's): which activity, whose signature was expected, why.
+    unverified_results: list[UnverifiedResult] = Field(default_factory=list)
     runs: int = 1
 
     @computed_field  # type: ignore[prop-decorator]

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from domain.attestation import UnverifiedResult
 from domain.messages import Message, ReviewFinding
 from domain.policy import ClearinghousePolicy
 from domain.vulnerability import VulnerabilityReport
@@ -59,6 +60,9 @@ DISTRIBUTE_PATCH = "distribute_patch"
 PUBLISH_ADVISORY = "publish_advisory"
 FORWARD_VULNERABILITY = "forward_vulnerability"
 LOAD_PUBLIC_KEYS = "load_public_keys"
+# The `workflow.patched` id since which Treasury signs that keyring and the workflows verify it (runs
+# recorded before it loaded a plain one).
+ATTESTED_KEYRING = "attested-treasury-keyring"
 LOAD_POLICY = "load_clearinghouse_policy"
 FIND_CASE = "find_case"  # which workflow holds a vulnerability's case (or whether a stranger squats its id)
 
@@ -185,6 +189,9 @@ class ClearinghouseState(BaseModel):
     # The parties' public keys the run loaded from Treasury's key directory, handed to the next run
     # (taken only with the rest of the carried state) so that it takes reports at once.
     keyring: dict[str, str] = Field(default_factory=dict)
+    # Activity results this chain did not believe (a keyring, policy or case look-up not signed by
+    # Treasury: completed by id, or a rogue poller's): the last few, with who was expected and why.
+    unverified_results: list[UnverifiedResult] = Field(default_factory=list)
     carried_from: str | None = None
 
 

@@ -9,20 +9,21 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api import clearinghouse, reviews
 from api.reviews import status
 from api.waiting import until
+from domain import attestation
 from domain.case import CaseState
 from domain.clearinghouse import IntakeReceipt, VulnerabilityIntake
 from domain.disclosure import Disclosure
@@ -232,3 +233,26 @@ def policy() -> Policy:
 def quick_policy(**changes: object) -> Policy:
     """The order's policy with short agency timeouts, for tests that wait on real silence."""
     return load_policy("eo-2026").model_copy(update=changes)
+
+
+@contextmanager
+def recording_anchors(directory: Path, file: str = "trust-anchors.json") -> Iterator[None]:
+    """The recording's public trust anchors join this process's while a recorded history is read (the
+    session's workers keep believing their own); nothing to add for a version that has none."""
+    mine = attestation.pinned()
+    recorded = json.loads((directory / file).read_text()) if (directory / file).is_file() else {}
+    attestation.pin({p: [*mine.get(p, []), *recorded.get(p, [])] for p in {*mine, *recorded}})
+    try:
+        yield
+    finally:
+        attestation.pin(mine)
+
+
+def patch_ids(history: WorkflowHistory) -> set[str]:
+    """The `workflow.patched` ids a recorded run took (the SDK's markers, plain JSON)."""
+    ids = set()
+    for e in history.events:
+        details = e.marker_recorded_event_attributes.details if e.HasField("marker_recorded_event_attributes") else {}
+        if "patch-data" in details:
+            ids |= {json.loads(p.data)["id"] for p in details["patch-data"].payloads}
+    return ids

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import re
 
+import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
@@ -21,7 +22,8 @@ from audit.trail import AuditTrail, interpreter_for
 from domain.case import CaseStatus, LinkedReport
 from domain.policy import Policy
 from infra.connection import plain_data_converter
-from tests.test_case_histories import recorded
+from tests.conftest import recording_anchors
+from tests.test_case_histories import FIRST, NAMES, NEWEST, VERSIONS, recorded
 from tests.test_clearinghouse import open_case, wait_case
 from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
@@ -29,8 +31,8 @@ from workflows.vulnerability_case import VulnerabilityCase
 BASE64_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
 
 
-async def decoded(name: str) -> DecodedHistory:
-    return await decode(recorded(name), plain_data_converter())
+async def decoded(name: str, version: str = FIRST) -> DecodedHistory:
+    return await decode(recorded(name, version), plain_data_converter())
 
 
 def audited(history: DecodedHistory) -> AuditTrail:
@@ -90,6 +92,38 @@ async def test_a_continued_case_reads_its_carried_record_and_says_what_came_afte
     assert r.continued_from == first.run_id
     assert [n.run for n in r.notices][:2] == ["an earlier run", "an earlier run"]
     assert r.status == "PATCH_DISTRIBUTED" and r.status_changes[-1].reason.startswith("(made after the last state")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_every_versions_recorded_cases_pass_their_audit(version: str) -> None:
+    """Genuine histories of each version: no check fails. The newest version's keyrings are Treasury's
+    signed ones, verified again with the recording's anchors, and every message verifies with them."""
+    with recording_anchors(VERSIONS[version]):
+        trails = [audited(await decoded(name, version)) for name in NAMES]
+    for name, trail in zip(NAMES, trails, strict=True):
+        assert failed(trail) == [], (version, name)
+        assert any(c.name.startswith("every message the case applied is signed") for c in trail.checks), name
+        keyrings = [
+            e.text for e in trail.timeline if e.text.startswith(("load the", "reload the")) and "completed" in e.text
+        ]
+        assert keyrings and not any("NOT BELIEVED" in k for k in keyrings), (name, keyrings)
+        assert all(k.endswith("keys, signed by treasury") for k in keyrings) == (version == NEWEST), keyrings
+
+
+async def test_a_keyring_not_signed_by_treasury_is_not_believed_and_its_messages_fail() -> None:
+    """A doctored newest-version history: the keyring's vendor key swapped (as if the case had used a
+    keyring completed by id). The audit does not believe it, and the vendor's fix no longer verifies."""
+    with recording_anchors(VERSIONS[NEWEST]):
+        history = await decoded("case-closed", NEWEST)
+        load = event(history, "ACTIVITY_TASK_COMPLETED", "load_public_keys")
+        envelope = load.values[0]
+        forged = {**envelope["result"], "vendor:tlskit-foundation": envelope["result"]["treasury"]}
+        history.events[history.events.index(load)] = dataclasses.replace(load, values=[{**envelope, "result": forged}])
+        trail = audited(history)
+    assert failed(trail) == [
+        "every message the case applied is signed by its sender (re-verified with the keyring it loaded)"
+    ]
+    assert any("NOT BELIEVED" in e.text and "does not verify against treasury's" in e.text for e in trail.timeline)
 
 
 async def test_a_notice_sent_twice_fails_its_check() -> None:

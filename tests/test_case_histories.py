@@ -1,10 +1,12 @@
-"""Recorded case histories (tests/histories/case/): they replay against the code as it is.
+"""Recorded case histories (tests/histories/case/): every version's replay against the code as it is.
 
-They were recorded by `test_record_the_case_histories` below (run it with
-`./dev test -m record tests/test_case_histories.py`) whenever a change
-to the case workflow is meant to break replay of what was recorded before (the project has never
-been deployed: it regenerates instead of patching). Payloads are decrypted once, at recording,
-so that no key lives in the repository; they replay with the unencrypted converter.
+The first version's are in tests/histories/case/ itself and are never recorded again; each later
+version's (a change shipped behind `workflow.patched`) are in a directory named for its patch id,
+beside them. `test_record_the_case_histories` below records the newest version's (run it with
+`./dev test -m record tests/test_case_histories.py`): it writes only into that directory. Payloads
+are decrypted once, at recording, so that no key lives in the repository; they replay with the
+unencrypted converter, and with the recording's public trust anchors pinned (`trust-anchors.json`:
+the attested results in them were signed by the recording's throwaway parties).
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ from temporalio.worker import Replayer
 from api.agency import AgencyClient
 from api.clearinghouse import OperatorClient, VendorClient
 from domain.case import CaseStatus, ExploitationObserved
-from domain.clearinghouse import CLEARINGHOUSE_ID, EXPLOITATION_OBSERVED, VulnerabilityIntake
+from domain.clearinghouse import (
+    ATTESTED_KEYRING,
+    CLEARINGHOUSE_ID,
+    EXPLOITATION_OBSERVED,
+    LOAD_PUBLIC_KEYS,
+    VulnerabilityIntake,
+)
 from domain.policy import Policy, load_policy
 from infra.codec import EncryptionCodec
 from infra.connection import plain_data_converter
 from infra.keys import KeyDirectory
-from tests.conftest import report_signed, running, send_case, signer_for, vulnerability
+from tests.conftest import patch_ids, recording_anchors, report_signed, running, send_case, signer_for, vulnerability
 from tests.security.test_case_attacks import small_runs
 from tests.test_clearinghouse import VENDOR, covered_review, forwarded_case, open_case, settled, wait_case
 from tests.test_clearinghouse_intake import end_cases
@@ -40,28 +48,51 @@ from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
 
 HISTORIES = Path(__file__).parent / "histories" / "case"
+# Each version's recordings: the first version's (never written again), then each patch's.
+FIRST = "first"
+VERSIONS = {FIRST: HISTORIES, ATTESTED_KEYRING: HISTORIES / ATTESTED_KEYRING}
+# Where the recorder writes: the newest version's directory, never the first version's.
+NEWEST = ATTESTED_KEYRING
 # closed: opened from a review's finding, a duplicate linked, an extension, the fix, the deployment.
 # continued: a case whose run filled up (3 messages per run) and continued as new; open-continued:
 # the run it continued into, still under embargo after the vendor's fix.
 NAMES = ["case-closed", "case-continued", "case-open-continued"]
 
 
-def recorded(name: str) -> WorkflowHistory:
+def recorded(name: str, version: str = FIRST) -> WorkflowHistory:
     """A recorded history, under the workflow id it ran with (a case checks its own id)."""
-    history = WorkflowHistory.from_json(name, gzip.decompress((HISTORIES / f"{name}.json.gz").read_bytes()).decode())
+    file = VERSIONS[version] / f"{name}.json.gz"
+    history = WorkflowHistory.from_json(name, gzip.decompress(file.read_bytes()).decode())
     started = history.events[0].workflow_execution_started_event_attributes
     return WorkflowHistory(started.workflow_id, history.events)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", NAMES)
-async def test_recorded_case_histories_replay(name: str) -> None:
+async def test_recorded_case_histories_replay(name: str, version: str) -> None:
     replayer = Replayer(
         workflows=[Clearinghouse, VulnerabilityCase],
         data_converter=plain_data_converter(),
         workflow_runner=workflow_runner(),
     )
-    result = await replayer.replay_workflow(recorded(name), raise_on_replay_failure=False)
+    with recording_anchors(VERSIONS[version]):
+        result = await replayer.replay_workflow(recorded(name, version), raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def test_the_first_version_is_recorded_before_the_keyring_was_attested_and_the_newest_after() -> None:
+    """The two versions differ where the patch does: the first loads a plain keyring, the newest a
+    signed one, under the patch's marker (so the replay above runs both branches)."""
+    for version, attested in ((FIRST, False), (NEWEST, True)):
+        for name in NAMES:
+            history = recorded(name, version)
+            assert (ATTESTED_KEYRING in patch_ids(history)) == attested, (version, name)
+            loads = [
+                e.activity_task_scheduled_event_attributes.activity_id
+                for e in history.events
+                if e.activity_task_scheduled_event_attributes.activity_type.name == LOAD_PUBLIC_KEYS
+            ]
+            assert loads and (loads[0] == "treasury-keys") == attested, (version, name, loads)
 
 
 # ---------------------------------------------------------------- recording them again
@@ -91,8 +122,12 @@ async def _write(client: Client, name: str, case_id: str, run_id: str | None, ke
         _decrypt(event, codec)
         events.append(MessageToDict(event))
     text = json.dumps({"events": events}, indent=1)
-    HISTORIES.mkdir(parents=True, exist_ok=True)
-    (HISTORIES / f"{name}.json.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+    directory = VERSIONS[NEWEST]
+    assert directory != VERSIONS[FIRST], "the first version's histories are never recorded again"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+    anchors = json.dumps(keys.trust_anchors(), indent=2, sort_keys=True) + "\n"
+    (directory / "trust-anchors.json").write_text(anchors)
 
 
 @pytest.mark.record

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
 from api.clearinghouse import case_status, clearinghouse_status
-from domain import attestation
 from domain.clearinghouse import (
+    ATTESTED_KEYRING,
     CLEARINGHOUSE_ID,
     CLEARINGHOUSE_TASK_QUEUE,
     CLEARINGHOUSE_WORKFLOW,
@@ -28,7 +27,7 @@ from domain.clearinghouse import (
 )
 from domain.policy import POLICY_DIR, load_policy
 from infra.connection import plain_data_converter
-from tests.conftest import report_signed, running, vulnerability
+from tests.conftest import patch_ids, recording_anchors, report_signed, running, vulnerability
 from worker import WorkerConfig, build_workers
 from workflows.clearinghouse import Clearinghouse
 from workflows.sandbox import workflow_runner
@@ -142,27 +141,27 @@ async def test_whoever_starts_the_clearinghouse_does_not_choose_its_policy(
 
 
 RECORDED = Path(__file__).parent / "histories" / "clearinghouse"
+# Each version's two runs: the first version's (in RECORDED itself), then each patch's directory.
+VERSIONS = {"first": RECORDED, ATTESTED_KEYRING: RECORDED / ATTESTED_KEYRING}
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", ["run-1", "run-2"])
-async def test_recorded_clearinghouse_runs_replay(name: str) -> None:
-    """Two runs recorded with this code (histories/clearinghouse/record.py: reports handed in and
+async def test_recorded_clearinghouse_runs_replay(name: str, version: str) -> None:
+    """Two runs recorded with each version (histories/clearinghouse/record.py: reports handed in and
     by update, a duplicate, a forged submission, continue-as-new, a report sent again) replay: a
-    change to the workflow that would break a running clearinghouse fails here; the recording is
-    then made again (never deployed: no workflow.patched)."""
+    change to the workflow that would break a running clearinghouse fails here (it ships behind
+    `workflow.patched`, with the new version recorded beside the old)."""
     # Under the workflow id it ran with: the attested results are signed for it.
-    recording = gzip.decompress((RECORDED / f"{name}.json.gz").read_bytes()).decode()
+    directory = VERSIONS[version]
+    recording = gzip.decompress((directory / f"{name}.json.gz").read_bytes()).decode()
     history = WorkflowHistory.from_json(CLEARINGHOUSE_ID, recording)
+    assert (ATTESTED_KEYRING in patch_ids(history)) == (version == ATTESTED_KEYRING), "each version's own branch"
     replayer = Replayer(
         workflows=[Clearinghouse], data_converter=plain_data_converter(), workflow_runner=workflow_runner()
     )
     # The attested results in them were signed by the recording's Treasury: its public anchors join
     # this process's for the replay (the session's workers keep believing their own).
-    mine = attestation.pinned()
-    recorded = json.loads((RECORDED / "anchors.json").read_text())
-    attestation.pin({p: [*mine.get(p, []), *recorded.get(p, [])] for p in {*mine, *recorded}})
-    try:
+    with recording_anchors(directory, "anchors.json"):
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    finally:
-        attestation.pin(mine)
     assert result.replay_failure is None, result.replay_failure

@@ -122,10 +122,12 @@ async def test_both_halves_load_the_same_keys_the_same_way(tmp_path: Path) -> No
     office = ReleaseDesk(RecordStore(tmp_path / "review.db"), keys)
     treasury = ClearinghouseDesk(Outbox(tmp_path / "clearinghouse.db"), keys)
     env = ActivityEnvironment()
-    attested = env.run(office.load_review_keys)
-    plain = env.run(treasury.load_public_keys)
-    assert attested.result == plain
-    assert "vendor:broken" not in plain and {"nsa", "dod", "treasury"} <= set(plain)
+    office_keys = env.run(office.load_review_keys)
+    treasury_keys = env.run(treasury.load_public_keys)
+    assert (office_keys.party, treasury_keys.party) == ("review", "treasury"), "each signed by its own party"
+    keyring = treasury_keys.result
+    assert office_keys.result == keyring
+    assert "vendor:broken" not in keyring and {"nsa", "dod", "treasury"} <= set(keyring)
 
     keys.public_file.unlink()
     for load in (office.load_review_keys, treasury.load_public_keys):

@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.signatures import KEYS_LOADING, PublicKeyring
     from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, TREASURY, case_id_for, is_party
     from workflows.attested import ResetWatch, attested, model
-    from workflows.messages import authenticate, load_public_keys, reject_unless
+    from workflows.messages import UNVERIFIED_KEPT, TreasuryKeyring, authenticate, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
 # Kept in the status (and carried across runs): the last case ids found squatted.
@@ -135,15 +135,29 @@ class Clearinghouse:
         self._keys: PublicKeyring | None = dict(state.keyring) if carried and state.keyring else None
         self._reloading = False
         self._reload_failed: ApplicationError | None = None
-        # Activity results are believed only when signed (workflows/attested.py).
+        # Activity results are believed only when signed (workflows/attested.py); those that were not
+        # are shown in the status, and travel to the next run.
         self._watch = ResetWatch()
-        self._unverified: list[UnverifiedResult] = []
+        self._unverified: list[UnverifiedResult] = list(state.unverified_results) if carried else []
+        self._keyring = TreasuryKeyring(self._watch, self._unverified)
 
     @workflow.run
     async def run(self, state: ClearinghouseState) -> ClearinghouseState:
         if self._state.start_input_ignored:
             workflow.logger.warning("start input's totals ignored: this run was not continued from the clearinghouse")
-        if self._keys is None:
+        if self._keys is None and self._keyring.attested():
+            # Intake waits for Treasury's own keyring (reports handed in meanwhile queue up). While
+            # none verifies, the run asks again after a pause; it still continues as new when full,
+            # with the queue, so that waiting never outgrows a run.
+            self._reloading = True
+            reload = asyncio.create_task(self._reload())
+            reload.add_done_callback(self._reloaded)
+            await workflow.wait_condition(
+                lambda: self._keys is not None or self._reload_failed is not None or self._run_is_full()
+            )
+            if self._keys is None and self._reload_failed is None:
+                reload.cancel()
+        elif self._keys is None:
             await self._reload()
         else:
             # Continued: intake goes on at once with the previous run's keyring and policy (Treasury's,
@@ -388,9 +402,10 @@ class Clearinghouse:
     # ----------------------------------------------------------------- policy and keys
 
     async def _reload(self) -> None:
-        """Treasury's policy and the parties' public keys, both from Treasury's worker, asked at once."""
-        _, keys = await asyncio.gather(self._load_policy(), load_public_keys())
-        self._keys = keys
+        """Treasury's policy and the parties' public keys, both from Treasury's worker, asked at once.
+        A run continued with its predecessor's keyring keeps it when no verifiable one comes."""
+        keys = self._keyring.load() if self._keys is None else self._keyring.reload(self._keys)
+        _, self._keys = await asyncio.gather(self._load_policy(), keys)
 
     def _reloaded(self, task: asyncio.Task[None]) -> None:
         self._reloading = False
@@ -432,7 +447,7 @@ class Clearinghouse:
         """Reload the public keys from Treasury's key directory; whether `party` is known now."""
         self._taken += 1
         self._last_refresh = workflow.now()
-        self._keys = await load_public_keys()
+        self._keys = await self._keyring.reload(self._keys or {})
         return party in self._keys
 
     @refresh_keys.validator
@@ -481,6 +496,7 @@ class Clearinghouse:
                 "refusals": refusals[-REFUSALS_KEPT:],
                 "pending": pending,
                 "keyring": dict(self._keys or {}) if carry else {},
+                "unverified_results": self._unverified[-UNVERIFIED_KEPT:],
                 "carried_from": workflow.info().run_id if carry else None,
             }
         )

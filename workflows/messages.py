@@ -1,7 +1,8 @@
-"""How a workflow turns a bad message away.
+"""How a workflow turns a bad message away, and where it gets the keys it checks them with.
 
 Validators raise, never change state: a rejected update writes nothing to history and
-the sender gets the reason back as `WorkflowUpdateFailedError`.
+the sender gets the reason back as `WorkflowUpdateFailedError`. The clearinghouse's and the
+cases' keyring is Treasury's signed answer (`TreasuryKeyring`), never one completed by id.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from domain.clearinghouse import LOAD_PUBLIC_KEYS
+from domain.attestation import Unverifiable, UnverifiedResult
+from domain.clearinghouse import ATTESTED_KEYRING, LOAD_PUBLIC_KEYS
 from domain.messages import Message
 from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, signature_problem
+from domain.vulnerability import TREASURY
+from workflows.attested import ResetWatch, attested
 
 REJECTED = "Rejected"
 
@@ -58,11 +62,89 @@ def authenticate(
 
 
 async def load_public_keys() -> PublicKeyring:
-    """The parties' public keys, from Treasury's key directory: an activity on Treasury's worker (the
-    workflow's own queue), its result recorded in history so that replay reads the same keys."""
+    """The first version's load (kept for the histories it recorded): the parties' public keys, from
+    Treasury's key directory, an activity on the workflow's own queue, its result believed as it came.
+    Anyone could complete it by id with a keyring of their own; `TreasuryKeyring` replaces it."""
     return await workflow.execute_activity(
         LOAD_PUBLIC_KEYS,
         result_type=dict[str, str],
         start_to_close_timeout=timedelta(seconds=30),
         summary="load the parties' public keys (Treasury's key directory)",
     )
+
+
+# A first load that got no verifiable answer (Treasury's worker away while someone completes the
+# activity by id, or a rogue poller answers) is asked again after this pause, doubled each time up
+# to the cap: the workflow waits for Treasury's own keyring, never goes on with anyone else's.
+KEYRING_RETRY = timedelta(minutes=1)
+KEYRING_RETRY_CAP = timedelta(hours=1)
+# The refused results a workflow keeps and shows (the oldest dropped): an attacker's retries cannot
+# grow its state.
+UNVERIFIED_KEPT = 50
+
+
+def _keyring(result: object) -> PublicKeyring:
+    if not isinstance(result, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in result.items()):
+        raise Unverifiable("Treasury's keyring is not {party: key}")
+    return dict(result)
+
+
+class TreasuryKeyring:
+    """The parties' public keys, as Treasury signs them (`load_public_keys` on Treasury's worker, on
+    the workflow's own queue), verified against this worker's trust anchors with the workflow's
+    ResetWatch (workflows/attested.py). A keyring that does not verify is recorded in `refused` and
+    never used. Create it in `@workflow.init`."""
+
+    def __init__(self, watch: ResetWatch, refused: list[UnverifiedResult]) -> None:
+        self.watch = watch
+        self.refused = refused
+        self.loads = 0  # this run's loads: each one's activity id is its own
+
+    def attested(self) -> bool:
+        """Whether this run verifies Treasury's signature (decided once per run, at its first load)."""
+        return workflow.patched(ATTESTED_KEYRING)
+
+    async def load(self) -> PublicKeyring:
+        """The first keyring of a run that holds none: without Treasury's signature the workflow has
+        nothing to verify messages with, so it asks again, after a pause, until Treasury answers."""
+        if not self.attested():
+            return await load_public_keys()
+        pause = KEYRING_RETRY
+        while True:
+            try:
+                return await self._ask("load the parties' public keys (Treasury's key directory)")
+            except Unverifiable:
+                workflow.logger.warning(
+                    "no verifiable keyring from Treasury; asking again", extra={"after": str(pause)}
+                )
+                await workflow.sleep(pause, summary="ask Treasury for its keyring again")
+                pause = min(pause * 2, KEYRING_RETRY_CAP)
+
+    async def reload(self, held: PublicKeyring) -> PublicKeyring:
+        """A newer keyring (a party enrolled since): Treasury's, or, without a verifiable answer, the
+        keyring held (recorded in `refused`; the sender may ask again)."""
+        if not self.attested():
+            return await load_public_keys()
+        try:
+            return await self._ask("reload the parties' public keys (Treasury's key directory)")
+        except Unverifiable:
+            return held
+
+    async def _ask(self, summary: str) -> PublicKeyring:
+        self.loads += 1
+        try:
+            return await self._attested(summary)
+        finally:
+            del self.refused[:-UNVERIFIED_KEPT]
+
+    async def _attested(self, summary: str) -> PublicKeyring:
+        return await attested(
+            LOAD_PUBLIC_KEYS,
+            party=TREASURY,
+            activity_id="treasury-keys" if self.loads == 1 else f"treasury-keys-{self.loads}",
+            parse=_keyring,
+            watch=self.watch,
+            refused=self.refused,
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=summary,
+        )

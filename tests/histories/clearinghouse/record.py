@@ -1,6 +1,7 @@
-"""Records the clearinghouse histories in this directory with the current code. Run it again when
-a change to workflows/clearinghouse.py stops them replaying (the project was never deployed: a
-recorded history is regenerated, not kept alive with `workflow.patched`):
+"""Records the clearinghouse histories of the current version, in the directory named for its newest
+`workflow.patched` id beside this file (NEWEST below); the first version's, in this directory
+itself, are never recorded again (every recorded version must keep replaying: a change to the
+workflow ships behind `workflow.patched`, with a newly recorded version beside the old ones):
 
     .venv/bin/python tests/histories/clearinghouse/record.py
 
@@ -9,9 +10,12 @@ key of any kind lands in the repository), Treasury's worker under a policy of fo
 run. Run 1: a report (opens a case), a duplicate of it by another party, a forged submission
 (refused, and not counted toward the run's four), a report sent as the `report_vulnerability` update,
 a third report, then continue-as-new. Run 2: the first report sent again (applied once: its first
-receipt comes back). Written:
+receipt comes back). Written, in NEWEST's directory:
 `run-1.json.gz`, `run-2.json.gz`, and `anchors.json`, the recording workers' trust anchors (public
 keys only), which a replay pins to believe the attested activity results in them.
+
+Versions: this directory (the first); `attested-treasury-keyring/` (Treasury's keyring signed and
+verified, each run's keyring load an attested result).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from temporalio.client import Client  # noqa: E402
 
 from api.clearinghouse import report  # noqa: E402
 from domain.clearinghouse import (  # noqa: E402
+    ATTESTED_KEYRING,
     CLEARINGHOUSE_ID,
     REPORT_VULNERABILITY,
     SUBMIT_REPORT,
@@ -49,6 +54,8 @@ from infra.devserver import start_dev_server  # noqa: E402
 from infra.keys import KeyDirectory  # noqa: E402
 
 SAMPLE = HERE.parents[2] / "examples" / "vulnerabilities" / "tls-heap-overflow.json"
+# Where this recorder writes: the newest version's directory (never HERE, the first version's).
+NEWEST = HERE / ATTESTED_KEYRING
 
 
 def sample(product: str) -> VulnerabilityReport:
@@ -103,10 +110,12 @@ async def record() -> None:
         assert await report(client, first, policy, shieldsec) == opened
         run_2 = (await handle.describe()).run_id
         assert run_2 != run_1
+        assert NEWEST != HERE, "the first version's histories are never recorded again"
+        NEWEST.mkdir(exist_ok=True)
         for name, run_id in (("run-1", run_1), ("run-2", run_2)):
             history = await client.get_workflow_handle(CLEARINGHOUSE_ID, run_id=run_id).fetch_history()
-            (HERE / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode(), mtime=0))
-        (HERE / "anchors.json").write_text(json.dumps(keys.trust_anchors(), indent=2, sort_keys=True) + "\n")
+            (NEWEST / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode(), mtime=0))
+        (NEWEST / "anchors.json").write_text(json.dumps(keys.trust_anchors(), indent=2, sort_keys=True) + "\n")
         await handle.terminate("recorded")
         stop.set()
         await workers
