@@ -191,6 +191,10 @@ class CaseInterpreter(Interpreter):
         if attrs.get("EmbargoDeadline"):
             self.deadlines.append((e.workflow_time, attrs["EmbargoDeadline"]))
 
+    def _local_completed(self, e: Event) -> None:
+        if e.completes_activity:  # Treasury's desk answering as a local activity (not a patch marker)
+            self._completed(e)
+
     def _completed(self, e: Event) -> None:
         if e.name == LOAD_PUBLIC_KEYS:
             keyring = self._keyring(e)
@@ -258,6 +262,7 @@ class CaseInterpreter(Interpreter):
     _readers = {
         "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES": _upsert,
         "ACTIVITY_TASK_COMPLETED": _completed,
+        "MARKER_RECORDED": _local_completed,
         "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": _accepted,
         "WORKFLOW_EXECUTION_UPDATE_COMPLETED": _state,
         "WORKFLOW_EXECUTION_COMPLETED": _state,

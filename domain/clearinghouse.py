@@ -63,6 +63,9 @@ LOAD_PUBLIC_KEYS = "load_public_keys"
 # The `workflow.patched` id since which Treasury signs that keyring and the workflows verify it (runs
 # recorded before it loaded a plain one).
 ATTESTED_KEYRING = "attested-treasury-keyring"
+# The case's Treasury desk (keyring, validation, triage) as local activities of the worker that runs
+# the case (was: activity tasks); histories recorded before it replay the old way.
+CASE_LOCAL_ACTIVITIES = "case-local-activities"
 LOAD_POLICY = "load_clearinghouse_policy"
 FIND_CASE = "find_case"  # which workflow holds a vulnerability's case (or whether a stranger squats its id)
 

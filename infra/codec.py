@@ -147,9 +147,7 @@ class EncryptionCodec(PayloadCodec):
         if compression not in (None, ZLIB):
             raise CodecError(f"payload under key {key_id!r} names an unknown compression")
         try:
-            plain = cipher.decrypt(
-                payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], _bound(key_id, compression)
-            )
+            plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], _bound(key_id, compression))
         except (InvalidTag, ValueError):
             raise CodecError(f"payload under key {key_id!r} failed authentication") from None
         if compression == ZLIB:

@@ -28,9 +28,12 @@ from api.clearinghouse import OperatorClient, VendorClient
 from domain.case import CaseStatus, ExploitationObserved
 from domain.clearinghouse import (
     ATTESTED_KEYRING,
+    CASE_LOCAL_ACTIVITIES,
     CLEARINGHOUSE_ID,
     EXPLOITATION_OBSERVED,
     LOAD_PUBLIC_KEYS,
+    TRIAGE_CASE,
+    VALIDATE_REPORT,
     VulnerabilityIntake,
 )
 from domain.policy import Policy, load_policy
@@ -50,9 +53,13 @@ from workflows.vulnerability_case import VulnerabilityCase
 HISTORIES = Path(__file__).parent / "histories" / "case"
 # Each version's recordings: the first version's (never written again), then each patch's.
 FIRST = "first"
-VERSIONS = {FIRST: HISTORIES, ATTESTED_KEYRING: HISTORIES / ATTESTED_KEYRING}
-# Where the recorder writes: the newest version's directory, never the first version's.
-NEWEST = ATTESTED_KEYRING
+VERSIONS = {
+    FIRST: HISTORIES,
+    ATTESTED_KEYRING: HISTORIES / ATTESTED_KEYRING,
+    CASE_LOCAL_ACTIVITIES: HISTORIES / CASE_LOCAL_ACTIVITIES,
+}
+# Where the recorder writes: the newest version's directory, never an older version's.
+NEWEST = CASE_LOCAL_ACTIVITIES
 # closed: opened from a review's finding, a duplicate linked, an extension, the fix, the deployment.
 # continued: a case whose run filled up (3 messages per run) and continued as new; open-continued:
 # the run it continued into, still under embargo after the vendor's fix.
@@ -80,19 +87,33 @@ async def test_recorded_case_histories_replay(name: str, version: str) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
-def test_the_first_version_is_recorded_before_the_keyring_was_attested_and_the_newest_after() -> None:
-    """The two versions differ where the patch does: the first loads a plain keyring, the newest a
-    signed one, under the patch's marker (so the replay above runs both branches)."""
-    for version, attested in ((FIRST, False), (NEWEST, True)):
+def test_each_version_is_recorded_on_its_own_branch() -> None:
+    """The versions differ where the patches do: the first loads a plain keyring, the attested one
+    a signed one, the newest asks Treasury's desk (keyring, validation, triage) as local activities,
+    each under its patch's marker (so the replay above runs every branch)."""
+    desk = {LOAD_PUBLIC_KEYS, VALIDATE_REPORT, TRIAGE_CASE}
+    for version, attested, local in ((FIRST, False, False), (ATTESTED_KEYRING, True, False), (NEWEST, True, True)):
         for name in NAMES:
             history = recorded(name, version)
-            assert (ATTESTED_KEYRING in patch_ids(history)) == attested, (version, name)
-            loads = [
-                e.activity_task_scheduled_event_attributes.activity_id
+            patches = patch_ids(history)
+            assert (ATTESTED_KEYRING in patches, CASE_LOCAL_ACTIVITIES in patches) == (attested, local), (version, name)
+            tasks = [
+                (a.activity_type.name, a.activity_id)
                 for e in history.events
-                if e.activity_task_scheduled_event_attributes.activity_type.name == LOAD_PUBLIC_KEYS
+                if (a := e.activity_task_scheduled_event_attributes).activity_type.name
             ]
-            assert loads and (loads[0] == "treasury-keys") == attested, (version, name, loads)
+            markers = [
+                json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
+                for e in history.events
+                if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+            ]
+            if local:
+                assert not desk & {t for t, _ in tasks}, (version, name, tasks)
+                assert markers[0]["activity_id"] == "treasury-keys", (version, name, markers)
+                assert desk <= {m["activity_type"] for m in markers} or name == "case-open-continued"
+            else:
+                loads = [i for t, i in tasks if t == LOAD_PUBLIC_KEYS]
+                assert not markers and loads and (loads[0] == "treasury-keys") == attested, (version, name, loads)
 
 
 # ---------------------------------------------------------------- recording them again

@@ -99,6 +99,12 @@ class TreasuryKeyring:
         self.watch = watch
         self.refused = refused
         self.loads = 0  # this run's loads: each one's activity id is its own
+        # Asked as a local activity of the workflow's own worker (Treasury's, which runs the cases):
+        # set by a workflow whose run took that path (`workflow.patched`), never by a message.
+        # Only the first load of a run: a reload is asked from an update handler, and a local activity
+        # there keeps the update's workflow task open while it runs, a task the server dropped (the
+        # update aborted) under a stream of completions by id against the workflow (seen here).
+        self.local = False
 
     def attested(self) -> bool:
         """Whether this run verifies Treasury's signature (decided once per run, at its first load)."""
@@ -112,7 +118,7 @@ class TreasuryKeyring:
         pause = KEYRING_RETRY
         while True:
             try:
-                return await self._ask("load the parties' public keys (Treasury's key directory)")
+                return await self._ask("load the parties' public keys (Treasury's key directory)", local=self.local)
             except Unverifiable:
                 workflow.logger.warning(
                     "no verifiable keyring from Treasury; asking again", extra={"after": str(pause)}
@@ -130,14 +136,14 @@ class TreasuryKeyring:
         except Unverifiable:
             return held
 
-    async def _ask(self, summary: str) -> PublicKeyring:
+    async def _ask(self, summary: str, local: bool = False) -> PublicKeyring:
         self.loads += 1
         try:
-            return await self._attested(summary)
+            return await self._attested(summary, local)
         finally:
             del self.refused[:-UNVERIFIED_KEPT]
 
-    async def _attested(self, summary: str) -> PublicKeyring:
+    async def _attested(self, summary: str, local: bool) -> PublicKeyring:
         return await attested(
             LOAD_PUBLIC_KEYS,
             party=TREASURY,
@@ -147,4 +153,5 @@ class TreasuryKeyring:
             refused=self.refused,
             start_to_close_timeout=timedelta(seconds=30),
             summary=summary,
+            local=local,
         )

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from activities.clearinghouse import ClearinghouseDesk, ClearinghouseForwarder, Outbox
 from activities.keyring import published_keyring
 from api.clearinghouse import case_status, clearinghouse_status, report
 from api.errors import Rejected
@@ -40,11 +42,13 @@ from domain.clearinghouse import (
     REFRESH_KEYS,
     REPORT_VULNERABILITY,
     SUBMIT_REPORT,
+    TRIAGE_CASE,
+    VALIDATE_REPORT,
     ClearinghouseState,
     ReportSubmission,
     VulnerabilityIntake,
 )
-from domain.policy import Policy
+from domain.policy import Policy, load_policy
 from domain.signatures import Signer
 from infra.keys import KeyDirectory
 from tests.conftest import report_signed, running, signer_for, vulnerability
@@ -59,9 +63,17 @@ from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
 
 
-def workflows_only(client: Client, keys: KeyDirectory) -> list[Worker]:
-    """The clearinghouse's and the cases' workflows, without any of Treasury's activities."""
+def workflows_only(client: Client, keys: KeyDirectory, config: WorkerConfig) -> list[Worker]:
+    """The clearinghouse's and the cases' workflows, with none of Treasury's activity tasks taken
+    from the server. A case's first keyring, validation and triage are local activities of the worker
+    that runs it (patch case-local-activities): those it runs itself (`no_remote_activities`), as a
+    case's worker must to replay one."""
     attestation.pin(keys.trust_anchors())
+    desk = ClearinghouseDesk(
+        Outbox(config.data_dir / "clearinghouse.db"),
+        attester=ClearinghouseForwarder(client, load_policy(config.clearinghouse_policy)).attester,
+    )
+    local = [desk.load_public_keys, desk.validate_report, desk.triage_case]
     return [
         Worker(
             client, task_queue=CLEARINGHOUSE_INTAKE_QUEUE, workflows=[Clearinghouse], workflow_runner=workflow_runner()
@@ -71,6 +83,9 @@ def workflows_only(client: Client, keys: KeyDirectory) -> list[Worker]:
             task_queue=CLEARINGHOUSE_TASK_QUEUE,
             workflows=[Clearinghouse, VulnerabilityCase],
             workflow_runner=workflow_runner(),
+            activities=local,
+            activity_executor=ThreadPoolExecutor(max_workers=4),
+            no_remote_activities=True,
         ),
     ]
 
@@ -141,7 +156,7 @@ async def test_a_forged_keyring_completed_by_id_lets_nobody_report_as_a_party(
         task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
     )
     try:
-        async with running(workflows_only(isolated, keys)):
+        async with running(workflows_only(isolated, keys, worker_config)):
             answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 1)
         # Treasury's worker comes up: it answers the policy (and whatever keyring load is still open).
         async with running(build_workers(isolated, ["treasury"], worker_config)):
@@ -189,7 +204,7 @@ async def test_a_refresh_answered_with_a_forged_keyring_lets_nobody_speak_for_th
                 return own_treasury_key.attest_for(case.case_id, run_id, activity_id, forged)
             return forged
 
-        async with running(workflows_only(isolated, keys)):
+        async with running(workflows_only(isolated, keys, worker_config)):
             loads_before, _ = await keyring_loads(isolated, case.case_id)
             refresh = asyncio.create_task(
                 attacker.get_workflow_handle(case.case_id).execute_update(
@@ -243,7 +258,7 @@ async def test_a_clearinghouse_with_no_verifiable_keyring_waits_and_asks_treasur
         task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
     )
     try:
-        async with running(workflows_only(isolated, keys)):
+        async with running(workflows_only(isolated, keys, worker_config)):
             answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 3)
             await until(lambda: paused(isolated), lambda p: p, timeout=30, interval=0.05, what="the pause")
         async with running(build_workers(isolated, ["treasury"], worker_config)):
@@ -297,7 +312,7 @@ async def test_a_clearinghouse_waiting_for_its_keyring_still_continues_as_new_wh
     )
     first_run = handle.first_execution_run_id
     try:
-        async with running(workflows_only(isolated, keys)):
+        async with running(workflows_only(isolated, keys, worker_config)):
             await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: {}, lambda a: len(a) == 3)
             sent = 0
             while (await handle.describe()).run_id == first_run:
@@ -322,6 +337,35 @@ async def test_a_clearinghouse_waiting_for_its_keyring_still_continues_as_new_wh
             view = await clearinghouse_status(isolated)
         assert (view.runs, view.reports, view.cases_opened) == (2, 1, 1), "the queued report applied once"
         assert not receipt.duplicate
+    finally:
+        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+        await end_cases(isolated)
+
+
+async def test_a_cases_validation_and_triage_are_no_tasks_anyone_can_complete(
+    env: WorkflowEnvironment, isolated: Client, worker_config: WorkerConfig, policy: Policy, keys: KeyDirectory
+) -> None:
+    """Validation and triage decide whether a report opens a case and how urgent it is; their results
+    were not signed, so before the case ran them as local activities anyone with the payload key
+    could complete them by id (`valid: true` for junk, `low` for a critical flaw). Now no such task
+    exists on the server: the case's keyring, validation and triage are markers its own worker wrote."""
+    await fresh_clearinghouse(isolated)
+    try:
+        async with running(build_workers(isolated, ["treasury"], worker_config)):
+            case = await open_case(isolated, policy)
+        attacker = await insider(env, isolated.namespace, keys)
+        history = await isolated.get_workflow_handle(case.case_id).fetch_history()
+        tasks = {e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events}
+        locals_ = {
+            e.marker_recorded_event_attributes.marker_name
+            for e in history.events
+            if e.HasField("marker_recorded_event_attributes")
+        }
+        assert not {LOAD_PUBLIC_KEYS, VALIDATE_REPORT, TRIAGE_CASE} & tasks and "core_local_activity" in locals_
+        for activity_id in ("treasury-keys", "1", "2", "3"):
+            with pytest.raises(RPCError) as nothing:
+                await complete_by_id(attacker, case.case_id, activity_id, {"valid": True, "reason": "forged"})
+            assert nothing.value.status == RPCStatusCode.NOT_FOUND
     finally:
         await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
         await end_cases(isolated)
