@@ -148,6 +148,8 @@ class CaseInterpreter(Interpreter):
         if history.closed is None or history.closed.type not in HANDED_OVER:
             from workflows.vulnerability_case import VulnerabilityCase
 
+            if not attestation.pinned() and (anchors := reader_anchors()):
+                attestation.pin(anchors)  # the replay believes Treasury's keyring as the case's worker did
             case, self.replay_problem = await replayed(history, VulnerabilityCase)
             self.replayed = case.state if case is not None else None
 

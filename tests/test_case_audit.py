@@ -23,6 +23,7 @@ from domain.case import CaseStatus, LinkedReport
 from domain.policy import Policy
 from infra.connection import plain_data_converter
 from tests.conftest import recording_anchors
+from tests.test_audit import run_cli
 from tests.test_case_histories import FIRST, NAMES, VERSIONS, recorded
 from tests.test_clearinghouse import open_case, wait_case
 from workflows.sandbox import workflow_runner
@@ -210,3 +211,14 @@ async def test_an_open_case_is_read_where_its_history_ends(client: Client, polic
     assert (cut.status, cut.record.read_from) == ("TERMINATED", "its state where the history ends (replayed)")
     assert cut.record.status_changes[-1].status == "PATCH_DISTRIBUTED" and failed(cut) == []
     assert cut.timeline[-1].text == "terminated: cut short"
+
+
+async def test_an_open_case_is_audited_by_another_process_with_its_own_anchors(client: Client, policy: Policy) -> None:
+    """The console script pins no worker's anchors: the case's replay (an open run) believes Treasury's
+    keyring with the reader's own trust anchors, as the case's worker did."""
+    c = await open_case(client, policy)
+    address = client.service_client.config.target_host
+    r = await asyncio.to_thread(run_cli, "audit", c.case_id, "--json", "--address", address)
+    assert r.returncode == 0, r.stderr
+    checks = {check["name"]: check for check in json.loads(r.stdout)["checks"]}
+    assert checks["the history replays with the case's own code"]["ok"], checks
