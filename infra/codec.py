@@ -60,6 +60,8 @@ COMPRESS_FROM = 256
 # was not made by this codec.
 MAX_OPENED = 8 * 1024 * 1024
 NONCE_BYTES = 12
+UNKNOWN_COMPRESSION = "sealed with a compression this installation does not use"
+BAD_COMPRESSION = "sealed content does not decompress, or opens larger than any payload"
 JSON = b"json/plain"
 JSON_PROTOBUF = b"json/protobuf"  # the SDK's own messages (the Web UI's workflow metadata query)
 NULL = b"binary/null"
@@ -68,7 +70,12 @@ SEALED_ENCODINGS = (JSON, JSON_PROTOBUF, NULL)
 
 
 class CodecError(Exception):
-    pass
+    """Why a sealed payload cannot be opened: the message for an operator (it may name the key id),
+    and `refusal`, a fixed text for the refusal marker (none of the sender's bytes)."""
+
+    def __init__(self, message: str, refusal: str = "sealed under a key this installation does not hold, or altered"):
+        super().__init__(message)
+        self.refusal = refusal
 
 
 def refused(reason: str) -> Payload:
@@ -76,15 +83,30 @@ def refused(reason: str) -> Payload:
     return Payload(metadata={"encoding": JSON}, data=json.dumps({REFUSED: reason}).encode())
 
 
+# A patch marker is a short id and a flag: anything longer is not one, and is never parsed as one.
+PATCH_MARKER_AT_MOST = 1024
+
+
+def _is_json(data: bytes) -> bool:
+    """Whether `data` parses as JSON. Never raises: nesting deeper than the parser's recursion limit
+    (a 200 KB "[[[...]]]", or 500 bytes of it compressed) is RecursionError, not ValueError, and an
+    exception out of the codec fails the workflow task of every workflow the payload reaches, at
+    every retry (a keyless signal wedged a review that way: red-team F-CRIT-1)."""
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def _is_patch_marker(payload: Payload) -> bool:
     """The SDK writes `workflow.patched` markers itself, outside the codec: `{"id": ..., "deprecated": ...}`.
     Passing them is harmless: no workflow reads one as an argument or a result it acts on."""
     if payload.metadata.get("encoding") != JSON or len(payload.metadata) != 1:
         return False
-    try:
-        value = json.loads(payload.data)
-    except ValueError:
+    if len(payload.data) > PATCH_MARKER_AT_MOST or not _is_json(payload.data):
         return False
+    value = json.loads(payload.data)
     return isinstance(value, dict) and set(value) == {"id", "deprecated"} and isinstance(value["id"], str)
 
 
@@ -97,7 +119,15 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.open(p) for p in payloads]
+        return [self._opened(p) for p in payloads]
+
+    def _opened(self, payload: Payload) -> Payload:
+        """`open`, and a refusal for anything it did not foresee: decoding runs on every payload of
+        every activation, so a payload that made it raise would fail that workflow's task forever."""
+        try:
+            return self.open(payload)
+        except Exception:
+            return refused("could not be read")
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.keyring.current
@@ -123,16 +153,13 @@ class EncryptionCodec(PayloadCodec):
             return refused("not sealed by this installation's payload codec")
         try:
             plain = self.decrypt(payload)
-        except CodecError:
-            return refused("sealed under a key this installation does not hold, or altered")
+        except CodecError as e:
+            return refused(e.refusal)
         inner = plain.metadata.get("encoding")
         if inner not in SEALED_ENCODINGS:
             return refused("sealed content is not in this project's encoding")
-        if inner in (JSON, JSON_PROTOBUF):
-            try:
-                json.loads(plain.data)
-            except ValueError:
-                return refused("sealed content is not JSON")
+        if inner in (JSON, JSON_PROTOBUF) and not _is_json(plain.data):
+            return refused("sealed content is not JSON")
         return plain
 
     def decrypt(self, payload: Payload) -> Payload:
@@ -145,7 +172,7 @@ class EncryptionCodec(PayloadCodec):
             raise CodecError(f"payload encrypted with key {key_id!r}, which is not in the keyring")
         compression = payload.metadata.get(COMPRESSION)
         if compression not in (None, ZLIB):
-            raise CodecError(f"payload under key {key_id!r} names an unknown compression")
+            raise CodecError(f"payload under key {key_id!r} names an unknown compression", UNKNOWN_COMPRESSION)
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], _bound(key_id, compression))
         except (InvalidTag, ValueError):
@@ -169,7 +196,9 @@ def _inflate(packed: bytes, key_id: str) -> bytes:
     try:
         plain = inflater.decompress(packed, MAX_OPENED)
     except zlib.error:
-        raise CodecError(f"payload under key {key_id!r} does not decompress") from None
+        raise CodecError(f"payload under key {key_id!r} does not decompress", BAD_COMPRESSION) from None
     if inflater.unconsumed_tail or not inflater.eof:
-        raise CodecError(f"payload under key {key_id!r} opens to more than {MAX_OPENED} bytes, or is cut short")
+        raise CodecError(
+            f"payload under key {key_id!r} opens to more than {MAX_OPENED} bytes, or is cut short", BAD_COMPRESSION
+        )
     return plain

@@ -69,10 +69,12 @@ def make_app(
             try:
                 payloads = json_format.Parse(await request.text(), Payloads())
                 result = Payloads(payloads=await transform(list(payloads.payloads)))
-            except (json_format.ParseError, json.JSONDecodeError):
+            except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 return cors(request, web.json_response({"error": "body is not Payloads JSON"}, status=400))
             except CodecError as e:
                 return cors(request, web.json_response({"error": str(e)}, status=422))
+            except Exception as e:  # never the server's bare 500 page: the Web UI shows this line
+                return cors(request, web.json_response({"error": f"cannot transform: {type(e).__name__}"}, status=422))
             body = json_format.MessageToJson(result)
             return cors(request, web.Response(text=body, content_type="application/json"))
 

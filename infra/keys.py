@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -116,6 +117,9 @@ def public_key_b64(text: str) -> str:
     return base64.b64encode(raw).decode()
 
 
+PAYLOAD_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 class PayloadKeyring(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -127,6 +131,10 @@ class PayloadKeyring(BaseModel):
         if self.current not in self.keys:
             raise ValueError(f"current key {self.current!r} is not in the keyring")
         for key_id, b64 in self.keys.items():
+            # The codec binds the key id, then "+zlib" when compressed, into each seal: a key id of
+            # its own characters keeps those two readings apart.
+            if not PAYLOAD_KEY_ID.fullmatch(key_id):
+                raise ValueError(f"key id {key_id!r} must be letters, digits, '.', '_' or '-' (1 to 64)")
             if len(base64.b64decode(b64)) != 32:
                 raise ValueError(f"key {key_id!r} is not 32 bytes (AES-256)")
         return self
