@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import DecodeError
+from pydantic_core import from_json
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
@@ -88,12 +89,15 @@ PATCH_MARKER_AT_MOST = 1024
 
 
 def _is_json(data: bytes) -> bool:
-    """Whether `data` parses as JSON. Never raises: nesting deeper than the parser's recursion limit
-    (a 200 KB "[[[...]]]", or 500 bytes of it compressed) is RecursionError, not ValueError, and an
-    exception out of the codec fails the workflow task of every workflow the payload reaches, at
-    every retry (a keyless signal wedged a review that way: red-team F-CRIT-1)."""
+    """Whether `data` parses as JSON, by the parser the converter uses after the codec (pydantic's):
+    what passes here also converts. Never raises. Nesting deeper than a parser's recursion limit was
+    RecursionError in `json.loads` (a 200 KB "[[[...]]]", or 500 bytes of it compressed), which
+    escaped the codec and failed the workflow task of every workflow it reached, at every retry; and
+    nesting that `json.loads` took but pydantic did not (200 levels) failed the task the same way
+    once the converter met it in an activity result. Both wedged a review for good (red team, this
+    session)."""
     try:
-        json.loads(data)
+        from_json(data)
     except (ValueError, RecursionError):
         return False
     return True

@@ -53,6 +53,12 @@ async def test_decoding_never_raises(keys: KeyDirectory) -> None:
     assert sealed.metadata[COMPRESSION] == ZLIB and len(sealed.data) < 1_000
     [out] = await codec.decode([sealed])
     assert is_refused(json.loads(out.data)) == "sealed content is not JSON"
+    # Nesting the converter's parser refuses (past 200 levels) though `json.loads` takes it: refused
+    # here, before it can fail a workflow task as an activity result completed by id.
+    deep = codec.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b"[" * 300 + b"]" * 300))
+    json.loads(b"[" * 300 + b"]" * 300)
+    [out] = await codec.decode([deep])
+    assert is_refused(json.loads(out.data)) == "sealed content is not JSON"
     # Refusals that say what is wrong, in fixed words.
     key = codec.keyring.current
     unknown = Payload(metadata={**sealed.metadata, COMPRESSION: b"lzma"}, data=sealed.data)
