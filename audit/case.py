@@ -224,16 +224,12 @@ class CaseInterpreter(Interpreter):
         anchors = attestation.pinned() or reader_anchors()
         keyring: Any = raw.get("result")
         if anchors:
-            keyring, why = None, "no run of this case"
-            for run_id in sorted(_runs(self.history)):
-                try:
-                    keyring = attestation.verify(raw, party=TREASURY, workflow_id=self.history.workflow_id,
-                                                 run_id=run_id, activity_id=e.ref, anchors=anchors)  # fmt: skip
-                    break
-                except Unverifiable as problem:
-                    why = str(problem)
-            if keyring is None:
-                self.not_believed[e.id] = why
+            first, *others = sorted(_runs(self.history)) or [""]
+            try:
+                keyring = attestation.verify(raw, party=TREASURY, workflow_id=self.history.workflow_id, run_id=first,
+                                             other_runs=others, activity_id=e.ref, anchors=anchors)  # fmt: skip
+            except Unverifiable as problem:
+                keyring, self.not_believed[e.id] = None, str(problem)
         if not isinstance(keyring, dict):
             return None
         return {str(k): str(v) for k, v in keyring.items()}

@@ -155,10 +155,10 @@ def _keyrings(history: DecodedHistory, anchors: TrustAnchors | None, runs: set[s
 def _believed(raw: Any, activity_id: str, workflow_id: str, runs: set[str], anchors: TrustAnchors | None) -> Any:
     if anchors is None:
         return raw.get("result") if isinstance(raw, dict) else None
-    for run_id in runs:
-        with suppress(Unverifiable):
-            return attestation.verify(raw, party=REVIEW_OFFICE, workflow_id=workflow_id, run_id=run_id,
-                                      activity_id=activity_id, anchors=anchors)  # fmt: skip
+    first, *others = sorted(runs) or [""]
+    with suppress(Unverifiable):
+        return attestation.verify(raw, party=REVIEW_OFFICE, workflow_id=workflow_id, run_id=first,
+                                  other_runs=others, activity_id=activity_id, anchors=anchors)  # fmt: skip
     return None
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -158,11 +159,19 @@ def seal_verifies(anchors: TrustAnchors, party: str, workflow_id: str, run_id: s
 
 
 def verify(
-    raw: Any, *, party: str, workflow_id: str, run_id: str, activity_id: str, anchors: TrustAnchors | None = None
+    raw: Any,
+    *,
+    party: str,
+    workflow_id: str,
+    run_id: str,
+    activity_id: str,
+    anchors: TrustAnchors | None = None,
+    other_runs: Iterable[str] = (),
 ) -> Any:
     """The result (JSON) of an attested activity, or Unverifiable naming why. Deterministic, no I/O:
     safe in workflow code. `raw` is the activity's result as decoded, untyped (a refused payload's
-    marker, a plaintext forgery, anything)."""
+    marker, a plaintext forgery, anything). Signed for `run_id` or any of `other_runs` (a reset run's
+    original; any run of a history the audit reads)."""
     anchors = pinned() if anchors is None else anchors
     reason = is_refused(raw)
     if reason is not None:
@@ -180,7 +189,7 @@ def verify(
         signature = base64.b64decode(envelope.signature, validate=True)
     except ValueError:
         raise Unverifiable("signature is not base64") from None
-    for run in (run_id, *sorted(_replayed_runs - {run_id})):
+    for run in (run_id, *sorted((_replayed_runs | set(other_runs)) - {run_id})):
         message = canonical(workflow_id, run, activity_id, party, envelope.result)
         for key in keys:
             try:

@@ -37,19 +37,6 @@ class ResetWatch:
     def _reseeded(self, _seed: int) -> None:
         self.resets += 1
 
-    def activity_runs(self) -> tuple[str, ...]:
-        """The runs an activity result may have been signed for: this run, or, in a reset run, the
-        original run whose part of the history it copied. Both, always, rather than choosing by
-        whether a reset was seen yet: the SDK's reseed can come in the same activation as a copied
-        result, before it on one pass and after it on another, and a result believed live but not on
-        replay (or the reverse) broke the replay of reset reviews (seen here under load: live refused
-        the NSA's copied receipt and asked again, the replay believed it). A genuine result made for
-        the original run of this workflow, for this activity id, is what a reset run may read. (A
-        reset of a reset copies results of the middle run, which neither names: they no longer
-        verify, visibly. Known limit.)"""
-        info = workflow.info()
-        return tuple(dict.fromkeys((info.original_execution_run_id, info.run_id)))
-
 
 async def attested(
     activity: str,
@@ -57,7 +44,6 @@ async def attested(
     party: str,
     activity_id: str,
     parse: Callable[[Any], T],
-    watch: ResetWatch,
     refused: list[UnverifiedResult],
     deadline: timedelta | None = None,
     local: bool = False,
@@ -77,7 +63,15 @@ async def attested(
         run = workflow.execute_local_activity if local else workflow.execute_activity
         raw = await run(activity, args=list(args), activity_id=this_id, **options)
         try:
-            result = _verified(raw, party, watch.activity_runs(), this_id)
+            # Signed for this run or, in a run a reset made, the original run whose results it copied:
+            # always both. Choosing by whether the reset's reseed had been seen yet made a copied
+            # result believed on one pass and refused on another (the reseed can come in the same
+            # activation, applied before it once and after it another time): a reset review's
+            # replay failed so under load. A reset of a reset copies results of the middle run,
+            # which neither names: they no longer verify, visibly (known limit).
+            info = workflow.info()
+            result = verify(raw, party=party, workflow_id=info.workflow_id, run_id=info.run_id,
+                            other_runs=[info.original_execution_run_id], activity_id=this_id)  # fmt: skip
             return parse(result)
         except (Unverifiable, ValidationError) as e:
             reason = str(e) if isinstance(e, Unverifiable) else "signed result does not have the expected form"
@@ -88,14 +82,3 @@ async def attested(
 
 def model(cls: type[T]) -> Callable[[Any], T]:
     return cls.model_validate  # type: ignore[attr-defined]
-
-
-def _verified(raw: Any, party: str, runs: tuple[str, ...], activity_id: str) -> Any:
-    """The result, if `party` signed it for this workflow, one of `runs` and this activity."""
-    wid = workflow.info().workflow_id
-    for run_id in runs[:-1]:
-        try:
-            return verify(raw, party=party, workflow_id=wid, run_id=run_id, activity_id=activity_id)
-        except Unverifiable:
-            continue
-    return verify(raw, party=party, workflow_id=wid, run_id=runs[-1], activity_id=activity_id)

@@ -76,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.signatures import KEYS_LOADING, PublicKeyring
     from domain.vulnerability import PARTY_KINDS, REVIEW_OFFICE, TREASURY, case_id_for, is_party
-    from workflows.attested import ResetWatch, attested, model
+    from workflows.attested import attested, model
     from workflows.messages import UNVERIFIED_KEPT, TreasuryKeyring, authenticate, reject_unless
 
 REPORTERS = {a.value for a in Agency} | {LAB, REVIEW_OFFICE}
@@ -137,9 +137,8 @@ class Clearinghouse:
         self._reload_failed: ApplicationError | None = None
         # Activity results are believed only when signed (workflows/attested.py); those that were not
         # are shown in the status, and travel to the next run.
-        self._watch = ResetWatch()
         self._unverified: list[UnverifiedResult] = list(state.unverified_results) if carried else []
-        self._keyring = TreasuryKeyring(self._watch, self._unverified)
+        self._keyring = TreasuryKeyring(self._unverified)
 
     @workflow.run
     async def run(self, state: ClearinghouseState) -> ClearinghouseState:
@@ -337,7 +336,6 @@ class Clearinghouse:
                 party=TREASURY,
                 activity_id=f"find-{case_id}",
                 parse=model(CaseLocation),
-                watch=self._watch,
                 refused=self._unverified,
                 task_queue=CLEARINGHOUSE_TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -427,7 +425,6 @@ class Clearinghouse:
                 party=TREASURY,
                 activity_id="treasury-policy",
                 parse=model(TreasuryPolicy),
-                watch=self._watch,
                 refused=self._unverified,
                 task_queue=CLEARINGHOUSE_TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=30),

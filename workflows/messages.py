@@ -17,7 +17,7 @@ from domain.clearinghouse import ATTESTED_KEYRING, LOAD_PUBLIC_KEYS
 from domain.messages import Message
 from domain.signatures import KEYS_LOADING, STALE_RUN, UNKNOWN_SIGNER, PublicKeyring, signature_problem
 from domain.vulnerability import TREASURY
-from workflows.attested import ResetWatch, attested
+from workflows.attested import attested
 
 REJECTED = "Rejected"
 
@@ -91,12 +91,11 @@ def _keyring(result: object) -> PublicKeyring:
 
 class TreasuryKeyring:
     """The parties' public keys, as Treasury signs them (`load_public_keys` on Treasury's worker, on
-    the workflow's own queue), verified against this worker's trust anchors with the workflow's
-    ResetWatch (workflows/attested.py). A keyring that does not verify is recorded in `refused` and
+    the workflow's own queue), verified against this worker's trust anchors (workflows/attested.py).
+    A keyring that does not verify is recorded in `refused` and
     never used. Create it in `@workflow.init`."""
 
-    def __init__(self, watch: ResetWatch, refused: list[UnverifiedResult]) -> None:
-        self.watch = watch
+    def __init__(self, refused: list[UnverifiedResult]) -> None:
         self.refused = refused
         self.loads = 0  # this run's loads: each one's activity id is its own
         # Asked as a local activity of the workflow's own worker (Treasury's, which runs the cases):
@@ -149,7 +148,6 @@ class TreasuryKeyring:
             party=TREASURY,
             activity_id="treasury-keys" if self.loads == 1 else f"treasury-keys-{self.loads}",
             parse=_keyring,
-            watch=self.watch,
             refused=self.refused,
             start_to_close_timeout=timedelta(seconds=30),
             summary=summary,
