@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
@@ -90,6 +90,17 @@ def workflows_only(client: Client, keys: KeyDirectory, config: WorkerConfig) -> 
     ]
 
 
+async def start_clearinghouse(client: Client, policy: Policy) -> WorkflowHandle:
+    """The clearinghouse started empty, as Treasury's intake starts it, before any worker runs it."""
+    return await client.start_workflow(
+        CLEARINGHOUSE_WORKFLOW,
+        ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
+        id=CLEARINGHOUSE_ID,
+        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
+        task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
+    )
+
+
 async def keyring_loads(client: Client, workflow_id: str) -> tuple[list[str], list[str]]:
     """The `load_public_keys` activities of the workflow's current run: (scheduled, still open)."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -148,13 +159,7 @@ async def test_a_forged_keyring_completed_by_id_lets_nobody_report_as_a_party(
     mallory = Signer("partner:shieldsec", Ed25519PrivateKey.generate())
     forged = {**published_keyring(keys), "partner:shieldsec": mallory.public_key_b64()}
     attacker = await insider(env, isolated.namespace, keys)
-    await isolated.start_workflow(
-        CLEARINGHOUSE_WORKFLOW,
-        ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
-        id=CLEARINGHOUSE_ID,
-        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
-        task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
-    )
+    await start_clearinghouse(isolated, policy)
     try:
         async with running(workflows_only(isolated, keys, worker_config)):
             answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 1)
@@ -250,13 +255,7 @@ async def test_a_clearinghouse_with_no_verifiable_keyring_waits_and_asks_treasur
         "partner:shieldsec": Signer("x", Ed25519PrivateKey.generate()).public_key_b64(),
     }
     attacker = await insider(env, isolated.namespace, keys)
-    handle = await isolated.start_workflow(
-        CLEARINGHOUSE_WORKFLOW,
-        ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
-        id=CLEARINGHOUSE_ID,
-        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
-        task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
-    )
+    handle = await start_clearinghouse(isolated, policy)
     try:
         async with running(workflows_only(isolated, keys, worker_config)):
             answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 3)
@@ -303,13 +302,7 @@ async def test_a_clearinghouse_waiting_for_its_keyring_still_continues_as_new_wh
     intake = partner.sign(
         CLEARINGHOUSE_ID, REPORT_VULNERABILITY, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability())
     )
-    handle = await isolated.start_workflow(
-        CLEARINGHOUSE_WORKFLOW,
-        ClearinghouseState(policy_version=policy.version, policy=policy.clearinghouse),
-        id=CLEARINGHOUSE_ID,
-        task_queue=CLEARINGHOUSE_INTAKE_QUEUE,
-        task_timeout=CLEARINGHOUSE_TASK_TIMEOUT,
-    )
+    handle = await start_clearinghouse(isolated, policy)
     first_run = handle.first_execution_run_id
     try:
         async with running(workflows_only(isolated, keys, worker_config)):
