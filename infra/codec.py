@@ -40,6 +40,7 @@ import json
 import os
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -86,21 +87,21 @@ def refused(reason: str) -> Payload:
 
 # A patch marker is a short id and a flag: anything longer is not one, and is never parsed as one.
 PATCH_MARKER_AT_MOST = 1024
+NOT_JSON = object()
 
 
-def _is_json(data: bytes) -> bool:
-    """Whether `data` parses as JSON, by the parser the converter uses after the codec (pydantic's):
-    what passes here also converts. Never raises. Nesting deeper than a parser's recursion limit was
-    RecursionError in `json.loads` (a 200 KB "[[[...]]]", or 500 bytes of it compressed), which
-    escaped the codec and failed the workflow task of every workflow it reached, at every retry; and
-    nesting that `json.loads` took but pydantic did not (200 levels) failed the task the same way
-    once the converter met it in an activity result. Both wedged a review for good (red team, this
-    session)."""
+def _json(data: bytes) -> Any:
+    """`data` parsed as JSON by the parser the converter uses after the codec (pydantic's), so what
+    passes here also converts; NOT_JSON when it does not parse. Never raises. Nesting deeper than a
+    parser's recursion limit was RecursionError in `json.loads` (a 200 KB "[[[...]]]", or 500 bytes
+    of it compressed), which escaped the codec and failed the workflow task of every workflow it
+    reached, at every retry; and nesting that `json.loads` took but pydantic did not (200 levels)
+    failed the task the same way once the converter met it in an activity result. Both wedged a
+    review for good (red team, this session)."""
     try:
-        from_json(data)
+        return from_json(data)
     except (ValueError, RecursionError):
-        return False
-    return True
+        return NOT_JSON
 
 
 def _is_patch_marker(payload: Payload) -> bool:
@@ -108,9 +109,9 @@ def _is_patch_marker(payload: Payload) -> bool:
     Passing them is harmless: no workflow reads one as an argument or a result it acts on."""
     if payload.metadata.get("encoding") != JSON or len(payload.metadata) != 1:
         return False
-    if len(payload.data) > PATCH_MARKER_AT_MOST or not _is_json(payload.data):
+    if len(payload.data) > PATCH_MARKER_AT_MOST:
         return False
-    value = json.loads(payload.data)
+    value = _json(payload.data)
     return isinstance(value, dict) and set(value) == {"id", "deprecated"} and isinstance(value["id"], str)
 
 
@@ -162,7 +163,7 @@ class EncryptionCodec(PayloadCodec):
         inner = plain.metadata.get("encoding")
         if inner not in SEALED_ENCODINGS:
             return refused("sealed content is not in this project's encoding")
-        if inner in (JSON, JSON_PROTOBUF) and not _is_json(plain.data):
+        if inner in (JSON, JSON_PROTOBUF) and _json(plain.data) is NOT_JSON:
             return refused("sealed content is not JSON")
         return plain
 
