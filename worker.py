@@ -48,6 +48,7 @@ from workflows.review import ModelReview
 from workflows.sandbox import workflow_runner
 from workflows.vulnerability_case import VulnerabilityCase
 
+log = logs.get_logger("worker")
 PROJECT_DIR = Path(__file__).resolve().parent
 REVIEW = "review"
 # Per workflow worker (this process runs two: the review office's and the clearinghouse's). Memory
@@ -247,15 +248,30 @@ def clearinghouse_workers(client: Client, config: WorkerConfig) -> list[Worker]:
     return [intake, cases]
 
 
-async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
-    """Run until `stop` is set or a worker fails, then shut down gracefully (in-flight tasks finish)."""
+# How long a stop waits for the workers (activities are cancelled at once: graceful_shutdown_timeout
+# is 0, so a stop normally takes about a second). An idle worker's shutdown was seen never to end
+# (2 of ~40 `up` stops under the suite's load, SDK 1.35 / server 1.32: every worker had begun
+# shutting down, one never finished); past this, the stop goes on without it. Nothing is lost:
+# a task the server handed to that worker is retried elsewhere when its timeout passes.
+STOP_PATIENCE_SECONDS = 15.0
+
+
+async def run_workers(workers: list[Worker], stop: asyncio.Event, patience: float = STOP_PATIENCE_SECONDS) -> None:
+    """Run until `stop` is set or a worker fails, then shut down: in-flight workflow tasks finish,
+    activities are cancelled, and a worker that has not stopped after `patience` seconds is left."""
     tasks = [asyncio.create_task(w.run()) for w in workers]
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
-        await asyncio.gather(*(w.shutdown() for w in workers if w.is_running), return_exceptions=True)
+        stopping = [asyncio.create_task(w.shutdown()) for w in workers if w.is_running]  # each ends its run()
+        _, stuck = await asyncio.wait(tasks, timeout=patience)
+        if stuck:
+            queues = [w.task_queue for w, t in zip(workers, tasks, strict=True) if t in stuck]
+            log.warning("workers did not stop; leaving them", queues=queues, waited_seconds=patience)
+            for t in [*stuck, *stopping]:
+                t.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
     if failures:
@@ -291,7 +307,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logs.configure()
-    log = logs.get_logger("worker")
     if args.agency:
         try:
             roles = [parse_agency(args.agency).value]

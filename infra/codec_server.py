@@ -96,8 +96,15 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+# How long stopping waits for a request still in progress (aiohttp's default is 60 s per connection):
+# a decode or a page is milliseconds, so only a stalled or half-sent request is cut short, and a
+# client that never finishes its request cannot hold Ctrl-C of `up` for minutes.
+STOP_GRACE_SECONDS = 2.0
+
+
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    """Serve `app` (the codec server, or the watcher page) until the returned runner's cleanup()."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import sys
 import urllib.request
@@ -16,6 +15,7 @@ from temporalio.client import Client
 from infra.connection import data_converter
 from infra.keys import KeyDirectory
 from tests.test_cli import CLI
+from tests.up_process import running_up
 
 ENV = {"PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent"}
 
@@ -55,17 +55,11 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
         "FRONTIER_REVIEW_DATA_DIR": str(tmp_path / "records"),
         "FRONTIER_REVIEW_KEYS_DIR": str(tmp_path / "k"),
     }
-    proc = await asyncio.create_subprocess_exec(
-        CLI, "up", "--db", str(db), "--port", str(port), "--ui-port", str(ui_port), "--codec-port", str(codec_port),
-        "--metrics-port", str(metrics_port), "--watcher-port", str(watcher_port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
-    )  # fmt: skip
-    try:
-        seen = ""
-        while "Ctrl-C" not in seen:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-            assert line, f"up exited early: {seen}"
-            seen += line.decode()
+    async with running_up(
+        "--db", str(db), "--port", str(port), "--ui-port", str(ui_port), "--codec-port", str(codec_port),
+        "--metrics-port", str(metrics_port), "--watcher-port", str(watcher_port), env=env, cwd=tmp_path,
+    ) as up:  # fmt: skip
+        seen = up.seen
         assert f"http://localhost:{ui_port}" in seen
         keyring = KeyDirectory(tmp_path / "k").payload_keyring()
         client = await Client.connect(f"localhost:{port}", data_converter=data_converter(keyring))
@@ -95,9 +89,7 @@ async def test_up_serves_a_persistent_server_with_workers_until_interrupted(tmp_
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
         assert "frontier_review_reviews_started{" in metrics and "temporal_" in metrics
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(proc.wait(), timeout=60)
+        code = await up.interrupt()
     assert code == 0
     assert db.is_file() and db.stat().st_size > 0, "the dev server's database persists"
     assert os.path.exists(tmp_path / "records" / "review.db")

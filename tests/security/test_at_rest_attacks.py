@@ -5,11 +5,9 @@ on a command line, not served by the Web UI's unauthenticated /api/v1/settings).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import signal
 import sqlite3
 import stat
 import sys
@@ -35,6 +33,7 @@ from infra.keys import KeyDirectory
 from infra.sealing import SealError
 from tests.conftest import disclose, mythos, report_signed, vulnerability, wait_stage
 from tests.test_clearinghouse import settled
+from tests.up_process import running_up
 from worker import WorkerConfig
 
 CLI = str(Path(sys.executable).parent / "frontier-review")
@@ -141,17 +140,11 @@ async def test_the_codec_token_is_on_no_command_line_and_not_served_by_the_web_u
         "FRONTIER_REVIEW_KEYS_DIR": str(keys.path),
     }
     env.pop("FRONTIER_REVIEW_CODEC_TOKEN", None)
-    proc = await asyncio.create_subprocess_exec(
-        CLI, "up", "--db", str(tmp_path / "t.db"), "--port", str(port), "--ui-port", str(ui_port),
-        "--codec-port", str(codec_port), "--watcher-port", str(free_port()),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
-    )  # fmt: skip
-    try:
-        seen = ""
-        while "Ctrl-C" not in seen:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
-            assert line, f"up exited early: {seen}"
-            seen += line.decode()
+    async with running_up(
+        "--db", str(tmp_path / "t.db"), "--port", str(port), "--ui-port", str(ui_port),
+        "--codec-port", str(codec_port), "--watcher-port", str(free_port()), env=env, cwd=tmp_path,
+    ) as up:  # fmt: skip
+        seen = up.seen
         token = keys.codec_token()
         assert token not in seen
         # Every process on this machine, `up` and its dev server included.
@@ -180,9 +173,7 @@ async def test_the_codec_token_is_on_no_command_line_and_not_served_by_the_web_u
         # The workers' records are private (0600).
         for path in (tmp_path / "records").glob("*.db*"):
             assert private(path), path.name
-    finally:
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), timeout=60)
+        assert await up.interrupt() == 0
 
 
 def _b64(data: bytes) -> str:
