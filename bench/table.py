@@ -164,7 +164,9 @@ def codec_share(
             a, b, c = figure(mine), figure(theirs), figure(sealed)
             if None not in (a, b, c) and a > b:
                 out.setdefault(path, {}).setdefault(label, []).append((c - b) / (a - b))
-    return out
+    # Figures in RATIOS' order, whichever repetition had the first gap in each.
+    order = [label for label, _ in RATIOS]
+    return {path: dict(sorted(figures.items(), key=lambda kv: order.index(kv[0]))) for path, figures in out.items()}
 
 
 def spread(values: list[float]) -> str:
