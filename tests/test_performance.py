@@ -173,6 +173,8 @@ async def test_the_bare_codec_side_seals_every_payload_on_queues_of_its_own(isol
     assert sealed_queues == {q.replace("bare-", "barec-") for q in plain_queues}
     assert len(sealed_payloads) >= 10 and len(plain_payloads) >= 10
     assert {p.metadata["encoding"] for p in sealed_payloads} == {b"binary/encrypted"}
+    # All under the codec's compression threshold (the README says zlib never runs on this side).
+    assert not [p for p in sealed_payloads if "encryption-compression" in p.metadata]
     assert b"binary/encrypted" not in {p.metadata["encoding"] for p in plain_payloads}
 
 
