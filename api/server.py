@@ -15,6 +15,7 @@ T = TypeVar("T")
 # A workflow whose last task failed may still answer once a retry succeeds; past this it is taken
 # for stuck (the SDK's default would hold the command for its 30-s RPC deadline first).
 STUCK_QUERY_SECONDS = 5
+MAX_FAILURE_SHOWN = 300
 TASK_ENDINGS = (
     EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
@@ -96,10 +97,19 @@ async def _why_not_answering(
 ) -> str:
     attempts = description.raw_description.pending_workflow_task.attempt - 1
     attrs = failed.workflow_task_failed_event_attributes
-    error = await client.data_converter.decode_failure(attrs.failure)
-    kind = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+    try:
+        # Anyone with namespace access can fail a task with a text of their own: it is shown as
+        # printable characters only (no terminal escapes, no line breaks), and cut short.
+        error = str(await client.data_converter.decode_failure(attrs.failure))
+        why = "".join(c if c.isprintable() else " " for c in error[:MAX_FAILURE_SHOWN])
+    except Exception:  # noqa: BLE001  a failure that does not decode still leaves the rest of the line
+        why = "its failure could not be read"
+    try:
+        kind = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+    except ValueError:
+        kind = f"cause {attrs.cause}"
     return (
         f"{what} {description.id} cannot answer: its workflow task fails at every attempt ({attempts} so far; last "
-        f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}: {kind}: "
-        f"{str(error)[:300]}); the workers' logs say more, `{record}` shows its record"
+        f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}: {kind}: {why}); "
+        f"the workers' logs say more, `{record}` shows its record"
     )

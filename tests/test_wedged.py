@@ -25,7 +25,8 @@ class Broken:
     """The workflow as a bad deployment would run it: its code fails before it does anything."""
 
     async def run(self, *_: object) -> None:
-        raise RuntimeError("the deployed code is broken: no attribute 'window'")
+        # What a task failure says is anyone's text (namespace access can fail a task): escapes too.
+        raise RuntimeError("the deployed code is broken:\x1b[2J\x1b[31m no attribute\n'window'")
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -84,6 +85,7 @@ async def test_status_of_a_wedged_workflow_says_its_task_fails_and_why(
     text = err.decode()
     assert proc.returncode == 1, (out, text)
     assert len(text.strip().splitlines()) == 1, text  # one line, no traceback
+    assert "\x1b" not in text, text  # no terminal escape reaches the operator's screen
     assert f"{what} {review_id} cannot answer: its workflow task fails at every attempt" in text, text
     assert "RuntimeError: the deployed code is broken" in text, text  # the cause, decoded
     assert f"`{record} {review_id}` shows its record" in text, text
