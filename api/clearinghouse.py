@@ -267,7 +267,7 @@ async def case_status(client: Client, case_id: str) -> CaseState:
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise UnknownCase(f"case {case_id} ended abnormally: {description.status.name}")
     return await query_running(
-        client, description, CASE_STATUS_QUERY, CaseState, "case", f"temporal workflow show -w {case_id}"
+        client, description, CASE_STATUS_QUERY, CaseState, "case", f"frontier-review audit {case_id}"
     )
 
 

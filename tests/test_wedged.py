@@ -50,7 +50,7 @@ BROKEN = {WORKFLOW_TYPE: BrokenReview, CASE_WORKFLOW: BrokenCase}
     ("workflow_type", "prefix", "command", "what", "record"),
     [
         (WORKFLOW_TYPE, "review-", ["status"], "review", "frontier-review audit"),
-        (CASE_WORKFLOW, "case-", ["vuln", "status"], "case", "temporal workflow show -w"),
+        (CASE_WORKFLOW, "case-", ["vuln", "status"], "case", "frontier-review audit"),
     ],
 )
 async def test_status_of_a_wedged_workflow_says_its_task_fails_and_why(
