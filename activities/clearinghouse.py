@@ -24,7 +24,7 @@ from api.errors import ReviewError, Unavailable
 from api.server import describe_or_none
 from domain.agencies import Agency
 from domain.attestation import Attested, ResultSigner
-from domain.case import Notice, NoticeReceipt, Triage, Validation
+from domain.case import Notice, NoticeReceipt, Triage, Validation, triage_of, validation_of
 from domain.clearinghouse import (
     CASE_WORKFLOW,
     CLEARINGHOUSE_ID,
@@ -49,7 +49,7 @@ from domain.policy import Policy
 from domain.review import SUBMIT_FINDING
 from domain.sectors import CRITICAL_INFRASTRUCTURE, Sector
 from domain.signatures import Signer, signature_problem
-from domain.vulnerability import TREASURY, VulnerabilityReport, cvss_score, priority
+from domain.vulnerability import TREASURY, VulnerabilityReport
 from infra.keys import KeyDirectory, KeyProblem
 
 OUTBOX_SCHEMA = """
@@ -162,30 +162,16 @@ class ClearinghouseDesk:
 
     @activity.defn(name=VALIDATE_REPORT)
     def validate_report(self, report: VulnerabilityReport) -> Validation:
-        score = cvss_score(report.cvss_vector)
-        if score.base_score == 0.0:
-            result = Validation(
-                valid=False, reason=f"CVSS base score 0.0 ({score.vector}): the vector describes no impact"
-            )
-        else:
-            result = Validation(valid=True, reason=f"CVSS {score.version} vector scores {score.base_score}")
+        result = validation_of(report)
         # No reason or score in the log: they describe an embargoed vulnerability.
         activity.logger.info("report validated")
         return result
 
     @activity.defn(name=TRIAGE_CASE)
     def triage_case(self, report: VulnerabilityReport) -> Triage:
-        score = cvss_score(report.cvss_vector)
-        rank = priority(score.rating, report.sectors, report.exploited)
+        result = triage_of(report)
         activity.logger.info("case triaged")
-        return Triage(
-            cvss_version=score.version,
-            cvss_vector=score.vector,
-            base_score=score.base_score,
-            severity=score.rating,
-            priority=rank,
-            critical_sectors=report.critical_sectors,
-        )
+        return result
 
     @activity.defn(name=NOTIFY_VENDOR)
     def notify_vendor(self, notice: Notice) -> NoticeReceipt:

@@ -29,7 +29,7 @@ from api.clearinghouse_squatter import LOOK_AFTER, hand_in_again
 from api.errors import Rejected, ReviewError, Unavailable
 from api.idempotency import keyed
 from api.sending import TRANSIENT_REFUSALS, Recipient, deliver, refresh_keys
-from api.server import describe_or_none, transient
+from api.server import describe_or_none, query_running, transient
 from domain import search_attributes as sa
 from domain.case import CaseState, CaseStatus, ExploitationObserved, ExtensionRequest, FixReady, PatchDeployed
 from domain.clearinghouse import (
@@ -266,7 +266,9 @@ async def case_status(client: Client, case_id: str) -> CaseState:
         return await handle.result()
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise UnknownCase(f"case {case_id} ended abnormally: {description.status.name}")
-    return await handle.query(CASE_STATUS_QUERY, result_type=CaseState)
+    return await query_running(
+        client, description, CASE_STATUS_QUERY, CaseState, "case", f"frontier-review audit {case_id}"
+    )
 
 
 async def clearinghouse_status(client: Client) -> ClearinghouseState:

@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from api.errors import DuplicateDisclosure, Rejected, UnknownReview
 from api.idempotency import check_message_id
 from api.sending import OUR_REFUSALS, Recipient, deliver
-from api.server import describe_or_none
+from api.server import describe_or_none, query_running
 from api.waiting import StillWaiting, until
 from domain import search_attributes as sa
 from domain.agencies import REVIEW_TASK_QUEUE
@@ -302,7 +302,11 @@ async def status(client: Client, review_id: str, *, with_earlier_runs: bool = Fa
             f"review {review_id} ended without an outcome: {description.status.name if description.status else '?'} "
             f"(run {description.run_id}; `frontier-review audit {review_id}` shows its record)"
         )
-    return (await handle.query(STATUS_QUERY, result_type=ReviewStatus)).model_copy(update=run)
+    return (
+        await query_running(
+            client, description, STATUS_QUERY, ReviewStatus, "review", f"frontier-review audit {review_id}"
+        )
+    ).model_copy(update=run)
 
 
 async def list_reviews(

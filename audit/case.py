@@ -42,6 +42,8 @@ from domain.case import (
     PatchDeployed,
     Triage,
     Validation,
+    triage_of,
+    validation_of,
 )
 from domain.clearinghouse import (
     ATTESTED_KEYRING,
@@ -157,6 +159,8 @@ class CaseInterpreter(Interpreter):
         started = history.events[0]
         case = _model(CaseInput, _first(started))
         intake: VulnerabilityIntake | None = case.intake if case else None
+        self.report = intake.report if intake else None
+        self.assessed: list[Event] = []  # Treasury's validation and triage, as completed
         self.rec = CaseRecord(
             case_id=case.case_id if case else history.workflow_id,
             reporter=intake.sender if intake else "",
@@ -198,6 +202,8 @@ class CaseInterpreter(Interpreter):
             self._completed(e)
 
     def _completed(self, e: Event) -> None:
+        if e.name in (VALIDATE_REPORT, TRIAGE_CASE):
+            self.assessed.append(e)
         if e.name == LOAD_PUBLIC_KEYS:
             keyring = self._keyring(e)
             if keyring is not None:
@@ -322,7 +328,10 @@ class CaseInterpreter(Interpreter):
     # -- the checks
 
     def checks(self, record: BaseModel | None) -> list[AuditCheck]:
-        rules = (self._replays, self._reporter, self._reasons, self._notices_once, self._embargo, self._signatures)
+        rules = (
+            self._replays, self._reporter, self._reasons, self._notices_once, self._embargo, self._signatures,
+            self._assessed,
+        )  # fmt: skip
         return [check for rule in rules if (check := rule())]
 
     def _replays(self) -> AuditCheck | None:
@@ -397,6 +406,29 @@ class CaseInterpreter(Interpreter):
             ok=not self.unverified,
             detail=("; ".join(self.unverified) or f"{len(self.keyring)} parties' keys in the history") + refused,
         )
+
+    def _assessed(self) -> AuditCheck | None:
+        """Validation and triage are unsigned results (local activities since `case-local-activities`),
+        so someone holding the payload key could alter them in an exported history; both are pure
+        functions of the report that opened the case, so they are recomputed here."""
+        if self.report is None or not (self.assessed or (self.rec.state and self.rec.state.triage)):
+            return None
+        name = "the validation and triage are what the case's report scores (recomputed here)"
+        try:
+            validation, triage = validation_of(self.report), triage_of(self.report)
+        except ValueError as e:
+            return AuditCheck(name=name, ok=False, detail=f"the case's report does not score: {e}")
+        expected: dict[str, BaseModel] = {VALIDATE_REPORT: validation, TRIAGE_CASE: triage}
+        wrong = [
+            f"event {e.id} ({e.name})"
+            for e in self.assessed
+            if _model(type(expected[e.name]), _first(e)) != expected[e.name]
+        ]
+        state = self.rec.state
+        if state is not None and state.triage is not None and state.triage != triage:
+            wrong.append(f"the case's record ({self.rec.read_from})")
+        detail = f"CVSS {triage.cvss_version} {triage.base_score} ({triage.severity.value}), {triage.priority.name}"
+        return AuditCheck(name=name, ok=not wrong, detail=detail if not wrong else "differs: " + "; ".join(wrong))
 
 
 def _deployed(m: PatchDeployed) -> str:

@@ -18,7 +18,15 @@ from domain.clearinghouse import VulnerabilityIntake
 from domain.messages import Message, Text
 from domain.policy import ClearinghousePolicy
 from domain.sectors import Sector
-from domain.vulnerability import TREASURY, CvssRating, Priority, VulnerabilityReport, priority, priority_reason
+from domain.vulnerability import (
+    TREASURY,
+    CvssRating,
+    Priority,
+    VulnerabilityReport,
+    cvss_score,
+    priority,
+    priority_reason,
+)
 
 # What a case writes into its history (its input, results, messages, state) is read back by every
 # later replay and audit: a field a later version drops is ignored there, never an error. Input
@@ -97,6 +105,29 @@ class Triage(BaseModel):
     severity: CvssRating
     priority: Priority
     critical_sectors: list[Sector]
+
+
+def validation_of(report: VulnerabilityReport) -> Validation:
+    """Treasury's validation of a report: what its CVSS vector scores. A pure function of the report,
+    so the audit recomputes it (a doctored result in an exported history does not match)."""
+    score = cvss_score(report.cvss_vector)
+    if score.base_score == 0.0:
+        return Validation(valid=False, reason=f"CVSS base score 0.0 ({score.vector}): the vector describes no impact")
+    return Validation(valid=True, reason=f"CVSS {score.version} vector scores {score.base_score}")
+
+
+def triage_of(report: VulnerabilityReport) -> Triage:
+    """Treasury's triage of a report: its CVSS score and rating, and the priority they and the
+    sectors give it. Pure, as `validation_of`, for the same reason."""
+    score = cvss_score(report.cvss_vector)
+    return Triage(
+        cvss_version=score.version,
+        cvss_vector=score.vector,
+        base_score=score.base_score,
+        severity=score.rating,
+        priority=priority(score.rating, report.sectors, report.exploited),
+        critical_sectors=report.critical_sectors,
+    )
 
 
 class NoticeKind(StrEnum):

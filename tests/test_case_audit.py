@@ -222,3 +222,26 @@ async def test_an_open_case_is_audited_by_another_process_with_its_own_anchors(c
     assert r.returncode == 0, r.stderr
     checks = {check["name"]: check for check in json.loads(r.stdout)["checks"]}
     assert checks["the history replays with the case's own code"]["ok"], checks
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_doctored_triage_fails_its_check(version: str) -> None:
+    """Validation and triage are unsigned results (a local activity's marker since
+    `case-local-activities`): someone holding the payload key could make a critical vulnerability
+    read as low in an exported history, its record to match. The audit recomputes both from the
+    report that opened the case."""
+    with recording_anchors(VERSIONS[version]):
+        genuine = audited(await decoded("case-closed", version))
+        history = await decoded("case-closed", version)
+        triage = next(e for e in history.events if e.completes_activity and e.name == "triage_case")
+        low = {**triage.values[0], "base_score": 3.1, "severity": "low"}
+        history.events[history.events.index(triage)] = dataclasses.replace(triage, values=[low])
+        result = history.events[-1]
+        state = {**result.values[0], "triage": low}
+        history.events[-1] = dataclasses.replace(result, values=[state])
+        trail = audited(history)
+    check = "the validation and triage are what the case's report scores (recomputed here)"
+    assert check in [c.name for c in genuine.checks] and check not in failed(genuine)
+    assert failed(trail) == [check]
+    detail = next(c.detail for c in trail.checks if c.name == check)
+    assert f"event {triage.id} (triage_case)" in detail and "the case's record" in detail, detail
