@@ -98,18 +98,27 @@ async def _why_not_answering(
     attempts = description.raw_description.pending_workflow_task.attempt - 1
     attrs = failed.workflow_task_failed_event_attributes
     try:
-        # Anyone with namespace access can fail a task with a text of their own: it is shown as
-        # printable characters only (no terminal escapes, no line breaks), and cut short.
-        error = str(await client.data_converter.decode_failure(attrs.failure))
-        why = "".join(c if c.isprintable() else " " for c in error[:MAX_FAILURE_SHOWN])
+        why = printable(str(await client.data_converter.decode_failure(attrs.failure)))
     except Exception:  # noqa: BLE001  a failure that does not decode still leaves the rest of the line
         why = "its failure could not be read"
-    try:
-        kind = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
-    except ValueError:
-        kind = f"cause {attrs.cause}"
+    kind = task_failure_cause(attrs.cause)
     return (
         f"{what} {description.id} cannot answer: its workflow task fails at every attempt ({attempts} so far; last "
         f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}: {kind}: {why}); "
         f"the workers' logs say more, `{record}` shows its record"
     )
+
+
+def printable(text: str) -> str:
+    """A failure's text as shown to an operator or auditor: anyone with namespace access can fail a
+    task with a text of their own, so it is cut short and each control character (a terminal
+    escape, a line break) becomes a space."""
+    return "".join(c if c.isprintable() else " " for c in text[:MAX_FAILURE_SHOWN])
+
+
+def task_failure_cause(cause: int) -> str:
+    """A WorkflowTaskFailedCause by its name (`WORKFLOW_WORKER_UNHANDLED_FAILURE`), or its number."""
+    try:
+        return WorkflowTaskFailedCause.Name(cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+    except ValueError:
+        return f"cause {cause}"

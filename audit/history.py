@@ -28,6 +28,7 @@ from temporalio.converter import (
     decode_typed_search_attributes,
 )
 
+from api.server import printable, task_failure_cause
 from domain.attestation import is_refused
 from domain.inputs import Refused, decode_utf8, read_file
 
@@ -368,11 +369,16 @@ class _EventReader:
                 "text": f"cancel requested (ignored by a review){why}"}  # fmt: skip
 
     async def _task_failed(self, attrs: Any, _: str) -> dict[str, Any]:
-        """Only a reset shows: `temporal workflow reset` marks its point with a failed workflow task."""
-        if attrs.cause != RESET_CAUSE:
-            return {}
-        text = f"history RESET to this point (new run {attrs.new_run_id}): {attrs.failure.message}"
-        return {"identity": attrs.identity, "kind": "workflow", "actor": attrs.identity or "someone", "text": text}
+        """A reset (`temporal workflow reset` marks its point with a failed workflow task), or a task
+        the workers could not complete: its cause and failure, decoded, in printable characters (a
+        task's failure text is whatever the party that failed it wrote)."""
+        if attrs.cause == RESET_CAUSE:
+            text = f"history RESET to this point (new run {attrs.new_run_id}): {attrs.failure.message}"
+            return {"identity": attrs.identity, "kind": "workflow", "actor": attrs.identity or "someone", "text": text}
+        failure = printable(await self.decoder.failure(attrs.failure))
+        cause = task_failure_cause(attrs.cause)
+        return {"identity": attrs.identity, "kind": "workflow", "actor": attrs.identity or "worker", "failure": failure,
+                "text": f"workflow task FAILED ({cause}): {failure}"}  # fmt: skip
 
     async def _marker(self, attrs: Any, _: str) -> dict[str, Any]:
         if attrs.marker_name != LOCAL_ACTIVITY:

@@ -88,6 +88,8 @@ class Interpreter:
                 else f"events {undecodable} could not be decoded (wrong key or converter?)",
             )
         )
+        if history.closed is None:
+            checks.append(_not_stuck(history))
         closed = history.closed
         return AuditTrail(
             workflow_id=history.workflow_id,
@@ -208,3 +210,17 @@ def register(interpreter: type[Interpreter]) -> type[Interpreter]:
 
 def interpreter_for(workflow_type: str) -> Interpreter:
     return INTERPRETERS.get(workflow_type, Interpreter)()
+
+
+TASK_ENDINGS = ("WORKFLOW_TASK_COMPLETED", "WORKFLOW_TASK_FAILED", "WORKFLOW_TASK_TIMED_OUT")
+
+
+def _not_stuck(history: DecodedHistory) -> AuditCheck:
+    """An open run whose last workflow task failed (not a reset's mark) is retried by the server,
+    failing the same way until its workers are mended: nothing it would do next has happened."""
+    name = "the open run is not stuck (its last workflow task did not fail)"
+    last = next((e for e in reversed(history.events) if e.type in TASK_ENDINGS), None)
+    if last is None or last.type != "WORKFLOW_TASK_FAILED" or last.failure is None:
+        return AuditCheck(name=name, ok=True, detail="its last workflow task did not fail")
+    detail = f"event {last.id}: {last.text}; the server retries it, failing alike until the workers are mended"
+    return AuditCheck(name=name, ok=False, detail=detail)

@@ -5,6 +5,7 @@ It now says what the server knows: how often its task has failed, when last, and
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
@@ -71,21 +72,32 @@ async def test_status_of_a_wedged_workflow_says_its_task_fails_and_why(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the workflow task never failed")
-        proc = await asyncio.create_subprocess_exec(
-            CLI, *command, review_id, "--address", isolated.service_client.config.target_host,
-            "--namespace", ISOLATED_NAMESPACE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={
-                "PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent",
-                "FRONTIER_REVIEW_KEYS_DIR": os.environ["FRONTIER_REVIEW_KEYS_DIR"],
-            },
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        address = isolated.service_client.config.target_host
+        code, out, text = await run(*command, review_id, "--address", address, "--namespace", ISOLATED_NAMESPACE)
+        # What its record says: the audit, read from the server, names the stuck task.
+        audit = await run("audit", review_id, "--json", "--address", address, "--namespace", ISOLATED_NAMESPACE)
     await handle.terminate("test over")
-    text = err.decode()
-    assert proc.returncode == 1, (out, text)
+    assert code == 1, (out, text)
     assert len(text.strip().splitlines()) == 1, text  # one line, no traceback
     assert "\x1b" not in text, text  # no terminal escape reaches the operator's screen
     assert f"{what} {review_id} cannot answer: its workflow task fails at every attempt" in text, text
     assert "RuntimeError: the deployed code is broken" in text, text  # the cause, decoded
     assert f"`{record} {review_id}` shows its record" in text, text
+    checks = {c["name"]: c for c in json.loads(audit[1])["checks"]}
+    stuck = checks["the open run is not stuck (its last workflow task did not fail)"]
+    assert not stuck["ok"], stuck
+    assert "workflow task FAILED (WORKFLOW_WORKER_UNHANDLED_FAILURE): RuntimeError: the deployed" in stuck["detail"]
+    assert "\x1b" not in audit[1] and "\\u001b" not in audit[1], "no terminal escape in the trail either"
+
+
+async def run(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={
+            "PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent",
+            "FRONTIER_REVIEW_KEYS_DIR": os.environ["FRONTIER_REVIEW_KEYS_DIR"],
+        },
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
