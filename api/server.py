@@ -16,6 +16,7 @@ T = TypeVar("T")
 # for stuck (the SDK's default would hold the command for its 30-s RPC deadline first).
 STUCK_QUERY_SECONDS = 5
 MAX_FAILURE_SHOWN = 300
+MAX_IDENTITY_SHOWN = 100
 TASK_ENDINGS = (
     EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
@@ -101,15 +102,22 @@ async def _why_not_answering(
         # Anyone with namespace access can fail a task with a text of their own: it is shown as
         # printable characters only (no terminal escapes, no line breaks), and cut short.
         error = str(await client.data_converter.decode_failure(attrs.failure))
-        why = "".join(c if c.isprintable() else " " for c in error[:MAX_FAILURE_SHOWN])
+        why = _printable(error[:MAX_FAILURE_SHOWN])
     except Exception:  # noqa: BLE001  a failure that does not decode still leaves the rest of the line
         why = "its failure could not be read"
     try:
         kind = WorkflowTaskFailedCause.Name(attrs.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
     except ValueError:
         kind = f"cause {attrs.cause}"
+    # Who failed it, as they named themselves: a stranger polling the queue can fail a healthy
+    # workflow's task too, and this tells their word from the operator's own workers'.
+    by = _printable(attrs.identity[:MAX_IDENTITY_SHOWN]) or "an unnamed worker"
     return (
         f"{what} {description.id} cannot answer: its workflow task fails at every attempt ({attempts} so far; last "
-        f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}: {kind}: {why}); "
+        f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}, by {by}: {kind}: {why}); "
         f"the workers' logs say more, `{record}` shows its record"
     )
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)
