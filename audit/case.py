@@ -425,7 +425,10 @@ class CaseInterpreter(Interpreter):
         signed = signature_problem(
             self.first_keyring or {}, CLEARINGHOUSE_ID, REPORT_VULNERABILITY, self.intake, target="clearinghouse"
         )
-        if signed:
+        # A continued run's report was checked by the run that opened the case, with that run's
+        # keyring: its reporter's key may be gone since (a partner suspended), which is no fault.
+        gone = bool(self.rec.continued_from) and self.intake.sender not in (self.first_keyring or {})
+        if signed and not gone:
             return AuditCheck(
                 name=name, ok=False, detail=f"the report in its start input is not its reporter's: {signed}"
             )
@@ -447,6 +450,8 @@ class CaseInterpreter(Interpreter):
             wrong.append(f"the case's record ({self.rec.read_from})")
         triage = triages[0]
         detail = f"CVSS {triage.cvss_version} {triage.base_score} ({triage.severity.value})"
+        if gone:
+            detail += f"; {self.intake.sender} has no key in this run's keyring (the run that opened the case checked)"
         return AuditCheck(name=name, ok=not wrong, detail=detail if not wrong else "differs: " + "; ".join(wrong))
 
     def _triages(self) -> list[Triage]:

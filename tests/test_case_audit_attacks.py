@@ -113,3 +113,16 @@ async def test_genuine_cases_of_every_kind_pass_the_recomputation(client: Client
         assert CHECK in {ch.name for ch in trail.checks}, c.case_id
         assert failed(trail) == [], (c.case_id, [(ch.name, ch.detail) for ch in trail.checks if not ch.ok])
     assert four.triage is not None and four.triage.cvss_version == "4.0"
+
+
+async def test_a_continued_case_whose_reporter_has_no_key_any_more_passes() -> None:
+    """A partner suspended during a long embargo has no key in the keyring a later run loads: the
+    report was checked by the run that opened the case; the continued run's audit says so, and holds."""
+    history = await decoded("case-open-continued")  # the first version: its keyring is the plain one
+    load = next(e for e in history.events if e.completes_activity and e.name == "load_public_keys")
+    reporter = history.events[0].values[0]["intake"]["sender"]
+    keyring = {party: key for party, key in load.values[0].items() if party != reporter}
+    history.events[history.events.index(load)] = dataclasses.replace(load, values=[keyring])
+    trail = audited(history)
+    assert failed(trail) == [], [(c.name, c.detail) for c in trail.checks if not c.ok]
+    assert f"{reporter} has no key in this run's keyring" in next(c.detail for c in trail.checks if c.name == CHECK)
