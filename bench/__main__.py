@@ -3,12 +3,18 @@
     .venv/bin/python -m bench                      # 3 x 200 reviews per path, 200 reports each kind
     .venv/bin/python -m bench --smoke              # a handful of each: checks that it all runs
     .venv/bin/python -m bench --parked 1000 --repeat 0 --reports 0   # only the parked-at-scale run
+    .venv/bin/python -m bench --with-bare-codec    # a third side: bare with the project's codec
 
 One embedded dev server (in-memory SQLite) and two worker processes started here: the project's
 own `worker.py` (every queue, as operators run it) and the bare worker (`bench/bare.py`). The
-driver (this process) runs the phases interleaved, bare and project alternating which goes first,
-and reads each process's CPU time and memory from /proc around every phase. See bench/table.py
-for what each column means.
+driver (this process) runs the phases interleaved, the sides taking turns at going first, and
+reads each process's CPU time and memory from /proc around every phase. See bench/table.py for
+what each column means.
+
+`--with-bare-codec` adds a third worker process and side, `bare+codec`: the bare workflows with
+the project's payload codec (AES-GCM + zlib) on the default converter, under their own queues and
+ids. bare+codec / bare is what the codec alone costs; the table also gives its share of the gap
+project - bare.
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ from pathlib import Path
 from temporalio.client import Client
 
 from bench import table
+from bench.bare import SEALED, sealed_converter
 from bench.drivers import BareSide, Outcome, ProjectSide, history
 from bench.proc import loadavg, usage
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 HISTORY_SAMPLE = 5
 BASELINE_NAMESPACE = "baseline"
+BARE_CODEC = "bare+codec"
+# The order the sides take turns in (those of the run); each repetition starts one further on.
+SIDES = ("bare", BARE_CODEC, "baseline", "project")
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +74,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--max-cached-workflows", type=int, default=None, help="both workers' workflow cache (default: worker.py's)"
+    )
+    p.add_argument(
+        "--with-bare-codec",
+        action="store_true",
+        help=f"a third side, {BARE_CODEC!r}: the bare workflows with the project's payload codec (what it alone costs)",
     )
     p.add_argument("--smoke", action="store_true", help="a handful of everything, once (the test suite runs this)")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
@@ -270,6 +285,13 @@ async def run(args: argparse.Namespace) -> dict:
         )
         processes = {"bare": bare_worker, "project": project_worker}
         clients = {"project": server.client}
+        if args.with_bare_codec:
+            processes[BARE_CODEC] = start_worker(
+                [sys.executable, "-m", "bench.bare", "--address", address, "--codec", *cache],
+                env,
+                tmp_dir / "bare-codec-worker.log",
+            )
+            clients[BARE_CODEC] = await Client.connect(address, data_converter=sealed_converter(keys.payload_keyring()))
         if args.baseline:
             baseline = args.baseline.resolve()
             processes["baseline"] = start_worker(
@@ -284,13 +306,17 @@ async def run(args: argparse.Namespace) -> dict:
             )
         try:
             clients["bare"] = await Client.connect(address)
-            sides = {name: ProjectSide(client) for name, client in clients.items() if name != "bare"}
+            sides = {name: ProjectSide(client) for name, client in clients.items() if name not in ("bare", BARE_CODEC)}
             sides["bare"] = BareSide(clients["bare"])
+            if args.with_bare_codec:
+                sides[BARE_CODEC] = BareSide(clients[BARE_CODEC], names=SEALED)
             bench = Bench(server.process.pid, {name: p.pid for name, p in processes.items()}, sides, clients)
             await warm_up(sides, with_reports=args.reports > 0 or args.parked_cases > 0)
             for rep in range(args.repeat):
-                order = [name for name in ("bare", "baseline", "project") if name in sides]
-                order = order if rep % 2 == 0 else order[::-1]
+                order = [name for name in SIDES if name in sides]
+                # Rotated, so each side goes first, in the middle and last in turn (two sides alternate).
+                turn = rep % len(order)
+                order = order[turn:] + order[:turn]
                 await bench.reviews(rep, order, args.reviews, args.concurrency)
                 if args.reports:
                     await bench.intake(rep, order, args.reports, args.report_concurrency)

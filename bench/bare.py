@@ -11,6 +11,13 @@ against a finding and a conclusion (updates); then vetting and a grant for each 
 fingerprint, starting a `BareCase` per new vulnerability (abandoned child) and signalling
 the case on a duplicate; continue-as-new after as many reports as the project's run holds.
 `BareCase`: validation, triage and the vendor notice, then parked until its embargo ends.
+
+    .venv/bin/python -m bench.bare --address 127.0.0.1:7233 --codec   # the bare+codec worker
+
+With `--codec` the same workflows run with the project's payload codec (infra/codec.py: AES-GCM
+and zlib) on the default payload converter, and nothing else of the project: what the codec alone
+costs. That side lives under its own prefix (CODEC_PREFIX: queues, workflow ids), never on the
+plain side's queues: the codec refuses the unsealed payloads the plain side writes.
 """
 
 from __future__ import annotations
@@ -25,17 +32,57 @@ from datetime import timedelta
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
-PREFIX = "bare-"
+PREFIX = "bare-"  # the plain bare side's queues and ids
+CODEC_PREFIX = "barec-"  # the bare+codec side's
 BODIES = ("whitehouse", "dod", "dhs", "commerce", "treasury")
-NSA_QUEUE = f"{PREFIX}nsa"
-REVIEW_QUEUE = f"{PREFIX}review"
-CLEARINGHOUSE_QUEUE = f"{PREFIX}clearinghouse"
-CLEARINGHOUSE_ID = f"{PREFIX}clearinghouse"
 RUN_IS_FULL = "RunIsFull"
 REPORTS_PER_RUN = 1000  # as policies/*.toml's reports_per_run
+
+
+@dataclass(frozen=True)
+class Names:
+    """A bare side's task queues and workflow ids, all under one prefix. A workflow finds its side's
+    from the queue it runs on (`of_queue`), so its input and history are the same whatever the side."""
+
+    prefix: str = PREFIX
+
+    def body_queue(self, body: str) -> str:
+        return f"{self.prefix}{body}"
+
+    @property
+    def nsa_queue(self) -> str:
+        return f"{self.prefix}nsa"
+
+    @property
+    def review_queue(self) -> str:
+        return f"{self.prefix}review"
+
+    @property
+    def clearinghouse_queue(self) -> str:
+        return f"{self.prefix}clearinghouse"
+
+    @property
+    def clearinghouse_id(self) -> str:
+        return f"{self.prefix}clearinghouse"
+
+    def review_id(self, unique: str) -> str:
+        return f"{self.prefix}review-{unique}"
+
+    def case_id(self, fingerprint: str) -> str:
+        return f"{self.prefix}case-{fingerprint[:16]}"
+
+    @classmethod
+    def of_queue(cls, task_queue: str, role: str) -> Names:
+        """The names of the side whose `role` queue ("review", "clearinghouse") is `task_queue`."""
+        return cls(task_queue.removesuffix(role))
+
+
+PLAIN = Names(PREFIX)
+SEALED = Names(CODEC_PREFIX)
 
 
 @dataclass
@@ -97,13 +144,14 @@ class BareReview:
 
     @workflow.run
     async def run(self, review: BareInput) -> dict:
+        names = Names.of_queue(workflow.info().task_queue, "review")
         self.stage = "STANDARDS_CHECK"
         await asyncio.gather(
             *(
                 workflow.execute_activity(
                     check_standard,
                     review.review_id,
-                    task_queue=f"{PREFIX}{b}",
+                    task_queue=names.body_queue(b),
                     start_to_close_timeout=timedelta(seconds=30),
                 )
                 for b in BODIES
@@ -111,7 +159,7 @@ class BareReview:
         )
         self.stage = "AWAITING_DETERMINATION"
         briefing = workflow.start_activity(
-            brief_nsa, review.review_id, task_queue=NSA_QUEUE, start_to_close_timeout=timedelta(seconds=30)
+            brief_nsa, review.review_id, task_queue=names.nsa_queue, start_to_close_timeout=timedelta(seconds=30)
         )
         try:
             await workflow.wait_condition(
@@ -221,7 +269,7 @@ class BareClearinghouse:
     async def report_vulnerability(self, report: dict) -> dict:
         self.this_run += 1
         self.state.reports += 1
-        case_id = f"{PREFIX}case-{report['fingerprint'][:16]}"
+        case_id = Names.of_queue(workflow.info().task_queue, "clearinghouse").case_id(report["fingerprint"])
         opened = False
         if case_id not in self.known:
             try:
@@ -246,14 +294,14 @@ class BareClearinghouse:
             raise ApplicationError("continuing as new; send again", type=RUN_IS_FULL)
 
 
-def bare_workers(client: Client, max_cached_workflows: int = 1000) -> list[Worker]:
+def bare_workers(client: Client, max_cached_workflows: int = 1000, names: Names = PLAIN) -> list[Worker]:
     """One worker per queue, as the project's worker.py runs them (cache: the SDK's default)."""
-    workers = [Worker(client, task_queue=f"{PREFIX}{b}", activities=[check_standard]) for b in BODIES]
-    workers.append(Worker(client, task_queue=NSA_QUEUE, activities=[brief_nsa]))
+    workers = [Worker(client, task_queue=names.body_queue(b), activities=[check_standard]) for b in BODIES]
+    workers.append(Worker(client, task_queue=names.nsa_queue, activities=[brief_nsa]))
     workers.append(
         Worker(
             client,
-            task_queue=REVIEW_QUEUE,
+            task_queue=names.review_queue,
             workflows=[BareReview],
             activities=[vet_partner, grant_access],
             max_cached_workflows=max_cached_workflows,
@@ -262,7 +310,7 @@ def bare_workers(client: Client, max_cached_workflows: int = 1000) -> list[Worke
     workers.append(
         Worker(
             client,
-            task_queue=CLEARINGHOUSE_QUEUE,
+            task_queue=names.clearinghouse_queue,
             workflows=[BareClearinghouse, BareCase],
             activities=[case_step],
             max_cached_workflows=max_cached_workflows,
@@ -271,13 +319,29 @@ def bare_workers(client: Client, max_cached_workflows: int = 1000) -> list[Worke
     return workers
 
 
+def sealed_converter(keyring=None) -> DataConverter:
+    """The SDK's default converter with the project's payload codec, and nothing else of the
+    project (no pydantic, failures as the SDK encodes them). Without a keyring, the installation's
+    (FRONTIER_REVIEW_KEYS_DIR): the benchmark points every process at one development set.
+    Imported here, not at the top: the plain bare worker must not load the project."""
+    from infra.codec import EncryptionCodec
+    from infra.keys import KeyDirectory
+
+    return DataConverter(payload_codec=EncryptionCodec(keyring or KeyDirectory().payload_keyring()))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description="Run the bare workers (the benchmark starts this).")
     parser.add_argument("--address", required=True)
     parser.add_argument("--max-cached-workflows", type=int, default=1000)
+    parser.add_argument("--codec", action="store_true", help=f"the project's payload codec, under {CODEC_PREFIX!r}")
     args = parser.parse_args()
-    client = await Client.connect(args.address)
-    workers = bare_workers(client, args.max_cached_workflows)
+    if args.codec:
+        names, converter = SEALED, sealed_converter()
+    else:
+        names, converter = PLAIN, DataConverter.default
+    client = await Client.connect(args.address, data_converter=converter)
+    workers = bare_workers(client, args.max_cached_workflows, names)
     await asyncio.gather(*(w.run() for w in workers))
 
 

@@ -152,24 +152,32 @@ class ProjectSide:
 
 
 class BareSide:
-    """The same calls on bare Temporal: default converter, plain dicts."""
+    """The same calls on bare Temporal: plain dicts, the client's converter (the default one; the
+    bare+codec side's client adds the project's codec), under `names`' queues and ids."""
 
     name = "bare"
 
-    def __init__(self, client: Client, determination_deadline_s: float = 30, window_s: float = 30) -> None:
+    def __init__(
+        self,
+        client: Client,
+        determination_deadline_s: float = 30,
+        window_s: float = 30,
+        names: bare.Names = bare.PLAIN,
+    ) -> None:
         self.client = client
+        self.names = names
         self.deadline_s = determination_deadline_s
         self.window_s = window_s
         self._reports: dict[int, dict] = {}
 
     async def park(self) -> Outcome:
         start = time.perf_counter()
-        rid = f"bare-review-{uuid.uuid4().hex}"
+        rid = self.names.review_id(uuid.uuid4().hex)
         handle = await self.client.start_workflow(
             bare.BareReview.run,
             bare.BareInput(rid, ["openpatch"], self.deadline_s, self.window_s),
             id=rid,
-            task_queue=bare.REVIEW_QUEUE,
+            task_queue=self.names.review_queue,
         )
         await until(lambda: handle.query(bare.BareReview.status), lambda s: s["stage"] == "AWAITING_DETERMINATION")
         return Outcome(rid, time.perf_counter() - start)
@@ -204,8 +212,8 @@ class BareSide:
             operation = WithStartWorkflowOperation(
                 bare.BareClearinghouse.run,
                 bare.BareClearinghouseInput(embargo_s=embargo_s),
-                id=bare.CLEARINGHOUSE_ID,
-                task_queue=bare.CLEARINGHOUSE_QUEUE,
+                id=self.names.clearinghouse_id,
+                task_queue=self.names.clearinghouse_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
             try:

@@ -6,6 +6,10 @@ its sender waits for it (a report's receipt); `events` and `KB` of a sampled wor
 (encoded as stored); `worker ms` and `server ms` CPU time (user + system, from /proc) of the
 worker process and the dev server during the phase, per review; `load` the 1-minute load
 average when the phase ended (the machine may be shared).
+
+With a `bare+codec` side (`--with-bare-codec`), `codec share of project - bare` is
+(bare+codec - bare) / (project - bare) for each figure and repetition: the part of the project's
+extra cost that the payload codec alone accounts for (near 0: not the codec; near 1: all of it).
 """
 
 from __future__ import annotations
@@ -81,16 +85,24 @@ def _num(value: float | None, width: int, digits: int = 0) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
-HEADER = (
-    f"{'path':<30} {'side':<8} {'rep':>3} {'n':>5} {'fail':>4} {'per s':>6} {'e2e p50':>8} {'e2e p99':>8} "
-    f"{'upd p50':>8} {'upd p99':>8} {'events':>6} {'KB':>5} {'worker ms':>9} {'server ms':>9} {'RSS MB':>6}  load"
-)
+SIDE_WIDTH = 8  # wider only when a side's name is (bare+codec)
 
 
-def row(p: Phase) -> str:
+def header(side_width: int = SIDE_WIDTH) -> str:
+    return (
+        f"{'path':<30} {'side':<{side_width}} {'rep':>3} {'n':>5} {'fail':>4} {'per s':>6} {'e2e p50':>8} "
+        f"{'e2e p99':>8} {'upd p50':>8} {'upd p99':>8} {'events':>6} {'KB':>5} {'worker ms':>9} {'server ms':>9} "
+        f"{'RSS MB':>6}  load"
+    )
+
+
+HEADER = header()
+
+
+def row(p: Phase, side_width: int = SIDE_WIDTH) -> str:
     d = p.as_dict()
     return (
-        f"{p.path:<30} {p.side:<8} {p.rep:>3} {p.n:>5} {p.failed:>4} {_num(p.per_second, 6, 1)} "
+        f"{p.path:<30} {p.side:<{side_width}} {p.rep:>3} {p.n:>5} {p.failed:>4} {_num(p.per_second, 6, 1)} "
         f"{_num(d['e2e_p50_ms'], 8)} {_num(d['e2e_p99_ms'], 8)} "
         f"{_num(d['update_p50_ms'], 8)} {_num(d['update_p99_ms'], 8)} "
         f"{_num(p.events, 6)} {_num(p.history_bytes / 1024, 5, 1)} {_num(p.worker_ms, 9, 1)} "
@@ -130,25 +142,65 @@ def ratios(phases: list[Phase], side: str = "project", over: str = "bare") -> di
     return out
 
 
+# The figures whose gap the codec's share is given for: what a review costs.
+SHARED = ("time per review (1 / per s)", "worker CPU per review", "server CPU per review", "total CPU per review",
+          "history bytes")  # fmt: skip
+
+
+def codec_share(
+    phases: list[Phase], side: str = "project", codec: str = "bare+codec", over: str = "bare"
+) -> dict[str, dict[str, list[float]]]:
+    """(codec - over) / (side - over) per path and figure, one value per repetition in which all three
+    ran; none where the gap side - over is not positive (a share of nothing, or of a gain, says nothing)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    by_key = {(p.side, p.path, p.rep): p for p in phases}
+    for (name, path, rep), mine in by_key.items():
+        theirs, sealed = by_key.get((over, path, rep)), by_key.get((codec, path, rep))
+        if name != side or theirs is None or sealed is None:
+            continue
+        for label, figure in RATIOS:
+            if label not in SHARED:
+                continue
+            a, b, c = figure(mine), figure(theirs), figure(sealed)
+            if None not in (a, b, c) and a > b:
+                out.setdefault(path, {}).setdefault(label, []).append((c - b) / (a - b))
+    # Figures in RATIOS' order, whichever repetition had the first gap in each.
+    order = [label for label, _ in RATIOS]
+    return {path: dict(sorted(figures.items(), key=lambda kv: order.index(kv[0]))) for path, figures in out.items()}
+
+
 def spread(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
 
 
 def render(result: dict) -> str:
     phases = [Phase.from_dict(d) for d in result["phases"]]
+    width = max([SIDE_WIDTH, *(len(p.side) for p in phases)])
     lines = [
         f"{result['machine']}; {result['when']}; concurrency {result['concurrency']}",
         f"command: {result['command']}",
         "",
-        HEADER,
-        *(row(p) for p in sorted(phases, key=lambda p: (p.path, p.rep, p.side))),
+        header(width),
+        *(row(p, width) for p in sorted(phases, key=lambda p: (p.path, p.rep, p.side))),
         "",
     ]
     sides = {p.side for p in phases}
-    pairs = [("project", "bare"), ("baseline", "bare"), ("project", "baseline")]
+    pairs = [
+        ("project", "bare"),
+        ("bare+codec", "bare"),
+        ("project", "bare+codec"),
+        ("baseline", "bare"),
+        ("project", "baseline"),
+    ]
     for side, over in [(a, b) for a, b in pairs if {a, b} <= sides]:
         lines.append(f"{f'ratio {side} / {over}':<30} {'figure':<28} {'min / median / max':>20}")
         for path, figures in ratios(phases, side, over).items():
+            for label, values in figures.items():
+                lines.append(f"{path:<30} {label:<28} {spread(values):>20}")
+        lines.append("")
+    if {"project", "bare+codec", "bare"} <= sides:
+        lines.append(f"{'codec share of project - bare':<30} {'figure':<28} {'min / median / max':>20}")
+        for path, figures in codec_share(phases).items():
             for label, values in figures.items():
                 lines.append(f"{path:<30} {label:<28} {spread(values):>20}")
         lines.append("")

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.agency import AgencyClient
-from bench.table import Phase, percentile, ratios
+from bench.table import HEADER, Phase, codec_share, percentile, ratios, render
 from domain import search_attributes as sa
 from domain.policy import POLICY_DIR, load_policy
 from domain.status import ReviewStatus, Stage
@@ -27,6 +27,7 @@ from worker import WorkerConfig, build_workers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PATHS = ("review, not covered", "review, covered", "report, new case", "report, duplicate")
+SIDES = ("bare", "bare+codec", "project")
 
 
 def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -38,7 +39,8 @@ def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     out = tmp_path_factory.mktemp("bench") / "figures.json"
-    done = run("-m", "bench", "--smoke", "--json", str(out))
+    # With the third side (bare with the project's codec): about 2 s more than without.
+    done = run("-m", "bench", "--smoke", "--with-bare-codec", "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout, json.loads(out.read_text())
 
@@ -47,11 +49,14 @@ def test_smoke_run_prints_a_row_for_every_path_and_side(smoke: tuple[str, dict])
     table, figures = smoke
     rows = [line for line in table.splitlines() if line.startswith(PATHS)]
     for path in PATHS:
-        sides = {line[31:39].strip() for line in rows if line.startswith(path) and line[31:39].strip()}
-        assert {"bare", "project"} <= sides, (path, table)
-    assert "ratio project / bare" in table and "peak RSS" in table
+        # The path's column is 30 wide: the side comes next.
+        sides = {line[31:].split()[0] for line in rows if line.startswith(path) and line[31:].strip()}
+        assert set(SIDES) <= sides, (path, table)
+    for section in ("ratio project / bare", "ratio bare+codec / bare", "codec share of project - bare", "peak RSS"):
+        assert section in table, (section, table)
     phases = [Phase.from_dict(p) for p in figures["phases"]]
-    assert {(p.side, p.path) for p in phases} == {(s, path) for s in ("bare", "project") for path in PATHS}
+    assert {(p.side, p.path) for p in phases} == {(s, path) for s in SIDES for path in PATHS}
+    assert "bare+codec worker" in figures["peak_rss_mb"]
 
 
 def test_smoke_figures_are_counted_and_sane(smoke: tuple[str, dict]) -> None:
@@ -70,13 +75,19 @@ def test_smoke_figures_are_counted_and_sane(smoke: tuple[str, dict]) -> None:
         assert p.worker_cpu_s >= 0 and p.server_cpu_s >= 0, p
         assert 10 < p.worker_rss_mb < 4000
         assert "cores" in p.load
-    for side in ("bare", "project"):
+    for side in SIDES:
         mine = [p for p in figures["phases"] if p["side"] == side]
         assert sum(p["worker_cpu_s"] for p in mine) > 0 and sum(p["server_cpu_s"] for p in mine) > 0, side
     assert all(v > 10 for v in figures["peak_rss_mb"].values()), figures["peak_rss_mb"]
-    pairs = ratios([Phase.from_dict(d) for d in figures["phases"]])
-    assert set(pairs) == set(PATHS)
-    assert all(0 < r < 1000 for figures_ in pairs.values() for values in figures_.values() for r in values)
+    phases = [Phase.from_dict(d) for d in figures["phases"]]
+    for side, over in (("project", "bare"), ("bare+codec", "bare")):
+        pairs = ratios(phases, side, over)
+        assert set(pairs) == set(PATHS)
+        assert all(0 < r < 1000 for figures_ in pairs.values() for values in figures_.values() for r in values)
+    # The same workflows, sealed: every payload grows by the seal (nonce, tag, key id), so each event
+    # weighs more on the bare+codec side than on the plain one, on every path.
+    weight = {(p.side, p.path): p.history_bytes / p.events for p in phases}
+    assert all(weight["bare+codec", path] > weight["bare", path] for path in PATHS), weight
 
 
 def test_ratios_pair_the_same_repetition_only() -> None:
@@ -86,6 +97,85 @@ def test_ratios_pair_the_same_repetition_only() -> None:
     pairs = ratios([phase("bare", 0, 1.0), phase("project", 0, 2.0), phase("project", 1, 9.0)])
     assert pairs["review, covered"]["time per review (1 / per s)"] == [2.0]
     assert percentile([], 0.5) is None and percentile([3.0, 1.0, 2.0], 0.99) == 3.0
+
+
+def bench_phase(side: str, rep: int, worker_cpu_s: float, server_cpu_s: float = 1.0) -> Phase:
+    return Phase(side, "review, covered", rep, 10, 1.0, 0, [1.0] * 10, [0.5] * 10, worker_cpu_s, server_cpu_s,
+                 50, 9000, 100, "1.0 on 2 cores")  # fmt: skip
+
+
+def test_the_codec_share_is_of_the_gap_in_the_same_repetition() -> None:
+    phases = [
+        bench_phase("bare", 0, 1.0), bench_phase("bare+codec", 0, 1.5), bench_phase("project", 0, 3.0),
+        bench_phase("bare", 1, 1.0), bench_phase("bare+codec", 1, 1.0), bench_phase("project", 1, 5.0),
+        # A repetition without the codec's side, and one where the project cost no more: no share.
+        bench_phase("bare", 2, 1.0), bench_phase("project", 2, 9.0),
+        bench_phase("bare", 3, 2.0), bench_phase("bare+codec", 3, 3.0), bench_phase("project", 3, 2.0),
+    ]  # fmt: skip
+    shares = codec_share(phases)["review, covered"]
+    assert shares["worker CPU per review"] == [0.25, 0.0]  # (1.5 - 1) / (3 - 1); (1 - 1) / (5 - 1)
+    assert shares["total CPU per review"] == [0.5 / 2, 0.0]
+    assert "server CPU per review" not in shares  # the same on every side: no gap to share
+
+
+def test_without_the_codec_side_the_table_is_as_it_was() -> None:
+    """`--with-bare-codec` off: the header, the side column and the sections of before."""
+    phases = [bench_phase(side, rep, 1.0 + rep) for side in ("bare", "project") for rep in (0, 1)]
+    result = {"machine": "m", "when": "w", "concurrency": 1, "command": "c", "peak_rss_mb": {"bare worker": 90.0},
+              "phases": [p.as_dict() for p in phases]}  # fmt: skip
+    table = render(result).splitlines()
+    assert HEADER in table
+    rows = table[table.index(HEADER) + 1 : table.index("", table.index(HEADER))]
+    assert [line[31:39] for line in rows] == ["bare    ", "project ", "bare    ", "project "]
+    assert not [line for line in table if "codec" in line], table
+    result["phases"] += [bench_phase("bare+codec", 0, 1.2).as_dict()]
+    wide = render(result)
+    assert HEADER not in wide and "review, covered                bare+codec   0" in wide
+    assert "ratio bare+codec / bare" in wide and "codec share of project - bare" in wide
+
+
+async def test_the_bare_codec_side_seals_every_payload_on_queues_of_its_own(isolated: Client, keys) -> None:
+    """What bare+codec / bare measures: the same bare workflow, every payload sealed by the project's
+    codec, on queues and ids the plain bare side never uses (the codec refuses unsealed payloads)."""
+    from temporalio.api.common.v1 import Payload
+
+    from bench import bare
+    from bench.drivers import BareSide
+    from tests.conftest import running
+    from tests.test_security import payloads
+
+    target = isolated.service_client.config.target_host
+    plain = await Client.connect(target, namespace=isolated.namespace)
+    sealed = await Client.connect(target, namespace=isolated.namespace, data_converter=bare.sealed_converter())
+    workers = bare.bare_workers(plain, names=bare.PLAIN) + bare.bare_workers(sealed, names=bare.SEALED)
+    async with running(workers):
+        plain_review = await BareSide(plain, 5, 5).review(covered=False)
+        sealed_review = await BareSide(sealed, 5, 5, names=bare.SEALED).review(covered=False)
+
+    def payloads_and_queues(history) -> tuple[list[Payload], set[str]]:
+        queues = {
+            e.activity_task_scheduled_event_attributes.task_queue.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        }
+        return [p for e in history.events for p in payloads(e)], queues
+
+    plain_payloads, plain_queues = payloads_and_queues(
+        await plain.get_workflow_handle(plain_review.workflow_id).fetch_history()
+    )
+    sealed_payloads, sealed_queues = payloads_and_queues(
+        await sealed.get_workflow_handle(sealed_review.workflow_id).fetch_history()
+    )
+    assert plain_review.workflow_id.startswith("bare-review-") and sealed_review.workflow_id.startswith("barec-review-")
+    # The plain side's queues are the ones it always had.
+    assert plain_queues == {"bare-whitehouse", "bare-dod", "bare-dhs", "bare-commerce", "bare-treasury", "bare-nsa",
+                            "bare-review"}  # fmt: skip
+    assert sealed_queues == {q.replace("bare-", "barec-") for q in plain_queues}
+    assert len(sealed_payloads) >= 10 and len(plain_payloads) >= 10
+    assert {p.metadata["encoding"] for p in sealed_payloads} == {b"binary/encrypted"}
+    # All under the codec's compression threshold (the README says zlib never runs on this side).
+    assert not [p for p in sealed_payloads if "encryption-compression" in p.metadata]
+    assert b"binary/encrypted" not in {p.metadata["encoding"] for p in plain_payloads}
 
 
 @pytest.mark.parametrize(
