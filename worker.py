@@ -250,7 +250,7 @@ def clearinghouse_workers(client: Client, config: WorkerConfig) -> list[Worker]:
 
 # How long a stop waits for the workers (activities are cancelled at once: graceful_shutdown_timeout
 # is 0, so a stop normally takes about a second). An idle worker's shutdown was seen never to end
-# (2 of ~40 `up` stops under the suite's load, SDK 1.35 / server 1.32: every worker had begun
+# (3 in ~95 `up` stops under load, CI included; SDK 1.35 / server 1.32: every worker had begun
 # shutting down, one never finished); past this, the stop goes on without it. Nothing is lost:
 # a task the server handed to that worker is retried elsewhere when its timeout passes.
 STOP_PATIENCE_SECONDS = 15.0
