@@ -16,6 +16,7 @@ T = TypeVar("T")
 # for stuck (the SDK's default would hold the command for its 30-s RPC deadline first).
 STUCK_QUERY_SECONDS = 5
 MAX_FAILURE_SHOWN = 300
+MAX_IDENTITY_SHOWN = 100
 TASK_ENDINGS = (
     EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
@@ -102,18 +103,21 @@ async def _why_not_answering(
     except Exception:  # noqa: BLE001  a failure that does not decode still leaves the rest of the line
         why = "its failure could not be read"
     kind = task_failure_cause(attrs.cause)
+    # Who failed it, as they named themselves: a stranger polling the queue can fail a healthy
+    # workflow's task too, and this tells their word from the operator's own workers'.
+    by = printable(attrs.identity, MAX_IDENTITY_SHOWN) or "an unnamed worker"
     return (
-        f"{what} {description.id} cannot answer: its workflow task fails at every attempt ({attempts} so far; last "
-        f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}: {kind}: {why}); "
+        f"{what} {description.id} cannot answer: its workflow task is failing ({attempts} failed attempts so far; last "
+        f"at {failed.event_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC, event {failed.event_id}, by {by}: {kind}: {why}); "
         f"the workers' logs say more, `{record}` shows its record"
     )
 
 
-def printable(text: str) -> str:
+def printable(text: str, limit: int = MAX_FAILURE_SHOWN) -> str:
     """A failure's text as shown to an operator or auditor: anyone with namespace access can fail a
     task with a text of their own, so it is cut short and each control character (a terminal
     escape, a line break) becomes a space."""
-    return "".join(c if c.isprintable() else " " for c in text[:MAX_FAILURE_SHOWN])
+    return "".join(c if c.isprintable() else " " for c in text[:limit])
 
 
 def task_failure_cause(cause: int) -> str:

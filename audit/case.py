@@ -48,6 +48,7 @@ from domain.case import (
 from domain.clearinghouse import (
     ATTESTED_KEYRING,
     CASE_WORKFLOW,
+    CLEARINGHOUSE_ID,
     DISTRIBUTE_PATCH,
     EXPLOITATION_OBSERVED,
     FIX_READY,
@@ -57,6 +58,7 @@ from domain.clearinghouse import (
     NOTIFY_VENDOR,
     PATCH_DEPLOYED,
     PUBLISH_ADVISORY,
+    REPORT_VULNERABILITY,
     REQUEST_EXTENSION,
     TRIAGE_CASE,
     VALIDATE_REPORT,
@@ -159,7 +161,7 @@ class CaseInterpreter(Interpreter):
         started = history.events[0]
         case = _model(CaseInput, _first(started))
         intake: VulnerabilityIntake | None = case.intake if case else None
-        self.report = intake.report if intake else None
+        self.intake, self.report = intake, intake.report if intake else None
         self.assessed: list[Event] = []  # Treasury's validation and triage, as completed
         self.rec = CaseRecord(
             case_id=case.case_id if case else history.workflow_id,
@@ -177,6 +179,7 @@ class CaseInterpreter(Interpreter):
         self.deadlines: list[tuple[datetime, datetime]] = []  # (when upserted, deadline)
         self.deployed: list[tuple[datetime, str]] = []  # (when accepted, sender)
         self.keyring: dict[str, str] = {}
+        self.first_keyring: dict[str, str] | None = None  # the one the case checked its report with
         self.unverified: list[str] = []
         self.not_believed: dict[int, str] = {}  # keyring loads not signed by Treasury: event id -> why
         self.attested_keys = patched(history, ATTESTED_KEYRING)
@@ -208,6 +211,8 @@ class CaseInterpreter(Interpreter):
             keyring = self._keyring(e)
             if keyring is not None:
                 self.keyring = keyring
+                if self.first_keyring is None:
+                    self.first_keyring = keyring
         receipt = _model(NoticeReceipt, _first(e)) if e.name in NOTICE_ACTIVITIES else None
         if receipt is not None:
             self.rec.notices.append(
@@ -410,25 +415,59 @@ class CaseInterpreter(Interpreter):
     def _assessed(self) -> AuditCheck | None:
         """Validation and triage are unsigned results (local activities since `case-local-activities`),
         so someone holding the payload key could alter them in an exported history; both are pure
-        functions of the report that opened the case, so they are recomputed here."""
+        functions of the report that opened the case, so they are recomputed here. That report is
+        believed only with its reporter's signature (as the case checked it, with the keyring it
+        loaded first): else the report itself could be doctored, its results to match."""
         if self.report is None or not (self.assessed or (self.rec.state and self.rec.state.triage)):
             return None
         name = "the validation and triage are what the case's report scores (recomputed here)"
+        assert self.intake is not None
+        signed = signature_problem(
+            self.first_keyring or {}, CLEARINGHOUSE_ID, REPORT_VULNERABILITY, self.intake, target="clearinghouse"
+        )
+        # A continued run's report was checked by the run that opened the case, with that run's
+        # keyring: its reporter's key may be gone since (a partner suspended), which is no fault.
+        gone = bool(self.rec.continued_from) and self.intake.sender not in (self.first_keyring or {})
+        if signed and not gone:
+            return AuditCheck(
+                name=name, ok=False, detail=f"the report in its start input is not its reporter's: {signed}"
+            )
         try:
-            validation, triage = validation_of(self.report), triage_of(self.report)
+            validation, triages = validation_of(self.report), self._triages()
         except ValueError as e:
             return AuditCheck(name=name, ok=False, detail=f"the case's report does not score: {e}")
-        expected: dict[str, BaseModel] = {VALIDATE_REPORT: validation, TRIAGE_CASE: triage}
         wrong = [
             f"event {e.id} ({e.name})"
             for e in self.assessed
-            if _model(type(expected[e.name]), _first(e)) != expected[e.name]
+            if not (
+                _model(Validation, _first(e)) == validation
+                if e.name == VALIDATE_REPORT
+                else _model(Triage, _first(e)) in triages
+            )
         ]
         state = self.rec.state
-        if state is not None and state.triage is not None and state.triage != triage:
+        if state is not None and state.triage is not None and state.triage not in triages:
             wrong.append(f"the case's record ({self.rec.read_from})")
-        detail = f"CVSS {triage.cvss_version} {triage.base_score} ({triage.severity.value}), {triage.priority.name}"
+        triage = triages[0]
+        detail = f"CVSS {triage.cvss_version} {triage.base_score} ({triage.severity.value})"
+        if gone:
+            detail += f"; {self.intake.sender} has no key in this run's keyring (the run that opened the case checked)"
         return AuditCheck(name=name, ok=not wrong, detail=detail if not wrong else "differs: " + "; ".join(wrong))
+
+    def _triages(self) -> list[Triage]:
+        """What the desk may have made of the case: it triages the case as it stands, so a duplicate
+        linked before the triage (its sectors, its exploitation) counts. The score and severity are
+        the report's alone; the priority and critical sectors range over the sectors the case took,
+        in the order it took them, and its exploitation."""
+        assert self.report is not None
+        state, first = self.rec.state, list(self.report.sectors)
+        sectors = [*first, *(x for x in (state.sectors if state else []) if x not in first)]
+        exploited = dict.fromkeys([self.report.exploited, bool(state and state.exploited)])
+        return [
+            triage_of(self.report.model_copy(update={"sectors": sectors[:k], "exploited": x}))
+            for k in range(len(first), len(sectors) + 1)
+            for x in exploited
+        ]
 
 
 def _deployed(m: PatchDeployed) -> str:

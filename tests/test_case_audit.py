@@ -124,7 +124,9 @@ async def test_a_keyring_not_signed_by_treasury_is_not_believed_and_its_messages
         history.events[history.events.index(load)] = dataclasses.replace(load, values=[{**envelope, "result": forged}])
         trail = audited(history)
     assert failed(trail) == [
-        "every message the case applied is signed by its sender (re-verified with the keyring it loaded)"
+        "every message the case applied is signed by its sender (re-verified with the keyring it loaded)",
+        # Nor the report that opened the case (its signature is checked with that keyring).
+        "the validation and triage are what the case's report scores (recomputed here)",
     ]
     assert any("NOT BELIEVED" in e.text and "does not verify against treasury's" in e.text for e in trail.timeline)
 

@@ -80,7 +80,7 @@ async def test_status_of_a_wedged_workflow_says_its_task_fails_and_why(
     assert code == 1, (out, text)
     assert len(text.strip().splitlines()) == 1, text  # one line, no traceback
     assert "\x1b" not in text, text  # no terminal escape reaches the operator's screen
-    assert f"{what} {review_id} cannot answer: its workflow task fails at every attempt" in text, text
+    assert f"{what} {review_id} cannot answer: its workflow task is failing" in text, text
     assert "RuntimeError: the deployed code is broken" in text, text  # the cause, decoded
     assert f"`{record} {review_id}` shows its record" in text, text
     checks = {c["name"]: c for c in json.loads(audit[1])["checks"]}
