@@ -16,6 +16,7 @@ from audit import audit_workflow
 from domain.case import CaseStatus, triage_of, validation_of
 from domain.clearinghouse import CLEARINGHOUSE_TASK_QUEUE, VulnerabilityIntake
 from domain.policy import Policy, load_policy
+from domain.sectors import Sector
 from domain.vulnerability import Priority, VulnerabilityReport
 from tests.conftest import recording_anchors, report_signed, running, vulnerability
 from tests.test_case_audit import VERSIONS, audited, decoded, failed
@@ -78,7 +79,7 @@ async def test_a_duplicate_linked_before_the_triage_passes_the_audit(
             first = await report_signed(
                 isolated, VulnerabilityIntake(sender="partner:shieldsec", report=details), policy
             )
-            again = details.model_copy(update={"sectors": ["energy"], "exploited": True})
+            again = details.model_copy(update={"sectors": [Sector.ENERGY], "exploited": True})
             dup = await report_signed(isolated, VulnerabilityIntake(sender="operator:energy", report=again), policy)
         assert dup.duplicate and dup.case_id == first.case_id
         async with running(cases):  # back: the case's first task takes the report and its duplicate
@@ -101,7 +102,7 @@ async def test_genuine_cases_of_every_kind_pass_the_recomputation(client: Client
     four = await open_case(client, policy, cvss_vector=CVSS4, sectors=["cloud-provider"])
     exploited = await open_case(client, policy, exploited=True, sectors=["energy"])
     joined = await open_case(client, policy, sectors=[])
-    again = joined.report.model_copy(update={"sectors": ["water", "energy"], "exploited": True})
+    again = joined.report.model_copy(update={"sectors": [Sector.WATER, Sector.ENERGY], "exploited": True})
     await report_signed(client, VulnerabilityIntake(sender="operator:water", report=again), policy)
     observed = await open_case(client, policy, sectors=["cloud-provider"])
     await OperatorClient(client, "energy").exploitation_observed(observed.case_id, "seen in the wild")
