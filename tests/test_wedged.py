@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from temporalio import workflow
@@ -19,7 +16,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from domain.clearinghouse import CASE_WORKFLOW
 from domain.review import WORKFLOW_TYPE
 from tests.conftest import ISOLATED_NAMESPACE
-from tests.test_cli import CLI
+from tests.test_audit import run_cli
 
 
 class Broken:
@@ -73,31 +70,20 @@ async def test_status_of_a_wedged_workflow_says_its_task_fails_and_why(
         else:
             raise AssertionError("the workflow task never failed")
         address = isolated.service_client.config.target_host
-        code, out, text = await run(*command, review_id, "--address", address, "--namespace", ISOLATED_NAMESPACE)
+        at = ("--address", address, "--namespace", ISOLATED_NAMESPACE)
+        shown = await asyncio.to_thread(run_cli, *command, review_id, *at, timeout=60)
         # What its record says: the audit, read from the server, names the stuck task.
-        audit = await run("audit", review_id, "--json", "--address", address, "--namespace", ISOLATED_NAMESPACE)
+        audit = await asyncio.to_thread(run_cli, "audit", review_id, "--json", *at, timeout=60)
     await handle.terminate("test over")
+    code, out, text = shown.returncode, shown.stdout, shown.stderr
     assert code == 1, (out, text)
     assert len(text.strip().splitlines()) == 1, text  # one line, no traceback
     assert "\x1b" not in text, text  # no terminal escape reaches the operator's screen
     assert f"{what} {review_id} cannot answer: its workflow task is failing" in text, text
     assert "RuntimeError: the deployed code is broken" in text, text  # the cause, decoded
     assert f"`{record} {review_id}` shows its record" in text, text
-    checks = {c["name"]: c for c in json.loads(audit[1])["checks"]}
+    checks = {c["name"]: c for c in json.loads(audit.stdout)["checks"]}
     stuck = checks["the open run is not stuck (its last workflow task did not fail)"]
     assert not stuck["ok"], stuck
     assert "workflow task FAILED (WORKFLOW_WORKER_UNHANDLED_FAILURE): RuntimeError: the deployed" in stuck["detail"]
-    assert "\x1b" not in audit[1] and "\\u001b" not in audit[1], "no terminal escape in the trail either"
-
-
-async def run(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={
-            "PATH": str(Path(sys.executable).parent), "COLUMNS": "200", "TEMPORAL_CONFIG_FILE": "/nonexistent",
-            "FRONTIER_REVIEW_KEYS_DIR": os.environ["FRONTIER_REVIEW_KEYS_DIR"],
-        },
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    assert "\x1b" not in audit.stdout and "\\u001b" not in audit.stdout, "no terminal escape in the trail either"
