@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -151,18 +152,29 @@ async def forge_open_loads(
     return answered
 
 
+@asynccontextmanager
+async def clearinghouse_of_its_own(client: Client) -> AsyncIterator[None]:
+    """The isolated namespace's clearinghouse for one test: none left over from others before it,
+    and after it, the clearinghouse and the cases it opened ended (so no later worker meets them)."""
+    await fresh_clearinghouse(client)
+    try:
+        yield
+    finally:
+        await client.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
+        await end_cases(client)
+
+
 async def test_a_forged_keyring_completed_by_id_lets_nobody_report_as_a_party(
     env: WorkflowEnvironment, isolated: Client, worker_config: WorkerConfig, policy: Policy, keys: KeyDirectory
 ) -> None:
     """The clearinghouse's first keyring load, completed by an insider (it holds the payload key)
     with the genuine keyring but partner:shieldsec's key replaced by its own; then a report 'from
     partner:shieldsec' signed with that key."""
-    await fresh_clearinghouse(isolated)
-    mallory = Signer("partner:shieldsec", Ed25519PrivateKey.generate())
-    forged = {**published_keyring(keys), "partner:shieldsec": mallory.public_key_b64()}
-    attacker = await insider(env, isolated.namespace, keys)
-    await start_clearinghouse(isolated, policy)
-    try:
+    async with clearinghouse_of_its_own(isolated):
+        mallory = Signer("partner:shieldsec", Ed25519PrivateKey.generate())
+        forged = {**published_keyring(keys), "partner:shieldsec": mallory.public_key_b64()}
+        attacker = await insider(env, isolated.namespace, keys)
+        await start_clearinghouse(isolated, policy)
         async with running(workflows_only(isolated, keys, worker_config)):
             answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 1)
         # Treasury's worker comes up: it answers the policy (and whatever keyring load is still open).
@@ -183,9 +195,6 @@ async def test_a_forged_keyring_completed_by_id_lets_nobody_report_as_a_party(
         # Visible: which keyring load was not believed, and why.
         assert [(u.activity_id, u.party) for u in view.unverified_results] == [(answered[0], "treasury")]
         assert "result is not signed" in view.unverified_results[0].reason
-    finally:
-        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
-        await end_cases(isolated)
 
 
 async def test_a_refresh_answered_with_a_forged_keyring_lets_nobody_speak_for_the_vendor(
@@ -195,8 +204,7 @@ async def test_a_refresh_answered_with_a_forged_keyring_lets_nobody_speak_for_th
     answers every load by id: a plaintext keyring with the vendor's key replaced, then the same
     keyring 'signed' by Treasury with a key of its own. Then a fix 'from the vendor' (which would
     start the patch's distribution and let the case disclose early)."""
-    await fresh_clearinghouse(isolated)
-    try:
+    async with clearinghouse_of_its_own(isolated):
         async with running(build_workers(isolated, ["treasury"], worker_config)):
             case = await open_case(isolated, policy)
         vendor = Signer(case.vendor_party, Ed25519PrivateKey.generate())
@@ -243,9 +251,6 @@ async def test_a_refresh_answered_with_a_forged_keyring_lets_nobody_speak_for_th
         assert [c.name for c in trail.checks if not c.ok] == []
         refused = [e.text for e in trail.timeline if "NOT BELIEVED" in e.text]
         assert len(refused) == 3 and all(f"completed by {attacker.identity}" in t for t in refused)
-    finally:
-        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
-        await end_cases(isolated)
 
 
 async def test_a_clearinghouse_with_no_verifiable_keyring_waits_and_asks_treasury_again(
@@ -254,14 +259,13 @@ async def test_a_clearinghouse_with_no_verifiable_keyring_waits_and_asks_treasur
     """Every attempt of the first load answered by the attacker: the clearinghouse does not stop (nor
     take reports with anyone's keys). It asks Treasury again after a pause; once Treasury's worker
     answers, reports are taken, and the forgeries stay in the status."""
-    await fresh_clearinghouse(isolated)
-    forged = {
-        **published_keyring(keys),
-        "partner:shieldsec": Signer("x", Ed25519PrivateKey.generate()).public_key_b64(),
-    }
-    attacker = await insider(env, isolated.namespace, keys)
-    handle = await start_clearinghouse(isolated, policy)
-    try:
+    async with clearinghouse_of_its_own(isolated):
+        forged = {
+            **published_keyring(keys),
+            "partner:shieldsec": Signer("x", Ed25519PrivateKey.generate()).public_key_b64(),
+        }
+        attacker = await insider(env, isolated.namespace, keys)
+        handle = await start_clearinghouse(isolated, policy)
         async with running(workflows_only(isolated, keys, worker_config)):
             answered = await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: forged, lambda a: len(a) == 3)
             await until(lambda: paused(isolated), lambda p: p, timeout=30, interval=0.05, what="the pause")
@@ -284,9 +288,6 @@ async def test_a_clearinghouse_with_no_verifiable_keyring_waits_and_asks_treasur
                 "treasury-keys#3",
             ]
         )
-    finally:
-        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
-        await end_cases(isolated)
 
 
 async def paused(client: Client) -> bool:
@@ -301,15 +302,16 @@ async def test_a_clearinghouse_waiting_for_its_keyring_still_continues_as_new_wh
     """While no verifiable keyring comes, reports handed in queue up; a flood of them (here one report
     handed in again and again) fills the run, which continues as new with the queue rather than
     grow: the next run asks Treasury for its keyring first, then takes what was queued."""
-    await fresh_clearinghouse(isolated)
-    attacker = await insider(env, isolated.namespace, keys)
-    partner = signer_for("partner:shieldsec")
-    intake = partner.sign(
-        CLEARINGHOUSE_ID, REPORT_VULNERABILITY, VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability())
-    )
-    handle = await start_clearinghouse(isolated, policy)
-    first_run = handle.first_execution_run_id
-    try:
+    async with clearinghouse_of_its_own(isolated):
+        attacker = await insider(env, isolated.namespace, keys)
+        partner = signer_for("partner:shieldsec")
+        intake = partner.sign(
+            CLEARINGHOUSE_ID,
+            REPORT_VULNERABILITY,
+            VulnerabilityIntake(sender="partner:shieldsec", report=vulnerability()),
+        )
+        handle = await start_clearinghouse(isolated, policy)
+        first_run = handle.first_execution_run_id
         async with running(workflows_only(isolated, keys, worker_config)):
             await forge_open_loads(attacker, CLEARINGHOUSE_ID, lambda _: {}, lambda a: len(a) == 3)
             sent, full_since = 0, None
@@ -345,9 +347,6 @@ async def test_a_clearinghouse_waiting_for_its_keyring_still_continues_as_new_wh
             view = await clearinghouse_status(isolated)
         assert (view.runs, view.reports, view.cases_opened) == (2, 1, 1), "the queued report applied once"
         assert not receipt.duplicate
-    finally:
-        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
-        await end_cases(isolated)
 
 
 async def what_it_did(client: Client, run_id: str) -> str:
@@ -371,8 +370,7 @@ async def test_a_cases_validation_and_triage_are_no_tasks_anyone_can_complete(
     were not signed, so before the case ran them as local activities anyone with the payload key
     could complete them by id (`valid: true` for junk, `low` for a critical flaw). Now no such task
     exists on the server: the case's keyring, validation and triage are markers its own worker wrote."""
-    await fresh_clearinghouse(isolated)
-    try:
+    async with clearinghouse_of_its_own(isolated):
         async with running(build_workers(isolated, ["treasury"], worker_config)):
             case = await open_case(isolated, policy)
         attacker = await insider(env, isolated.namespace, keys)
@@ -388,6 +386,3 @@ async def test_a_cases_validation_and_triage_are_no_tasks_anyone_can_complete(
             with pytest.raises(RPCError) as nothing:
                 await complete_by_id(attacker, case.case_id, activity_id, {"valid": True, "reason": "forged"})
             assert nothing.value.status == RPCStatusCode.NOT_FOUND
-    finally:
-        await isolated.get_workflow_handle(CLEARINGHOUSE_ID).terminate("test finished")
-        await end_cases(isolated)
