@@ -183,7 +183,7 @@ async def decode(
     events: list[Event] = []
     workflow_time = history.events[0].event_time.ToDatetime(tzinfo=UTC)
     for raw in history.events:
-        type_ = EventType.Name(raw.event_type).removeprefix("EVENT_TYPE_")
+        type_ = event_type_name(raw.event_type)
         at = raw.event_time.ToDatetime(tzinfo=UTC)
         if type_ == "WORKFLOW_TASK_STARTED":
             workflow_time = at
@@ -224,6 +224,11 @@ def _this_run(history: WorkflowHistory) -> str:
     ]
     resets = [attrs.new_run_id for attrs in failed if attrs.cause == RESET_CAUSE]
     return next((r for r in reversed(resets) if r), history.run_id)
+
+
+def event_type_name(event_type: int) -> str:
+    """An event's type as an `Event` names it (`WORKFLOW_TASK_FAILED`)."""
+    return EventType.Name(event_type).removeprefix("EVENT_TYPE_")
 
 
 class _EventReader:

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SerializeAsAny
 
-from audit.history import UNDECODABLE, DecodedHistory, Event
+from api import server
+from audit.history import UNDECODABLE, DecodedHistory, Event, event_type_name
 from domain.status import RunRecord
 
 REJECTED_UPDATES_NOTE = (
@@ -212,7 +213,8 @@ def interpreter_for(workflow_type: str) -> Interpreter:
     return INTERPRETERS.get(workflow_type, Interpreter)()
 
 
-TASK_ENDINGS = ("WORKFLOW_TASK_COMPLETED", "WORKFLOW_TASK_FAILED", "WORKFLOW_TASK_TIMED_OUT")
+# How a workflow task ends, as `status` reads them from the server (api/server.py), named as events are here.
+TASK_ENDINGS = tuple(event_type_name(t) for t in server.TASK_ENDINGS)
 
 
 def _not_stuck(history: DecodedHistory) -> AuditCheck:
